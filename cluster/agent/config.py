@@ -1,0 +1,81 @@
+"""The agent's typed settings: defaults < agent.yaml < CLUSTER_* environment < flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticError
+
+from cluster.errors import ConfigError, ValidationError
+from cluster.state.ids import ID_RULE, is_safe_id
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: str
+    id: str
+    specialties: tuple[str, ...] = Field(min_length=1)
+    max_tasks: int = Field(default=1, ge=1, le=64)
+    workdir: Path = Path("~/.cache/claude-cluster").expanduser()
+    exit_when_idle: bool = False
+    lease_seconds: float | None = Field(default=None, ge=0.5, le=3600)
+    heartbeat_seconds: float | None = Field(default=None, ge=0.1, le=600)
+    poll_seconds: float = Field(default=5.0, ge=0.05, le=600)
+    events_path: Path | None = None
+    stop_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    keep_failed_workspaces_hours: float = Field(default=24.0, ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not is_safe_id(value):
+            raise ValueError(f"unsafe agent id {value!r}: expected {ID_RULE}")
+        return value
+
+    @field_validator("specialties", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+ENV_PREFIX = "CLUSTER_AGENT_"
+
+
+def load_agent_config(
+    path: Path | None, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Layer the file, the environment and the flags (None means 'not given')."""
+    layered: dict[str, Any] = {}
+    if path is not None:
+        try:
+            body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read agent config: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: YAML error: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        layered.update(body)
+    env = os.environ if environ is None else environ
+    for name in AgentConfig.model_fields:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            layered[name] = value
+    layered.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return AgentConfig.model_validate(layered)
+    except PydanticError as exc:
+        where = str(path) if path else "agent settings"
+        problems = [
+            f"'{'.'.join(str(p) for p in e['loc'])}': {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise ValidationError(where, problems) from exc

@@ -1,0 +1,401 @@
+"""The agent's claim loop: reconcile with the remote, claim, renew, publish, fold, repeat."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import random
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+
+from cluster import __version__
+from cluster.agent.config import AgentConfig
+from cluster.agent.events import EventLog
+from cluster.agent.runner import AttemptReport, Runner
+from cluster.errors import ClusterError
+from cluster.state.client import Held, Identity, StateClient
+from cluster.state.records import Heartbeat, Release, Result, outcome_fields
+from cluster.state.snapshot import Snapshot, TaskView
+from cluster.state.watch import Waker
+
+INVALID_GRACE = 10.0  # others step in for the elected agent after this long
+MAX_BACKOFF = 30.0
+
+
+def rank(key: str, agent: str) -> int:
+    """Rendezvous hashing: agents prefer different tasks, so they rarely race for one."""
+    return int.from_bytes(hashlib.blake2b(f"{key}/{agent}".encode(), digest_size=8).digest())
+
+
+@dataclass
+class Running:
+    held: Held
+    cancel: threading.Event
+    future: Future[AttemptReport]
+    lost: bool = False
+    report: AttemptReport | None = None  # finished but not yet published (remote away)
+
+
+@dataclass
+class LoopState:
+    running: dict[str, Running] = field(default_factory=dict)
+    heartbeat_tip: str | None = None
+    last_renew: float = 0.0
+    paused_until: float = 0.0
+    stopping: bool = False
+    stop_at: float = 0.0
+    backoff: float = 0.0
+    idle_since: float | None = None
+    done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, runner: Runner, events: EventLog) -> None:
+        self.config = config
+        self.runner = runner
+        self.events = events
+        self.client = StateClient(config.state, config.workdir, Identity(config.id))
+        self.waker = Waker(self.client.remote.path)
+        self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
+        self.st = LoopState()
+        self.started_at = time.time()
+        self.counters = {"claimed": 0, "succeeded": 0, "failed": 0, "invalid": 0, "released": 0,
+                         "fenced": 0, "lost": 0, "folded": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        self.stop(f"signal {signal.Signals(signum).name}")
+
+    def stop(self, why: str) -> None:
+        if not self.st.stopping:
+            self.st.stopping = True
+            self.st.stop_at = time.time()
+            self.events.emit("stopping", reason=why)
+        self.waker.poke()
+
+    def run(self) -> int:
+        self.events.emit("started", specialties=list(self.config.specialties),
+                         max_tasks=self.config.max_tasks, state=self.config.state)
+        self.waker.start()
+        try:
+            while True:
+                timeout = self._iterate()
+                if timeout is None:
+                    break
+                self.waker.wait(timeout)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        for item in self.st.running.values():
+            item.cancel.set()
+        self.pool.shutdown(wait=True)
+        try:
+            snap = self.client.snapshot()
+            self._collect(snap)
+            hb = self._heartbeat(snap, state="stopped")
+            self.client.stop_heartbeat(hb, self.st.heartbeat_tip)
+        except ClusterError as exc:
+            self.events.emit("shutdown_incomplete", error=str(exc))
+        self.waker.stop()
+        self.client.close()
+        self.events.emit("stopped", counters=dict(self.counters))
+
+    # -- one iteration --------------------------------------------------------------------
+
+    def _iterate(self) -> float | None:
+        """Reconcile once; return how long to wait, or None to exit."""
+        try:
+            snap = self.client.snapshot()
+        except ClusterError as exc:
+            return self._remote_trouble(exc)
+        if self.st.backoff:
+            self.events.emit("remote_back")
+            self.st.backoff = 0.0
+            self.waker.restart()
+        try:
+            self._collect(snap)
+            self._renew_if_due(snap)
+            claimed = 0
+            if not self.st.stopping and time.time() >= self.st.paused_until:
+                claimed = self._claim(snap)
+            self._judge_bad_tasks(snap)
+            self._maybe_fold(snap, final=False)
+        except ClusterError as exc:  # the remote went away mid-iteration: nothing is lost
+            return self._remote_trouble(exc)
+        if self.st.stopping and not self.st.running:
+            return None
+        if self.st.stopping and time.time() - self.st.stop_at > self.config.stop_grace_seconds:
+            for item in self.st.running.values():
+                item.cancel.set()  # past the grace period: stop and release what is held
+        if claimed:
+            return 0.0  # there may be more to take right away
+        if self.config.exit_when_idle and self._idle(snap):
+            self._maybe_fold(self.client.snapshot(), final=True)
+            return None
+        return self._next_wait(snap)
+
+    def _remote_trouble(self, exc: Exception) -> float | None:
+        self.st.backoff = min(MAX_BACKOFF, max(0.25, self.st.backoff * 2))
+        self.events.emit("remote_unavailable", error=str(exc), retry_in=round(self.st.backoff, 2))
+        self.client.remote.reopen()
+        if self.st.stopping and not self.st.running:
+            return None
+        return self.st.backoff * random.uniform(0.5, 1.0)
+
+    def _intervals(self, snap: Snapshot) -> tuple[float, float]:
+        lease = self.config.lease_seconds or snap.settings.lease_seconds
+        beat = self.config.heartbeat_seconds or snap.settings.heartbeat_seconds
+        return lease, min(beat, lease / 3)
+
+    def _next_wait(self, snap: Snapshot) -> float:
+        _, beat = self._intervals(snap)
+        wait = min(self.config.poll_seconds, self.st.last_renew + beat - time.time())
+        if self.st.paused_until > time.time():
+            wait = min(wait, self.st.paused_until - time.time())
+        now = time.time()
+        for view in snap.claims.values():  # wake when a stale claim or a backoff ends
+            record = view.record
+            if isinstance(record, Release):
+                wait = min(wait, record.not_before - now)
+            elif not isinstance(record, Result):
+                wait = min(wait, record.expires_at + snap.settings.skew_seconds - now)
+        if self.st.stopping:
+            wait = min(wait, 0.2)
+        return max(0.01, wait)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def _serves(self, task: TaskView) -> bool:
+        return task.spec is not None and task.spec.specialty in self.config.specialties
+
+    def _dependency_verdict(self, snap: Snapshot, task: TaskView) -> str | None:
+        """None when runnable, 'wait' while dependencies run, else the failure reason."""
+        assert task.spec is not None
+        for dep in task.spec.depends_on:
+            result = snap.result(dep)
+            if result is None:
+                if not snap.known(dep):
+                    return f"depends_on names unknown task {dep!r}"
+                return "wait"
+            if result.status != "succeeded":
+                return f"dependency {dep!r} ended {result.status}"
+        return None
+
+    def claimable(self, snap: Snapshot, now: float) -> list[TaskView]:
+        out = []
+        for task in snap.tasks.values():
+            if not self._serves(task) or task.key in self.st.running:
+                continue
+            state = snap.state(task.key, now)
+            if state == "released":
+                record = snap.claims[task.key].record
+                assert isinstance(record, Release)
+                if record.not_before > now:
+                    continue
+            elif state not in ("pending", "stale"):
+                continue
+            if self._dependency_verdict(snap, task) is None:
+                out.append(task)
+        out.sort(key=lambda t: (-t.spec.priority.rank if t.spec else 0, t.added_at, t.key))
+        return out
+
+    def _claim(self, snap: Snapshot) -> int:
+        free = self.config.max_tasks - len(self.st.running)
+        if free <= 0:
+            return 0
+        now = time.time()
+        candidates = self.claimable(snap, now)
+        if not candidates:
+            return 0
+        window = max(free, len(snap.online_agents(now)) + 1)
+        top = sorted(candidates[:window], key=lambda t: rank(t.key, self.config.id))
+        lease, _ = self._intervals(snap)
+        claimed = 0
+        for task in top[:free]:
+            got = self.client.claim(snap, task, lease)
+            if isinstance(got, Result):
+                self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
+            elif got is None:
+                self.events.emit("claim_rejected", task.key)
+                break  # the view is stale: re-read before trying again
+            else:
+                self._start(got)
+                claimed += 1
+        return claimed
+
+    def _start(self, held: Held) -> None:
+        self.counters["claimed"] += 1
+        self.events.emit("claimed", held.key, attempt=held.claim.attempt,
+                         takeover=held.claim.takeover_of is not None)
+        cancel = threading.Event()
+        future = self.pool.submit(self.runner.run, held, cancel)
+        future.add_done_callback(lambda _: self.waker.poke())
+        self.st.running[held.key] = Running(held, cancel, future)
+        self.st.idle_since = None
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _collect(self, snap: Snapshot) -> None:
+        for key, item in list(self.st.running.items()):
+            if not item.future.done():
+                continue
+            if item.lost:
+                del self.st.running[key]
+                continue
+            if item.report is None:
+                try:
+                    item.report = item.future.result()
+                except Exception as exc:  # a runner bug must not kill the agent: a failure
+                    item.report = AttemptReport("failed", f"runner crashed: {exc!r}")
+            # Kept (and renewed) until the push goes through: a remote that is away for a
+            # while delays the result but cannot lose it.
+            self._publish(snap, item.held, item.report)
+            del self.st.running[key]
+
+    def _publish(self, snap: Snapshot, held: Held, report: AttemptReport) -> None:
+        spec = held.task.spec
+        assert spec is not None
+        fields = outcome_fields(report.outcome)
+        attempt = held.claim.attempt
+        record: Result | Release
+        if report.status in ("succeeded", "invalid") or (
+            report.status in ("failed", "timed_out") and attempt >= spec.max_attempts
+        ):
+            record = Result(task=held.key, status=report.status,
+                            attempt=attempt, agent=self.config.id, reason=report.reason,
+                            **fields)
+        else:
+            # A rate limit or a shutdown is nobody's failure: the attempt is not burnt.
+            paused = report.status in ("paused", "stopped")
+            delay = report.retry_after if paused else snap.settings.retry_backoff_seconds
+            record = Release(task=held.key, agent=self.config.id, attempt=attempt,
+                             status="paused" if paused else report.status,  # type: ignore[arg-type]
+                             counted=not paused, reason=report.reason,
+                             not_before=time.time() + delay, **fields)
+            if report.status == "paused":
+                self.st.paused_until = max(self.st.paused_until, time.time() + delay)
+                self.events.emit("paused", held.key, seconds=round(delay, 2))
+        if self.client.finish(held, record):
+            kind = record.status if isinstance(record, Result) else "released"
+            self.counters[kind] = self.counters.get(kind, 0) + 1
+            self.events.emit("published", held.key, status=record.status,
+                             kind=record.KIND, attempt=attempt)
+        else:
+            self.counters["fenced"] += 1
+            self.events.emit("result_fenced", held.key, status=record.status, attempt=attempt)
+
+    # -- leases, heartbeats ---------------------------------------------------------------
+
+    def _heartbeat(self, snap: Snapshot, state: str | None = None) -> Heartbeat:
+        _, beat = self._intervals(snap)
+        now = time.time()
+        if state is None:
+            state = "draining" if self.st.stopping else (
+                "paused" if self.st.paused_until > now else "running")
+        return Heartbeat(
+            id=self.config.id, host=self.client.identity.host, pid=self.client.identity.pid,
+            version=__version__, specialties=self.config.specialties,
+            max_tasks=self.config.max_tasks, holding=tuple(sorted(self.st.running)),
+            state=state,  # type: ignore[arg-type]
+            started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
+            paused_until=self.st.paused_until or None,
+        )
+
+    def _renew_if_due(self, snap: Snapshot) -> None:
+        _, beat = self._intervals(snap)
+        if time.time() < self.st.last_renew + beat:
+            return
+        live = [r.held for r in self.st.running.values() if not r.lost]
+        renewed, lost, tip = self.client.renew(live, self._heartbeat(snap), self.st.heartbeat_tip)
+        self.st.heartbeat_tip = tip
+        self.st.last_renew = time.time()
+        for key, held in renewed.items():
+            self.st.running[key].held = held
+        for key in lost:
+            item = self.st.running[key]
+            item.lost = True
+            item.cancel.set()
+            self.counters["lost"] += 1
+            self.events.emit("claim_lost", key, reason="renewal refused: taken over or cancelled")
+
+    # -- bad input, dependencies, folding -------------------------------------------------
+
+    def _elected(self, snap: Snapshot, key: str, since: float, now: float) -> bool:
+        online = [hb.id for hb in snap.online_agents(now)] or [self.config.id]
+        if self.config.id not in online:
+            online.append(self.config.id)
+        first = min(online, key=lambda agent: rank(key, agent))
+        return first == self.config.id or now - since > INVALID_GRACE
+
+    def _judge_bad_tasks(self, snap: Snapshot) -> None:
+        now = time.time()
+        for task in snap.tasks.values():
+            if task.key in snap.claims:
+                continue
+            if task.error is not None:
+                status, reason = "invalid", task.error
+            elif task.spec is not None:
+                verdict = self._dependency_verdict(snap, task)
+                if verdict is None or verdict == "wait":
+                    continue
+                status = "invalid" if verdict.startswith("depends_on") else "cancelled"
+                reason = verdict
+            else:
+                continue
+            if not self._elected(snap, task.key, task.added_at, now):
+                continue
+            result = Result(task=task.key, status=status,  # type: ignore[arg-type]
+                            attempt=0, agent=self.config.id, reason=reason)
+            if self.client.write_terminal(task.key, result, None):
+                self.counters["judged"] = self.counters.get("judged", 0) + 1
+                self.events.emit("judged", task.key, status=status, reason=reason)
+
+    def _maybe_fold(self, snap: Snapshot, *, final: bool) -> None:
+        finished = [snap.claims[k] for k in snap.terminal_keys()]
+        if not finished:
+            return
+        now = time.time()
+        settings = snap.settings
+        oldest = min(
+            (v.record.finished_at or snap.taken_at) if isinstance(v.record, Result) else now
+            for v in finished
+        )
+        age = now - oldest
+        due = final or len(finished) >= settings.fold_batch or age >= settings.fold_delay_seconds
+        if not due:
+            return
+        elected = self._elected(snap, snap.main or "", now, now)
+        if not (final or elected or age >= 3 * settings.fold_delay_seconds):
+            return
+        folded = self.client.fold(snap, settings.fold_batch)
+        if folded:
+            self.counters["folded"] += folded
+            self.events.emit("folded", count=folded)
+
+    def _idle(self, snap: Snapshot) -> bool:
+        """Nothing held and nothing this agent serves is left unfinished."""
+        if self.st.running:
+            return False
+        now = time.time()
+        for task in snap.tasks.values():
+            if task.key in snap.archived:
+                continue
+            state = snap.state(task.key, now)
+            if state in ("succeeded", "failed", "invalid", "cancelled", "timed_out"):
+                continue
+            if self._serves(task) or task.error is not None:
+                return False
+        return True
+

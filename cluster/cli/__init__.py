@@ -1,0 +1,230 @@
+"""The ``claude-cluster`` command: state, task, status and agent subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import ClusterError, ValidationError
+from cluster.state.ids import is_safe_id
+
+
+def _workdir() -> Path:
+    base = os.environ.get("CLUSTER_WORKDIR") or Path("~/.cache/claude-cluster").expanduser()
+    return Path(base) / "cli"
+
+
+def _client(url: str) -> Any:
+    from cluster.state.client import Identity, StateClient
+
+    name = os.environ.get("CLUSTER_OPERATOR") or getpass.getuser() or "operator"
+    client = StateClient(url, _workdir(), Identity(name if is_safe_id(name) else "operator"))
+    client.remote.check()
+    return client
+
+
+def _emit(args: argparse.Namespace, data: Any, human: Any) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        human()
+
+
+def cmd_state_init(args: argparse.Namespace) -> int:
+    from cluster.state.init import init_state_repo
+
+    hooks = Path(args.hooks) if args.hooks else _default_hooks()
+    commit = init_state_repo(Path(args.path).expanduser().resolve(), hooks=hooks)
+    print(f"initialised state repo {args.path} (main at {commit[:12]})")
+    return 0
+
+
+def _default_hooks() -> Path | None:
+    candidate = Path(__file__).resolve().parents[2] / "hooks"
+    return candidate if (candidate / "pre-receive").exists() else None
+
+
+def cmd_task_submit(args: argparse.Namespace) -> int:
+    from cluster.state.submit import submit
+
+    client = _client(args.state)
+    try:
+        commit, ids = submit(client, [Path(p) for p in args.files])
+    finally:
+        client.close()
+    _emit(args, {"commit": commit, "submitted": ids},
+          lambda: print(f"submitted {len(ids)} task(s) in {commit[:12]}: {', '.join(ids)}"))
+    return 0
+
+
+def cmd_task_list(args: argparse.Namespace) -> int:
+    from cluster.cli.render import print_tables, task_table
+    from cluster.state.report import task_rows
+
+    client = _client(args.state)
+    try:
+        rows = task_rows(client.snapshot())
+    finally:
+        client.close()
+    if args.filter_state:
+        rows = [r for r in rows if r["state"] == args.filter_state]
+    _emit(args, rows, lambda: print_tables([task_table(rows)]))
+    return 0
+
+
+def cmd_task_show(args: argparse.Namespace) -> int:
+    import time
+
+    from cluster.state.report import task_row
+
+    client = _client(args.state)
+    try:
+        snap = client.snapshot()
+        if not snap.known(args.id):
+            raise ClusterError(f"task {args.id!r} is not in the state repo {args.state}")
+        row = task_row(snap, args.id, time.time())
+        task = snap.tasks.get(args.id)
+        text = client.remote.store.blob(task.blob).decode("utf-8", "replace") if task else None
+    finally:
+        client.close()
+    data = {**row, "file": text}
+
+    def human() -> None:
+        for name, value in row.items():
+            print(f"{name:>14}: {value}")
+        if text:
+            print("\n" + text)
+
+    _emit(args, data, human)
+    return 0
+
+
+def cmd_task_cancel(args: argparse.Namespace) -> int:
+    from cluster.state.submit import cancel
+
+    client = _client(args.state)
+    try:
+        result = cancel(client, args.id, args.reason)
+    finally:
+        client.close()
+    _emit(args, {"id": args.id, "status": result.status, "reason": result.reason},
+          lambda: print(f"cancelled {args.id}"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cluster.cli.render import print_tables, status_tables
+    from cluster.state.report import status
+
+    client = _client(args.state)
+    try:
+        report = status(client.snapshot())
+    finally:
+        client.close()
+    _emit(args, report, lambda: print_tables(status_tables(report)))
+    return 0
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    from cluster.agent.config import load_agent_config
+    from cluster.agent.events import EventLog, setup_logging
+    from cluster.agent.loop import Agent
+    from cluster.agent.runner import CommandRunner
+
+    setup_logging(args.log_level, json_lines=args.log_json)
+    flags = {
+        "state": args.state, "id": args.id, "specialties": args.specialty,
+        "max_tasks": args.max_tasks, "exit_when_idle": args.exit_when_idle or None,
+        "lease_seconds": args.lease, "heartbeat_seconds": args.heartbeat,
+        "poll_seconds": args.poll, "events_path": args.events, "workdir": args.workdir,
+    }
+    config = load_agent_config(Path(args.config) if args.config else None, flags)
+    agent = Agent(config, CommandRunner(config.workdir / config.id),
+                  EventLog(config.id, config.events_path))
+    agent.client.remote.check()
+    agent.install_signal_handlers()
+    return agent.run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="claude-cluster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    state = sub.add_parser("state", help="manage state repos").add_subparsers(
+        dest="state_command", required=True)
+    init = state.add_parser("init", help="create a bare state repo with its layout and hooks")
+    init.add_argument("path")
+    init.add_argument("--hooks", help="directory of server hooks to install")
+    init.set_defaults(func=cmd_state_init)
+
+    task = sub.add_parser("task", help="submit, list, show and cancel tasks").add_subparsers(
+        dest="task_command", required=True)
+    for name, func, helptext in (
+        ("submit", cmd_task_submit, "validate task files, then commit and push them"),
+        ("list", cmd_task_list, "list tasks and their states"),
+        ("show", cmd_task_show, "show one task, its state and its file"),
+        ("cancel", cmd_task_cancel, "end a task as cancelled (fences off its holder)"),
+    ):
+        cmd = task.add_parser(name, help=helptext)
+        cmd.add_argument("--state", required=True, help="state repo URL or path")
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.set_defaults(func=func)
+        if name == "submit":
+            cmd.add_argument("files", nargs="+", metavar="FILE")
+        elif name == "list":
+            cmd.add_argument("--filter-state", metavar="STATE")
+        else:
+            cmd.add_argument("id")
+        if name == "cancel":
+            cmd.add_argument("--reason", default="cancelled by the operator")
+
+    stat = sub.add_parser("status", help="agents and tasks at a glance")
+    stat.add_argument("--state", required=True)
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(func=cmd_status)
+
+    agent = sub.add_parser("agent", help="run an agent").add_subparsers(
+        dest="agent_command", required=True)
+    run = agent.add_parser("run", help="claim and run tasks until stopped")
+    run.add_argument("--config", help="agent.yaml (flags override it)")
+    run.add_argument("--state")
+    run.add_argument("--id")
+    run.add_argument("--specialty", help="comma-separated specialties served")
+    run.add_argument("--max-tasks", type=int)
+    run.add_argument("--exit-when-idle", action="store_true")
+    run.add_argument("--lease", type=float, help="lease seconds (default: the repo's)")
+    run.add_argument("--heartbeat", type=float, help="heartbeat seconds (default: the repo's)")
+    run.add_argument("--poll", type=float, help="fallback re-read interval in seconds")
+    run.add_argument("--events", help="append JSON-lines events to this file")
+    run.add_argument("--workdir", help="mirror, workspaces and logs live here")
+    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-json", action="store_true")
+    run.set_defaults(func=cmd_agent_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ValidationError as exc:
+        print(f"error: {exc.where}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return exc.exit_code
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

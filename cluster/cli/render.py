@@ -1,0 +1,55 @@
+"""Rich tables for the CLI's human output; JSON output bypasses this module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+STATE_STYLE = {
+    "succeeded": "green", "failed": "red", "invalid": "magenta", "cancelled": "yellow",
+    "timed_out": "red", "claimed": "cyan", "stale": "bold yellow", "pending": "white",
+    "released": "white",
+}
+
+
+def task_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="tasks")
+    for name in ("id", "state", "specialty", "priority", "agent", "attempt", "detail"):
+        table.add_column(name)
+    for row in rows:
+        style = STATE_STYLE.get(row["state"], "")
+        detail = row.get("pull_request") or row.get("reason") or row.get("error") or ""
+        table.add_row(
+            row["id"], f"[{style}]{row['state']}[/]" if style else row["state"],
+            row.get("specialty", ""), row.get("priority", ""), row.get("agent", ""),
+            str(row.get("attempt", "")), str(detail)[:80],
+        )
+    return table
+
+
+def status_tables(report: dict[str, Any]) -> list[Table]:
+    counts = Table(title="tasks by state")
+    for name in report["tasks"]:
+        counts.add_column(name, justify="right")
+    counts.add_row(*(str(v) for v in report["tasks"].values()))
+    agents = Table(title=(
+        f"agents: {report['agents']['total']} total, {report['agents']['online']} online, "
+        f"{report['agents']['offline']} offline"
+    ))
+    for name in ("id", "host", "online", "state", "specialties", "capacity", "tasks", "last seen"):
+        agents.add_column(name)
+    for agent in report["agent_detail"]:
+        agents.add_row(
+            agent["id"], agent["host"], "[green]yes[/]" if agent["online"] else "[red]no[/]",
+            agent["state"], ",".join(agent["specialties"]), str(agent["capacity"]),
+            ",".join(agent["tasks"]) or "-", f"{agent['last_seen_age_s']}s ago",
+        )
+    return [counts, agents]
+
+
+def print_tables(tables: list[Table]) -> None:
+    console = Console()
+    for table in tables:
+        console.print(table)

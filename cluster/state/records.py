@@ -1,0 +1,229 @@
+"""The records agents write on claim refs and heartbeat refs, and their YAML form."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+TERMINAL = ("succeeded", "failed", "invalid", "cancelled", "timed_out")
+Terminal = Literal["succeeded", "failed", "invalid", "cancelled", "timed_out"]
+AttemptStatus = Literal["failed", "timed_out", "paused"]
+
+
+def stamp(epoch: float) -> str:
+    """RFC 3339 UTC with milliseconds, as every record writes times."""
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def unstamp(value: object) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if not isinstance(value, str):
+        raise ValueError(f"expected a time, found {value!r}")
+    return datetime.fromisoformat(value).timestamp()
+
+
+_TIME_FIELDS = frozenset(
+    {
+        "claimed_at", "renewed_at", "expires_at", "not_before", "started_at", "finished_at",
+        "last_seen", "paused_until",
+    }
+)
+
+
+class Record:
+    """Shared YAML encoding: times as RFC 3339 strings, ``kind`` first."""
+
+    KIND: ClassVar[str]
+    FILE: ClassVar[str]
+
+    def to_yaml(self) -> bytes:
+        body: dict[str, Any] = {"kind": self.KIND}
+        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if item.name in _TIME_FIELDS and isinstance(value, float):
+                value = stamp(value)
+            if isinstance(value, tuple):
+                value = list(value)
+            body[item.name] = value
+        return yaml.safe_dump(body, sort_keys=False, allow_unicode=True).encode()
+
+    @classmethod
+    def _fields_from(cls, body: dict[str, Any]) -> dict[str, Any]:
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for name, value in body.items():
+            if name == "kind" or name not in names:
+                continue
+            if name in _TIME_FIELDS and value is not None:
+                value = unstamp(value)
+            if isinstance(value, list):
+                value = tuple(value)
+            values[name] = value
+        return values
+
+
+@dataclass(frozen=True)
+class Claim(Record):
+    KIND: ClassVar[str] = "claim"
+    FILE: ClassVar[str] = "claim.yaml"
+
+    task: str
+    agent: str
+    host: str
+    pid: int
+    attempt: int
+    claimed_at: float
+    renewed_at: float
+    expires_at: float
+    lease_seconds: float
+    task_blob: str
+    takeover_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt produced; shared by releases and results."""
+
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    summary: str = ""
+    branch: str | None = None
+    head: str | None = None
+    pull_request: str | None = None
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class Release(Record):
+    KIND: ClassVar[str] = "release"
+    FILE: ClassVar[str] = "release.yaml"
+
+    task: str
+    agent: str
+    attempt: int
+    status: AttemptStatus
+    counted: bool
+    reason: str
+    not_before: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    summary: str = ""
+    branch: str | None = None
+    head: str | None = None
+    pull_request: str | None = None
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class Result(Record):
+    KIND: ClassVar[str] = "result"
+    FILE: ClassVar[str] = "result.yaml"
+
+    task: str
+    status: Terminal
+    attempt: int
+    agent: str
+    reason: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    summary: str = ""
+    branch: str | None = None
+    head: str | None = None
+    pull_request: str | None = None
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class Heartbeat(Record):
+    KIND: ClassVar[str] = "agent"
+    FILE: ClassVar[str] = "agent.yaml"
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    specialties: tuple[str, ...]
+    max_tasks: int
+    holding: tuple[str, ...]
+    state: Literal["running", "paused", "draining", "stopped"]
+    started_at: float
+    last_seen: float
+    heartbeat_seconds: float
+    paused_until: float | None = None
+    metrics_port: int | None = None
+
+    def online(self, now: float) -> bool:
+        return self.state != "stopped" and now - self.last_seen < 3 * self.heartbeat_seconds
+
+
+ClaimRecord = Claim | Release | Result
+_BY_FILE: dict[str, type[Claim] | type[Release] | type[Result]] = {
+    "claim.yaml": Claim,
+    "release.yaml": Release,
+    "result.yaml": Result,
+}
+
+
+def outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    return dataclasses.asdict(outcome)
+
+
+def load_claim_record(name: str, data: bytes) -> ClaimRecord:
+    kind = _BY_FILE.get(name)
+    if kind is None:
+        raise ValueError(f"unexpected file {name!r} on a claim ref")
+    return kind(**kind._fields_from(_load_mapping(data)))
+
+
+def load_result(data: bytes) -> Result:
+    return Result(**Result._fields_from(_load_mapping(data)))
+
+
+def load_heartbeat(data: bytes) -> Heartbeat:
+    return Heartbeat(**Heartbeat._fields_from(_load_mapping(data)))
+
+
+def _load_mapping(data: bytes) -> dict[str, Any]:
+    body = yaml.safe_load(data)
+    if not isinstance(body, dict):
+        raise ValueError("record is not a mapping")
+    return body
+
+
+__all__ = [
+    "TERMINAL",
+    "Claim",
+    "ClaimRecord",
+    "Heartbeat",
+    "Outcome",
+    "Release",
+    "Result",
+    "field",
+    "load_claim_record",
+    "load_heartbeat",
+    "load_result",
+    "outcome_fields",
+    "stamp",
+    "unstamp",
+]

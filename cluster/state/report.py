@@ -1,0 +1,74 @@
+"""Summaries of a snapshot for people and scripts: task rows, agent rows, fleet status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cluster.state.records import Claim, Release, Result, stamp
+from cluster.state.snapshot import Snapshot
+
+TASK_STATES = ("pending", "claimed", "succeeded", "failed", "invalid", "cancelled", "timed_out")
+
+
+def _bucket(state: str) -> str:
+    return {"released": "pending", "stale": "claimed", "waiting": "pending"}.get(state, state)
+
+
+def task_row(snap: Snapshot, key: str, now: float) -> dict[str, Any]:
+    task = snap.tasks.get(key)
+    state = snap.state(key, now)
+    row: dict[str, Any] = {"id": key, "state": state}
+    if task is not None and task.spec is not None:
+        row.update(title=task.spec.title, specialty=task.spec.specialty,
+                   priority=task.spec.priority.value, repo=task.spec.repo)
+    if task is not None:
+        row["path"] = task.path
+        row["added_at"] = stamp(task.added_at)
+        if task.error:
+            row["error"] = task.error
+    view = snap.claims.get(key)
+    record: Claim | Release | Result | None = view.record if view else snap.result(key)
+    if isinstance(record, Claim):
+        row.update(agent=record.agent, attempt=record.attempt, expires_at=stamp(record.expires_at))
+    elif isinstance(record, Release):
+        row.update(agent=record.agent, attempt=record.attempt, reason=record.reason,
+                   retry_at=stamp(record.not_before))
+    elif isinstance(record, Result):
+        row.update(status=record.status, agent=record.agent, attempt=record.attempt,
+                   reason=record.reason, duration_s=record.duration_s,
+                   pull_request=record.pull_request, cost_usd=record.cost_usd,
+                   input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+    return row
+
+
+def task_rows(snap: Snapshot, now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    keys = set(snap.tasks) | set(snap.claims) | set(snap.archived)
+    return [task_row(snap, key, now) for key in sorted(keys)]
+
+
+def status(snap: Snapshot, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    counts = dict.fromkeys(TASK_STATES, 0)
+    counts["stale"] = 0
+    for row in task_rows(snap, now):
+        if row["state"] == "stale":
+            counts["stale"] += 1
+        bucket = _bucket(row["state"])
+        counts[bucket] = counts.get(bucket, 0) + 1
+    agents = []
+    for hb in sorted(snap.agents.values(), key=lambda h: h.id):
+        agents.append({
+            "id": hb.id, "host": hb.host, "online": hb.online(now), "state": hb.state,
+            "specialties": list(hb.specialties), "capacity": hb.max_tasks,
+            "tasks": list(hb.holding), "last_seen": stamp(hb.last_seen),
+            "last_seen_age_s": round(now - hb.last_seen, 1), "version": hb.version,
+        })
+    online = sum(1 for a in agents if a["online"])
+    return {
+        "main": snap.main,
+        "agents": {"total": len(agents), "online": online, "offline": len(agents) - online},
+        "tasks": counts,
+        "agent_detail": agents,
+    }

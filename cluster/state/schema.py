@@ -1,0 +1,146 @@
+"""The task schema, and the one validator that submitters, hooks and agents all use."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticError
+
+from cluster.errors import ValidationError
+from cluster.state.ids import ID_RULE, TASK_SUFFIX, is_safe_id
+
+MAX_TASK_BYTES = 64 * 1024
+DEFAULT_SPECIALTIES = ("backend", "frontend", "testing", "devops", "docs", "security", "data")
+
+
+class Priority(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ("low", "medium", "high", "critical").index(self.value)
+
+
+class ExecutorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["claude", "claude-code", "command"] = "claude"
+    command: str | None = None
+    model: str | None = None
+    args: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _command_matches_kind(self) -> ExecutorSpec:
+        if self.kind == "command" and not (self.command and self.command.strip()):
+            raise ValueError("kind 'command' needs a non-empty 'command'")
+        if self.kind != "command" and self.command is not None:
+            raise ValueError(f"'command' is only for kind 'command', not {self.kind!r}")
+        return self
+
+
+class BudgetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_turns: int | None = Field(default=None, ge=1, le=10_000)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_usd: float | None = Field(default=None, gt=0)
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: str = Field(min_length=1, max_length=200)
+    specialty: str
+    priority: Priority = Priority.medium
+    repo: str = Field(min_length=1)
+    base: str = "main"
+    issue: int | None = Field(default=None, ge=1)
+    prompt: str = ""
+    executor: ExecutorSpec = ExecutorSpec()
+    verify: str | None = None
+    timeout: int = Field(default=1800, ge=1, le=86_400)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    budget: BudgetSpec = BudgetSpec()
+    depends_on: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not is_safe_id(value):
+            raise ValueError(f"unsafe id {value!r}: expected {ID_RULE}")
+        return value
+
+    @field_validator("depends_on")
+    @classmethod
+    def _safe_deps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for dep in value:
+            if not is_safe_id(dep):
+                raise ValueError(f"unsafe id {dep!r}: expected {ID_RULE}")
+        return value
+
+
+def _describe(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"field '{field}': unknown field"
+    if kind == "missing":
+        return f"field '{field}': required field missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"field '{field}': {message}"
+
+
+def parse_task(
+    path: str,
+    data: bytes,
+    specialties: frozenset[str] | None = None,
+) -> TaskSpec:
+    """Parse and validate one task file; raise ValidationError naming file, field and rule."""
+    known = specialties if specialties is not None else frozenset(DEFAULT_SPECIALTIES)
+    name = path.rsplit("/", 1)[-1]
+    if not name.endswith(TASK_SUFFIX):
+        raise ValidationError(path, [f"task files are named <id>{TASK_SUFFIX}"])
+    stem = name[: -len(TASK_SUFFIX)]
+    if not is_safe_id(stem):
+        raise ValidationError(path, [f"unsafe file name {stem!r}: expected {ID_RULE}"])
+    if len(data) > MAX_TASK_BYTES:
+        raise ValidationError(path, [f"file is {len(data)} bytes, more than {MAX_TASK_BYTES}"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(path, [f"not UTF-8: invalid byte at offset {exc.start}"]) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError(path, [f"YAML error{where}: {problem}"]) from exc
+    if not isinstance(document, dict):
+        found = type(document).__name__ if document is not None else "an empty document"
+        raise ValidationError(path, [f"expected a mapping of fields, found {found}"])
+    try:
+        spec = TaskSpec.model_validate(document)
+    except PydanticError as exc:
+        raise ValidationError(path, [_describe(e) for e in exc.errors()]) from exc
+    problems = []
+    if spec.id != stem:
+        problems.append(f"field 'id': {spec.id!r} must equal the file name {stem!r}")
+    if spec.specialty not in known:
+        problems.append(
+            f"field 'specialty': unknown specialty {spec.specialty!r}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    if spec.id in spec.depends_on:
+        problems.append("field 'depends_on': a task cannot depend on itself")
+    if problems:
+        raise ValidationError(path, problems)
+    return spec

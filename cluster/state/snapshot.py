@@ -1,0 +1,252 @@
+"""One consistent-enough reading of the state repo, and the task states derived from it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from cluster.errors import ClusterError, GitError, ValidationError
+from cluster.state.gitcmd import run_git
+from cluster.state.gitobj import Entry, ObjectStore, Tree
+from cluster.state.ids import ARCHIVE_DIR, TASKS_DIR, key_for_name
+from cluster.state.records import (
+    TERMINAL,
+    Claim,
+    ClaimRecord,
+    Heartbeat,
+    Release,
+    Result,
+    load_claim_record,
+    load_heartbeat,
+    load_result,
+)
+from cluster.state.schema import TaskSpec, parse_task
+from cluster.state.settings import SETTINGS_FILE, RepoSettings, parse_settings
+
+IGNORED_IN_TASKS = ("README.md", ".gitkeep")
+
+
+@dataclass(frozen=True)
+class TaskView:
+    key: str
+    path: str
+    blob: str
+    spec: TaskSpec | None
+    error: str | None
+    added_at: float
+    is_file: bool = True
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    key: str
+    tip: str
+    record: ClaimRecord
+
+
+@dataclass
+class Snapshot:
+    main: str | None
+    settings: RepoSettings
+    tasks: dict[str, TaskView]
+    archived: dict[str, Tree]
+    claims: dict[str, ClaimView]
+    agents: dict[str, Heartbeat]
+    taken_at: float
+    store: ObjectStore
+    _results: dict[str, Result] = field(default_factory=dict)
+
+    def result(self, key: str) -> Result | None:
+        """The terminal result of ``key``: from its claim ref or from the archive."""
+        view = self.claims.get(key)
+        if view is not None and isinstance(view.record, Result):
+            return view.record
+        entry = self.archived.get(key, {}).get("result.yaml")
+        if entry is None:
+            return None
+        cached = self._results.get(entry.sha)
+        if cached is None:
+            cached = load_result(self.store.blob(entry.sha))
+            self._results[entry.sha] = cached
+        return cached
+
+    def known(self, key: str) -> bool:
+        return key in self.tasks or key in self.archived or key in self.claims
+
+    def state(self, key: str, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        if key in self.archived:
+            result = self.result(key)
+            return result.status if result else "archived"
+        view = self.claims.get(key)
+        if view is None:
+            return "pending" if key in self.tasks else "unknown"
+        record = view.record
+        if isinstance(record, Result):
+            return record.status
+        if isinstance(record, Release):
+            return "released"
+        if now > record.expires_at + self.settings.skew_seconds:
+            return "stale"
+        return "claimed"
+
+    def online_agents(self, now: float | None = None) -> list[Heartbeat]:
+        now = time.time() if now is None else now
+        return [hb for hb in self.agents.values() if hb.online(now)]
+
+    def terminal_keys(self) -> list[str]:
+        return [k for k, v in self.claims.items() if isinstance(v.record, Result)]
+
+
+class Reader:
+    """Builds snapshots, re-reading only what changed since the last one (by object id)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._tasks: dict[str, TaskView] = {}
+        self._tasks_tree: str | None = None
+        self._archive: dict[str, dict[str, Tree]] = {}
+        self._claims: dict[str, ClaimView] = {}
+        self._agents: dict[str, tuple[str, Heartbeat]] = {}
+        self._settings: tuple[str | None, RepoSettings] = (None, RepoSettings())
+        self._added: dict[str, float] = {}
+        self._main_seen: str | None = None
+
+    def read(self, refs: dict[str, str]) -> Snapshot:
+        main = refs.get("refs/heads/main")
+        root: Tree = self.store.tree(self.store.commit(main).tree) if main else {}
+        settings = self._read_settings(root.get(SETTINGS_FILE))
+        if main and main != self._main_seen:
+            self._note_added(main)
+        tasks = self._read_tasks(root.get(TASKS_DIR), settings)
+        archived = self._read_archive(root.get(ARCHIVE_DIR))
+        claims = self._read_claims(refs)
+        agents = self._read_agents(refs)
+        self._main_seen = main
+        return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store)
+
+    def _read_settings(self, entry: Entry | None) -> RepoSettings:
+        sha = entry.sha if entry else None
+        if sha != self._settings[0]:
+            try:
+                parsed = parse_settings(self.store.blob(sha) if sha else None)
+            except ValidationError:
+                parsed = RepoSettings()  # a broken settings file must not stop the fleet
+            self._settings = (sha, parsed)
+        return self._settings[1]
+
+    def _note_added(self, main: str) -> None:
+        """When each task file first landed on main: the age half of the claim order."""
+        span = [main] if self._main_seen is None else [main, f"^{self._main_seen}"]
+        try:
+            done = run_git(
+                ["log", "--format=%x00%ct", "--name-only", "--diff-filter=A", "--no-renames",
+                 *span, "--", f"{TASKS_DIR}/"],
+                git_dir=self.store.git_dir,
+            )
+        except ClusterError:
+            return
+        when = 0.0
+        for line in done.stdout.splitlines():
+            if line.startswith("\0"):
+                when = float(line[1:])
+            elif line.startswith(f"{TASKS_DIR}/"):
+                key = key_for_name(line[len(TASKS_DIR) + 1 :])
+                self._added[key] = when  # log runs newest first: the oldest add wins
+
+    def _read_tasks(self, entry: Entry | None, settings: RepoSettings) -> dict[str, TaskView]:
+        if entry is None:
+            self._tasks, self._tasks_tree = {}, None
+            return {}
+        if entry.sha == self._tasks_tree:
+            return self._tasks
+        fresh: dict[str, TaskView] = {}
+        known = settings.known_specialties
+        for name, item in self.store.tree(entry.sha).items():
+            if name in IGNORED_IN_TASKS or name.startswith("."):
+                continue
+            key = key_for_name(name)
+            old = self._tasks.get(key)
+            if old is not None and old.blob == item.sha:
+                fresh[key] = old
+                continue
+            fresh[key] = self._parse_task(key, f"{TASKS_DIR}/{name}", item, known)
+        self._tasks, self._tasks_tree = fresh, entry.sha
+        return fresh
+
+    def _parse_task(self, key: str, path: str, item: Entry, known: frozenset[str]) -> TaskView:
+        added = self._added.get(key, time.time())
+        if item.is_tree:
+            error = f"{path}: a directory, not a task file"
+            return TaskView(key, path, item.sha, None, error, added, is_file=False)
+        try:
+            spec = parse_task(path, self.store.blob(item.sha), known)
+        except ValidationError as exc:
+            return TaskView(key, path, item.sha, None, str(exc), added)
+        return TaskView(key, path, item.sha, spec, None, added)
+
+    def _read_archive(self, entry: Entry | None) -> dict[str, Tree]:
+        if entry is None:
+            self._archive = {}
+            return {}
+        shards = self.store.tree(entry.sha)
+        fresh: dict[str, dict[str, Tree]] = {}
+        out: dict[str, Tree] = {}
+        for name, shard in shards.items():
+            keys = self._archive.get(shard.sha)
+            if keys is None:
+                keys = {k: self.store.tree(e.sha) for k, e in self.store.tree(shard.sha).items()}
+            fresh[shard.sha] = keys
+            out.update(keys)
+            del name
+        self._archive = fresh
+        return out
+
+    def _read_claims(self, refs: dict[str, str]) -> dict[str, ClaimView]:
+        fresh: dict[str, ClaimView] = {}
+        for ref, sha in refs.items():
+            if not ref.startswith("refs/claims/"):
+                continue
+            key = ref[len("refs/claims/") :]
+            old = self._claims.get(key)
+            if old is not None and old.tip == sha:
+                fresh[key] = old
+                continue
+            record = self._read_record(sha)
+            if record is not None:
+                fresh[key] = ClaimView(key, sha, record)
+        self._claims = fresh
+        return fresh
+
+    def _read_record(self, sha: str) -> ClaimRecord | None:
+        try:
+            tree = self.store.tree(self.store.commit(sha).tree)
+            (name, entry), = tree.items()
+            return load_claim_record(name, self.store.blob(entry.sha))
+        except (GitError, ValueError, TypeError):
+            return None  # not ours to interpret; the hooks keep such refs out
+
+    def _read_agents(self, refs: dict[str, str]) -> dict[str, Heartbeat]:
+        fresh: dict[str, tuple[str, Heartbeat]] = {}
+        for ref, sha in refs.items():
+            if not ref.startswith("refs/agents/"):
+                continue
+            agent = ref[len("refs/agents/") :]
+            old = self._agents.get(agent)
+            if old is not None and old[0] == sha:
+                fresh[agent] = old
+                continue
+            try:
+                tree = self.store.tree(self.store.commit(sha).tree)
+                fresh[agent] = (sha, load_heartbeat(self.store.blob(tree["agent.yaml"].sha)))
+            except (GitError, KeyError, ValueError, TypeError):
+                continue
+        self._agents = fresh
+        return {agent: hb for agent, (_, hb) in fresh.items()}
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+__all__ = ["Claim", "ClaimView", "Reader", "Snapshot", "TaskView", "is_terminal"]

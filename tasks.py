@@ -1,0 +1,61 @@
+"""Operator tasks for Claude Code Cluster (``invoke --list``). Logic lives in ``cluster/``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import Collection, Context, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff and mypy over the whole project."""
+    c.run(f"{PY} -m ruff check .", echo=True, pty=False)
+    c.run(f"{PY} -m mypy", echo=True, pty=False)
+
+
+@task(help={"markers": "pytest -m expression (default: every tier)",
+            "k": "pytest -k expression"})
+def test(c: Context, markers: str = "", k: str = "") -> None:
+    """Lint, then run the whole test suite (unit, integration and chaos tiers)."""
+    lint(c)
+    if not markers or "integration" in markers or "chaos" in markers:
+        if Path("scripts/ensure-docker.sh").exists():
+            c.run("bash scripts/ensure-docker.sh", echo=True, pty=False)
+    args = ["-m", "pytest", "-q"]
+    if markers:
+        args += ["-m", f"'{markers}'"]
+    if k:
+        args += ["-k", f"'{k}'"]
+    c.run(" ".join([PY, *args]), echo=True, pty=False)
+
+
+@task(help={"state": "state repo URL or path (default: the local demo repo)",
+            "json": "print JSON"})
+def status(c: Context, state: str = "", json: bool = False) -> None:
+    """Agents online/offline and tasks by state, as `claude-cluster status` prints them."""
+    state = state or str(ROOT / ".cluster" / "demo" / "state.git")
+    flag = " --json" if json else ""
+    result = c.run(f"{PY} -m cluster status --state {state}{flag}", warn=True, pty=False)
+    if result is None or result.exited != 0:
+        raise Exit("status failed: see the message above", code=1)
+
+
+@task(help={"agents": "agent processes to run", "tasks": "tasks to submit"})
+def demo(c: Context, agents: int = 2, tasks: int = 6) -> None:
+    """Run the state flow locally: a state repo, agents as processes, tasks to the end."""
+    from cluster.demo import run_demo
+
+    code = run_demo(ROOT / ".cluster" / "demo", agents=agents, tasks=tasks)
+    if code:
+        raise Exit("demo failed: see above", code=code)
+
+
+ns = Collection(lint, test, status, demo)
+ns.configure({"run": {"echo": False}})
+os.environ.setdefault("PYTHONUNBUFFERED", "1")

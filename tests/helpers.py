@@ -1,0 +1,139 @@
+"""Test helpers: real state repos, real git clones, real agent processes, deadline polling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.state.init import init_state_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Return the first truthy value of ``predicate``; fail loudly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def make_state(tmp_path: Path, settings: dict[str, Any] | None = None) -> Path:
+    repo = tmp_path / "state.git"
+    text = yaml.safe_dump(settings).encode() if settings else b"{}\n"
+    init_state_repo(repo, settings=text)
+    return repo
+
+
+def task_doc(task_id: str, command: str = "true", specialty: str = "backend",
+             **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": task_id, "title": f"task {task_id}", "specialty": specialty,
+        "repo": "acme/web", "executor": {"kind": "command", "command": command},
+    }
+    doc.update(extra)
+    return doc
+
+
+def commit_files(repo: Path, files: dict[str, bytes | str | None], work: Path,
+                 message: str = "add tasks") -> None:
+    """Commit files to main as a person would: clone, write, commit, push (None deletes)."""
+    if not (work / ".git").exists():
+        git(["clone", "--quiet", str(repo), str(work)], ROOT)
+        git(["config", "user.name", "Test Person"], work)
+        git(["config", "user.email", "person@example.invalid"], work)
+    git(["pull", "--quiet", "--rebase", "origin", "main"], work)
+    for name, data in files.items():
+        path = work / name
+        if data is None:
+            git(["rm", "-q", "-r", name], work)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        git(["add", name], work)
+    git(["commit", "--quiet", "--no-verify", "-m", message], work)
+    git(["push", "--quiet", "--no-verify", "origin", "HEAD:main"], work)
+
+
+def task_files(docs: list[dict[str, Any]]) -> dict[str, bytes | str | None]:
+    return {f"tasks/{d['id']}.yaml": yaml.safe_dump(d) for d in docs}
+
+
+def git(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+class AgentProcess:
+    """A real ``claude-cluster agent run`` process with its JSON-lines event file."""
+
+    def __init__(self, state: str | Path, agent_id: str, workdir: Path, *,
+                 specialty: str = "backend", lease: float = 5.0, heartbeat: float = 1.0,
+                 max_tasks: int = 1, exit_when_idle: bool = False, poll_s: float = 1.0,
+                 extra: list[str] | None = None) -> None:
+        self.id = agent_id
+        self.events_path = workdir / f"{agent_id}.events.jsonl"
+        self.log_path = workdir / f"{agent_id}.log"
+        argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state),
+                "--id", agent_id, "--specialty", specialty, "--max-tasks", str(max_tasks),
+                "--lease", str(lease), "--heartbeat", str(heartbeat), "--poll", str(poll_s),
+                "--events", str(self.events_path), "--workdir", str(workdir / "agents")]
+        if exit_when_idle:
+            argv.append("--exit-when-idle")
+        argv += extra or []
+        self._log = self.log_path.open("wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.events_path.exists():
+            return []
+        lines = self.events_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def saw(self, event: str, task: str | None = None) -> dict[str, Any] | None:
+        for item in self.events():
+            if item["event"] == event and (task is None or item.get("task") == task):
+                return item
+        return None
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                f"agent {self.id} did not exit within {timeout}s; log:\n{self.tail()}"
+            ) from exc
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
