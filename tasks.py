@@ -6,7 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from cluster.tasks.testhosts import ns as testhosts
 
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
@@ -24,9 +29,9 @@ def lint(c: Context) -> None:
 def test(c: Context, markers: str = "", k: str = "") -> None:
     """Lint, then run the whole test suite (unit, integration and chaos tiers)."""
     lint(c)
-    if not markers or "integration" in markers or "chaos" in markers:
-        if Path("scripts/ensure-docker.sh").exists():
-            c.run("bash scripts/ensure-docker.sh", echo=True, pty=False)
+    wants_hosts = not markers or "integration" in markers or "chaos" in markers
+    if wants_hosts and Path("scripts/ensure-docker.sh").exists():
+        c.run("bash scripts/ensure-docker.sh", echo=True, pty=False)
     args = ["-m", "pytest", "-q"]
     if markers:
         args += ["-m", f"'{markers}'"]
@@ -57,5 +62,6 @@ def demo(c: Context, agents: int = 2, tasks: int = 6) -> None:
 
 
 ns = Collection(lint, test, status, demo)
+ns.add_collection(testhosts)
 ns.configure({"run": {"echo": False}})
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

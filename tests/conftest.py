@@ -10,6 +10,8 @@ import pytest
 
 from tests.helpers import AgentProcess
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Any]:

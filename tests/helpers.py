@@ -19,7 +19,8 @@ from cluster.state.init import init_state_repo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+def poll(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str],
+         interval: float = 0.05) -> Any:
     """Return the first truthy value of ``predicate``; fail loudly at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -27,7 +28,8 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said}")
         time.sleep(interval)
 
 
@@ -65,7 +67,13 @@ def commit_files(repo: Path, files: dict[str, bytes | str | None], work: Path,
         path.write_bytes(data.encode() if isinstance(data, str) else data)
         git(["add", name], work)
     git(["commit", "--quiet", "--no-verify", "-m", message], work)
-    git(["push", "--quiet", "--no-verify", "origin", "HEAD:main"], work)
+    for _ in range(20):  # agents fold into main meanwhile: rebase and retry, as people do
+        pushed = subprocess.run(["git", "push", "--quiet", "--no-verify", "origin", "HEAD:main"],
+                                cwd=work, capture_output=True, text=True, check=False)
+        if pushed.returncode == 0:
+            return
+        git(["pull", "--quiet", "--rebase", "origin", "main"], work)
+    raise AssertionError(f"could not push to {repo}: {pushed.stderr}")
 
 
 def task_files(docs: list[dict[str, Any]]) -> dict[str, bytes | str | None]:

@@ -18,11 +18,12 @@ from cluster.agent.events import EventLog
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
 from cluster.state.client import Held, Identity, StateClient
-from cluster.state.records import Heartbeat, Release, Result, outcome_fields
+from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.watch import Waker
 
 INVALID_GRACE = 10.0  # others step in for the elected agent after this long
+STAGGER = 0.3  # a task matched to another agent is anybody's after this long
 MAX_BACKOFF = 30.0
 
 
@@ -50,6 +51,7 @@ class LoopState:
     stop_at: float = 0.0
     backoff: float = 0.0
     idle_since: float | None = None
+    first_seen: dict[str, float] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
 
 
@@ -58,7 +60,7 @@ class Agent:
         self.config = config
         self.runner = runner
         self.events = events
-        self.client = StateClient(config.state, config.workdir, Identity(config.id))
+        self.client = StateClient(config.state, config.workdir / config.id, Identity(config.id))
         self.waker = Waker(self.client.remote.path)
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
@@ -150,8 +152,10 @@ class Agent:
         self.st.backoff = min(MAX_BACKOFF, max(0.25, self.st.backoff * 2))
         self.events.emit("remote_unavailable", error=str(exc), retry_in=round(self.st.backoff, 2))
         self.client.remote.reopen()
-        if self.st.stopping and not self.st.running:
-            return None
+        if self.st.stopping and (
+            not self.st.running or time.time() - self.st.stop_at > self.config.stop_grace_seconds
+        ):
+            return None  # what we still hold comes back to the fleet when its lease expires
         return self.st.backoff * random.uniform(0.5, 1.0)
 
     def _intervals(self, snap: Snapshot) -> tuple[float, float]:
@@ -160,20 +164,29 @@ class Agent:
         return lease, min(beat, lease / 3)
 
     def _next_wait(self, snap: Snapshot) -> float:
-        _, beat = self._intervals(snap)
-        wait = min(self.config.poll_seconds, self.st.last_renew + beat - time.time())
-        if self.st.paused_until > time.time():
-            wait = min(wait, self.st.paused_until - time.time())
+        """Sleep until the nearest future deadline; past ones were handled (or are not ours)."""
         now = time.time()
-        for view in snap.claims.values():  # wake when a stale claim or a backoff ends
+        _, beat = self._intervals(snap)
+        settings = snap.settings
+        deadlines = [now + self.config.poll_seconds, self.st.last_renew + beat,
+                     self.st.paused_until]
+        if self.st.first_seen:  # tasks matched to others may become ours, step by step
+            deadlines.append(now + STAGGER)
+        finished = [v.record for v in snap.claims.values() if isinstance(v.record, Result)]
+        if finished:
+            oldest = min(r.finished_at or snap.taken_at for r in finished)
+            deadlines += [oldest + settings.fold_delay_seconds,
+                          oldest + 3 * settings.fold_delay_seconds]
+        for view in snap.claims.values():  # a backoff ends, a lease expires
             record = view.record
             if isinstance(record, Release):
-                wait = min(wait, record.not_before - now)
-            elif not isinstance(record, Result):
-                wait = min(wait, record.expires_at + snap.settings.skew_seconds - now)
+                deadlines.append(record.not_before)
+            elif isinstance(record, Claim):
+                deadlines.append(record.expires_at + settings.skew_seconds)
         if self.st.stopping:
-            wait = min(wait, 0.2)
-        return max(0.01, wait)
+            deadlines.append(now + 0.2)
+        future = [d for d in deadlines if d > now]
+        return max(0.01, min(future) - now) if future else self.config.poll_seconds
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -216,14 +229,10 @@ class Agent:
         if free <= 0:
             return 0
         now = time.time()
-        candidates = self.claimable(snap, now)
-        if not candidates:
-            return 0
-        window = max(free, len(snap.online_agents(now)) + 1)
-        top = sorted(candidates[:window], key=lambda t: rank(t.key, self.config.id))
+        mine = self._assigned(snap, self.claimable(snap, now), free, now)
         lease, _ = self._intervals(snap)
         claimed = 0
-        for task in top[:free]:
+        for task in mine[:free]:
             got = self.client.claim(snap, task, lease)
             if isinstance(got, Result):
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
@@ -234,6 +243,44 @@ class Agent:
                 self._start(got)
                 claimed += 1
         return claimed
+
+    def _assigned(self, snap: Snapshot, candidates: list[TaskView], free: int,
+                  now: float) -> list[TaskView]:
+        """The tasks this agent should try now.
+
+        Every agent computes the same matching of the top candidates to the online agents
+        with free slots (rendezvous hashing), so they rarely race for one task. A task matched
+        to someone else becomes fair game after STAGGER seconds, in case that agent is busy,
+        gone or slow: heartbeats are a few seconds old by nature.
+        """
+        slots = {
+            hb.id: max(0, hb.max_tasks - len(hb.holding))
+            for hb in snap.online_agents(now) if hb.id != self.config.id
+        }
+        slots[self.config.id] = free
+        serves = {hb.id: set(hb.specialties) for hb in snap.agents.values()}
+        serves[self.config.id] = set(self.config.specialties)
+        seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
+        self.st.first_seen = seen
+        mine: list[TaskView] = []
+        late: list[TaskView] = []
+        for task in candidates:
+            assert task.spec is not None
+            able = [a for a, n in slots.items() if n > 0 and task.spec.specialty in serves[a]]
+            best = min(able, key=lambda a: rank(task.key, a)) if able else None
+            if best is not None:
+                slots[best] -= 1
+            if best == self.config.id:
+                mine.append(task)
+                continue
+            # Fallback in rendezvous order, one agent every STAGGER seconds: if the matched
+            # agent is busy or gone, the next in line steps in, not the whole fleet at once.
+            line = sorted((a for a in serves if task.spec.specialty in serves[a]),
+                          key=lambda a: rank(task.key, a))
+            position = line.index(self.config.id) if self.config.id in line else len(line)
+            if now - seen[task.key] >= STAGGER * max(1, position):
+                late.append(task)
+        return mine + late
 
     def _start(self, held: Held) -> None:
         self.counters["claimed"] += 1

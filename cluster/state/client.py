@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.errors import RemoteUnavailable
 from cluster.state.gitcmd import RefUpdate
 from cluster.state.gitobj import TreeEditor
 from cluster.state.ids import agent_ref, archive_path, claim_ref
@@ -164,7 +165,12 @@ class StateClient:
         verb = "result" if isinstance(record, Result) else "release"
         message = f"{verb} {held.key}: {record.status} (attempt {record.attempt}, {record.agent})"
         tip = self._commit(record, (held.tip,), message)
-        return self._cas(claim_ref(held.key), tip, held.tip)
+        if self._cas(claim_ref(held.key), tip, held.tip):
+            return True
+        if self.remote.refs().get(claim_ref(held.key)) == held.tip:
+            # Still ours: the write failed for another reason (a lock held for a moment).
+            raise RemoteUnavailable(f"could not publish {held.key} yet; will retry")
+        return False
 
     def write_terminal(self, key: str, result: Result, expected: str | None) -> bool:
         """A terminal result without a claim (invalid, dependency failed, cancel, lost)."""

@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.errors import GitError
+from cluster.errors import GitError, RemoteUnavailable
 
 TREE_MODE = "40000"
 BLOB_MODE = "100644"
@@ -156,7 +156,10 @@ class ObjectStore:
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
         target = self.git_dir / "objects" / sha[:2] / sha[2:]
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not (self.git_dir / "objects").is_dir():
+                # Never re-create a repo that was moved away: that would fork the state.
+                raise RemoteUnavailable(f"{self.git_dir} has no object store (moved away?)")
+            target.parent.mkdir(exist_ok=True)
             temp = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
             temp.write_bytes(zlib.compress(raw, 1))
             temp.chmod(0o444)

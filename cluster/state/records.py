@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-import yaml
+from cluster.state import yamlio
 
 TERMINAL = ("succeeded", "failed", "invalid", "cancelled", "timed_out")
 Terminal = Literal["succeeded", "failed", "invalid", "cancelled", "timed_out"]
@@ -51,7 +51,7 @@ class Record:
             if isinstance(value, tuple):
                 value = list(value)
             body[item.name] = value
-        return yaml.safe_dump(body, sort_keys=False, allow_unicode=True).encode()
+        return yamlio.dump(body).encode()
 
     @classmethod
     def _fields_from(cls, body: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def load_heartbeat(data: bytes) -> Heartbeat:
 
 
 def _load_mapping(data: bytes) -> dict[str, Any]:
-    body = yaml.safe_load(data)
+    body = yamlio.load(data)
     if not isinstance(body, dict):
         raise ValueError("record is not a mapping")
     return body
@@ -219,7 +219,6 @@ __all__ = [
     "Outcome",
     "Release",
     "Result",
-    "field",
     "load_claim_record",
     "load_heartbeat",
     "load_result",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from cluster.errors import ConfigError, GitError, RemoteUnavailable
+from cluster.errors import ConfigError, RemoteUnavailable
 from cluster.state.gitcmd import PushReport, RefUpdate, list_refs, push, run_git
 from cluster.state.gitobj import ObjectStore
+from cluster.state.localrefs import read_refs, update_refs
 
 REF_PATTERNS = ("refs/heads/main", "refs/claims", "refs/agents")
 LS_REMOTE_PATTERNS = ("refs/heads/main", "refs/claims/*", "refs/agents/*")
@@ -21,28 +21,32 @@ FETCH_SPECS = (
 
 
 def local_path(url: str) -> Path | None:
-    """The filesystem path of a state remote given as a path or file:// URL, else None."""
-    if url.startswith("file://"):
-        return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    """The filesystem path of a state remote given as a plain path, else None.
+
+    A ``file://`` URL is deliberately not a path here: it takes the push and fetch path, as
+    ssh:// and https:// do, with the server's hooks.
+    """
     if "://" in url or (":" in url.split("/", 1)[0] and not url.startswith("/")):
         return None  # ssh://, https://, or scp-like user@host:path
     return Path(url).expanduser().resolve()
 
 
 class StateRemote:
-    """A bare mirror under ``workdir`` that reads and writes the state repo at ``url``.
+    """Reads and writes the state repo at ``url``.
 
-    For a local remote, refs are read from it directly and its objects are borrowed through
-    an alternates link; for any other URL, ``git ls-remote`` tells what changed and objects
-    are fetched only when a ref points at one the mirror lacks.
+    A plain local path is used in place: refs are read from its files, objects are written
+    into it and refs are moved by CAS ref transactions (see ``localrefs``). Any URL goes
+    through a bare mirror under ``workdir``: ``git ls-remote`` tells what changed, objects are
+    fetched only when a ref points at one the mirror lacks, and writes are CAS pushes.
     """
 
     def __init__(self, url: str, workdir: Path) -> None:
         self.url = url
         self.path = local_path(url)
         key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
-        self.mirror = workdir / f"mirror-{key}.git"
-        self._ensure_mirror()
+        self.mirror = self.path if self.path is not None else workdir / f"mirror-{key}.git"
+        if self.path is None:
+            self._ensure_mirror()
         self.store = ObjectStore(self.mirror)
         self._have: set[str] = set()
 
@@ -50,19 +54,11 @@ class StateRemote:
     def is_local(self) -> bool:
         return self.path is not None
 
-    @property
-    def push_url(self) -> str:
-        return str(self.path) if self.path is not None else self.url
-
     def _ensure_mirror(self) -> None:
         if not (self.mirror / "HEAD").exists():
             self.mirror.parent.mkdir(parents=True, exist_ok=True)
             run_git(["init", "--quiet", "--bare", str(self.mirror)])
             run_git(["config", "gc.auto", "0"], git_dir=self.mirror)
-        if self.path is not None:
-            alternates = self.mirror / "objects" / "info" / "alternates"
-            alternates.parent.mkdir(parents=True, exist_ok=True)
-            alternates.write_text(f"{self.path / 'objects'}\n")
 
     def check(self) -> None:
         """Raise RemoteUnavailable (or ConfigError for a path that is no repo) right away."""
@@ -74,9 +70,7 @@ class StateRemote:
 
     def refs(self) -> dict[str, str]:
         if self.path is not None:
-            if not (self.path / "HEAD").exists():
-                raise RemoteUnavailable(f"state remote {self.url} is not there")
-            return list_refs(REF_PATTERNS, git_dir=self.path)
+            return read_refs(self.path, REF_PATTERNS)
         refs = list_refs(LS_REMOTE_PATTERNS, git_dir=self.mirror, remote=self.url)
         missing = [sha for sha in refs.values() if sha not in self._have]
         if missing:
@@ -92,26 +86,20 @@ class StateRemote:
         )
 
     def push(self, updates: Sequence[RefUpdate], *, atomic: bool = False) -> PushReport:
-        report = push(self.mirror, self.push_url, updates, atomic=atomic)
+        if self.path is not None:
+            return update_refs(self.path, updates, atomic=atomic)
+        report = push(self.mirror, self.url, updates, atomic=atomic)
         for update in updates:
             if update.new and update.ref in report.accepted:
                 self._have.add(update.new)
         return report
 
     def reopen(self) -> None:
-        """Start over after the remote came back: fresh cat-file, alternates rewritten."""
+        """Start over after the remote came back: a fresh cat-file sees its objects again."""
         self.store.close()
-        self._ensure_mirror()
+        if self.path is None:
+            self._ensure_mirror()
         self._have.clear()
 
     def close(self) -> None:
         self.store.close()
-
-
-def ensure_object(remote: StateRemote, sha: str) -> None:
-    try:
-        remote.store.read(sha)
-    except GitError:
-        remote.reopen()
-        if not remote.is_local:
-            remote.fetch()

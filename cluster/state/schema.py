@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticError
 
 from cluster.errors import ValidationError
+from cluster.state import yamlio
 from cluster.state.ids import ID_RULE, TASK_SUFFIX, is_safe_id
 
 MAX_TASK_BYTES = 64 * 1024
@@ -118,7 +119,7 @@ def parse_task(
     except UnicodeDecodeError as exc:
         raise ValidationError(path, [f"not UTF-8: invalid byte at offset {exc.start}"]) from exc
     try:
-        document = yaml.safe_load(text)
+        document = yamlio.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -111,13 +111,16 @@ class Reader:
         self._settings: tuple[str | None, RepoSettings] = (None, RepoSettings())
         self._added: dict[str, float] = {}
         self._main_seen: str | None = None
+        self._tip_time = time.time()
 
     def read(self, refs: dict[str, str]) -> Snapshot:
         main = refs.get("refs/heads/main")
-        root: Tree = self.store.tree(self.store.commit(main).tree) if main else {}
+        commit = self.store.commit(main) if main else None
+        self._tip_time = float(commit.committer_time) if commit else time.time()
+        root: Tree = self.store.tree(commit.tree) if commit else {}
         settings = self._read_settings(root.get(SETTINGS_FILE))
-        if main and main != self._main_seen:
-            self._note_added(main)
+        if main and self._main_seen is None:
+            self._note_added(main)  # once: later additions take the time of the tip seen
         tasks = self._read_tasks(root.get(TASKS_DIR), settings)
         archived = self._read_archive(root.get(ARCHIVE_DIR))
         claims = self._read_claims(refs)
@@ -137,11 +140,10 @@ class Reader:
 
     def _note_added(self, main: str) -> None:
         """When each task file first landed on main: the age half of the claim order."""
-        span = [main] if self._main_seen is None else [main, f"^{self._main_seen}"]
         try:
             done = run_git(
                 ["log", "--format=%x00%ct", "--name-only", "--diff-filter=A", "--no-renames",
-                 *span, "--", f"{TASKS_DIR}/"],
+                 main, "--", f"{TASKS_DIR}/"],
                 git_dir=self.store.git_dir,
             )
         except ClusterError:
@@ -175,7 +177,7 @@ class Reader:
         return fresh
 
     def _parse_task(self, key: str, path: str, item: Entry, known: frozenset[str]) -> TaskView:
-        added = self._added.get(key, time.time())
+        added = self._added.setdefault(key, self._tip_time)
         if item.is_tree:
             error = f"{path}: a directory, not a task file"
             return TaskView(key, path, item.sha, None, error, added, is_file=False)

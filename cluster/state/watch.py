@@ -9,8 +9,9 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-# Heartbeats change refs/agents/* constantly; they never make new work claimable.
-_RELEVANT = ("/refs/heads/", "/refs/claims/")
+# Only main brings new work. Claim refs change with every claim, renewal and result: waking
+# every agent for each would cost O(agents x events); releases and expiries are timed instead.
+_RELEVANT = ("/refs/heads/",)
 
 
 class _Handler(FileSystemEventHandler):
@@ -38,12 +39,14 @@ class Waker:
     def start(self) -> None:
         if self._repo is None or self._observer is not None:
             return
-        refs = self._repo / "refs"
-        if not refs.is_dir():
+        heads = self._repo / "refs" / "heads"
+        if not heads.is_dir():
             return
         observer = Observer()
         handler = _Handler(self._event)
-        observer.schedule(handler, str(refs), recursive=True)
+        # Not recursive over refs/: claim refs churn with every claim and renewal, and a
+        # recursive watch there overflows the inotify queue under load.
+        observer.schedule(handler, str(heads), recursive=False)
         observer.schedule(handler, str(self._repo), recursive=False)
         observer.daemon = True
         observer.start()

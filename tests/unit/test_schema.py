@@ -60,7 +60,7 @@ def test_missing_fields_are_named() -> None:
 
 def test_yaml_error_gives_line_and_column() -> None:
     text = reason("tasks/a.yaml", b"id: a\ntitle: x: y\n")
-    assert "YAML error at line 2, column 9: mapping values are not allowed here" in text
+    assert "YAML error at line 2, column 9: mapping values are not allowed" in text
 
 
 def test_non_utf8_gives_offset() -> None:

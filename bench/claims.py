@@ -1,0 +1,202 @@
+"""Claim throughput and push-to-claim latency of N real agent processes on a local bare remote.
+
+    python bench/claims.py [--agents 1,4,16] [--tasks 200] [--rate 25] [--json]
+
+For each N: a fresh state repo, N agents (command executor, `true`), tasks landing on the
+remote at --rate per second in small commits (as people and intake push them). Latency is
+from the moment a task's push was accepted to the moment an agent's claim push was accepted.
+A second phase (--burst) lands every task in one commit and measures pure claim throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cluster.state.checker import check  # noqa: E402
+from cluster.state.client import Identity, StateClient  # noqa: E402
+from cluster.state.gitcmd import RefUpdate, run_git  # noqa: E402
+from cluster.state.gitobj import TreeEditor  # noqa: E402
+from cluster.state.init import init_state_repo  # noqa: E402
+
+
+def task_yaml(task_id: str) -> bytes:
+    return yaml.safe_dump({
+        "id": task_id, "title": task_id, "specialty": "backend", "repo": "bench/none",
+        "executor": {"kind": "command", "command": "true"},
+    }).encode()
+
+
+def land(client: StateClient, ids: list[str]) -> float:
+    """Commit ``ids`` to main (retrying when agents folded meanwhile); return accept time."""
+    while True:
+        snap_main = client.remote.refs().get("refs/heads/main")
+        store = client.remote.store
+        assert snap_main is not None
+        editor = TreeEditor(store, store.commit(snap_main).tree)
+        for task_id in ids:
+            editor.put(f"tasks/{task_id}.yaml", store.write_blob(task_yaml(task_id)))
+        commit = store.write_commit(editor.write(), (snap_main,), "bench <bench@localhost>",
+                                    int(time.time()), f"submit {len(ids)} task(s)")
+        if client.remote.push([RefUpdate("refs/heads/main", commit, snap_main)]).ok:
+            return time.time()
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def start_agents(url: str, work: Path, count: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    procs = []
+    for n in range(count):
+        ev = work / f"agent-{n}.jsonl"
+        argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", url,
+                "--id", f"agent-{n}", "--specialty", "backend", "--lease", "30",
+                "--heartbeat", "5", "--poll", "2", "--events", str(ev),
+                "--workdir", str(work / "agents"), "--log-level", "WARNING"]
+        with (work / f"agent-{n}.log").open("wb") as log:
+            proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ))
+        procs.append((proc, ev))
+    deadline = time.monotonic() + 60
+    while not all(any(e["event"] == "started" for e in events(ev)) for _, ev in procs):
+        if time.monotonic() > deadline:
+            logs = "\n".join((work / f"agent-{n}.log").read_text()[-500:] for n in range(count))
+            raise SystemExit(f"agents did not start within 60 s:\n{logs}")
+        time.sleep(0.05)
+    return procs
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-claims-", ignore_cleanup_errors=True) as scratch:
+        work = Path(scratch)
+        repo = work / "state.git"
+        init_state_repo(repo, settings=b"fold_delay_seconds: 2\n")
+        url = f"file://{repo}" if style == "file" else str(repo)
+        client = StateClient(url, work / "submitter", Identity("bench"))
+        procs = start_agents(url, work, agents)
+        try:
+            return measure(repo, client, procs, agents, tasks, rate, burst)
+        finally:
+            for proc, _ in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+
+def measure(repo: Path, client: StateClient,
+            procs: list[tuple[subprocess.Popen[bytes], Path]], agents: int, tasks: int,
+            rate: float, burst: bool) -> dict[str, Any]:
+    landed: dict[str, float] = {}
+    ids = [f"t{i:05d}" for i in range(tasks)]
+    if burst:
+        when = land(client, ids)
+        landed = dict.fromkeys(ids, when)
+    else:
+        per_tick = max(1, round(rate / 10))
+        start = time.monotonic()
+        for n in range(0, tasks, per_tick):
+            target = start + n / rate
+            time.sleep(max(0.0, target - time.monotonic()))
+            batch = ids[n:n + per_tick]
+            when = land(client, batch)
+            landed.update(dict.fromkeys(batch, when))
+    claimed: dict[str, float] = {}
+    published: set[str] = set()
+    deadline = time.monotonic() + 120 + tasks / 2
+    while len(published) < tasks:
+        claimed, published = {}, set()
+        for _, ev in procs:
+            for item in events(ev):
+                if item["event"] == "claimed":
+                    claimed.setdefault(item["task"], item["ts"])
+                elif item["event"] == "published":
+                    published.add(item["task"])
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # Let the last fold land, then stop everyone and read the history.
+    drain_start = time.monotonic()
+    while client.remote.refs().keys() & {f"refs/claims/{i}" for i in ids}:
+        if time.monotonic() > drain_start + 60:
+            break
+        time.sleep(0.1)
+    drained = time.monotonic() - drain_start
+    for proc, _ in procs:
+        proc.send_signal(signal.SIGTERM)
+    rejected = 0
+    for proc, ev in procs:
+        proc.wait(timeout=60)
+        rejected += sum(1 for e in events(ev) if e["event"] == "claim_rejected")
+    client.close()
+    report = check(repo).summary()
+    latencies = [claimed[t] - landed[t] for t in claimed if t in landed]
+    span = max(claimed.values()) - min(landed.values()) if claimed else float("nan")
+    main_commits = int(run_git(["rev-list", "--count", "main"], git_dir=repo).stdout)
+    first_parent = int(run_git(["rev-list", "--count", "--first-parent", "main"],
+                               git_dir=repo).stdout)
+    run_git(["gc", "--quiet"], git_dir=repo)
+    size_kib = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file()) / 1024
+    return {
+        "agents": agents, "tasks": tasks, "mode": "burst" if burst else "stream",
+        "offered_rate": None if burst else rate,
+        "claims_per_s": round(len(claimed) / span, 2) if claimed else 0.0,
+        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "latency_p95_s": round(percentile(latencies, 0.95), 3) if latencies else None,
+        "latency_max_s": round(max(latencies), 3) if latencies else None,
+        "rejected_claim_pushes": rejected,
+        "duplicated": report["duplicated"], "lost": report["lost"], "stale": report["stale"],
+        "done": report["done"], "last_fold_after_s": round(drained, 2),
+        "commits_on_main_per_task": round(main_commits / tasks, 2),
+        "first_parent_commits_per_task": round(first_parent / tasks, 3),
+        "repo_kib_after_gc": round(size_kib, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="1,4,16", help="comma-separated agent counts")
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=15.0, help="tasks landing per second")
+    parser.add_argument("--remote", choices=("path", "file", "both"), default="both",
+                        help="plain path (ref transactions) or file:// URL (push and fetch)")
+    parser.add_argument("--no-burst", dest="burst", action="store_false",
+                        help="skip the one-commit phase that measures saturated throughput")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    styles = ("path", "file") if args.remote == "both" else (args.remote,)
+    for style in styles:
+        for count in (int(part) for part in args.agents.split(",")):
+            for burst in (False, True) if args.burst else (False,):
+                rows.append(run_one(count, args.tasks, args.rate, burst, style))
+                if not args.json:
+                    print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The executor contract: what a runner hands an executor and what it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from cluster.errors import ClusterError
+
+LimitName = Literal["max_turns", "max_tokens", "max_usd", "timeout"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits the runner enforces on one execution; ``None`` means unlimited."""
+
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """One attempt at one task.
+
+    ``env`` is the whole environment of the processes the executor starts, on top of a minimal
+    base (PATH, LANG, HOME=workspace): the agent's own environment, which holds its secrets, is
+    never inherited.
+    """
+
+    task_id: str
+    workspace: Path
+    prompt: str
+    specialty: str
+    budget: Budget
+    timeout: float
+    log_path: Path
+    env: Mapping[str, str]
+
+
+@dataclass
+class ExecutionOutcome:
+    """What an execution did; failure is data here, only rate limits raise."""
+
+    ok: bool
+    summary: str
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+    limit: LimitName | None = None
+
+
+class Executor(Protocol):
+    """Runs one request to completion; raises only :class:`RateLimited` on purpose."""
+
+    name: str
+
+    def run(self, request: ExecutionRequest) -> ExecutionOutcome: ...
+
+
+class RateLimited(ClusterError):
+    """The API said 429/529 or a usage limit: the agent pauses claiming and does not count the
+    attempt. ``retry_after`` is in seconds."""
+
+    def __init__(self, retry_after: float, message: str) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limited, retry after {retry_after:.0f}s: {message}")

@@ -1,0 +1,194 @@
+"""The `claude-code` executor: the `claude -p --output-format json` CLI in the workspace."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest, LimitName, RateLimited
+from cluster.agent.executors.command import GRACE_SECONDS, child_env, run_in_group
+from cluster.errors import ClusterError
+from cluster.secret import Secret, mask
+
+DEFAULT_BACKOFF = 60.0
+# Headless runs cannot answer permission prompts; the sandbox is the host's (systemd/container).
+DEFAULT_ARGS = ("--permission-mode", "bypassPermissions")
+
+# Older CLIs print "Claude AI usage limit reached|<epoch seconds of the reset>".
+_RESET_EPOCH = re.compile(r"usage limit reached\|(\d{9,})", re.IGNORECASE)
+_LIMITED = re.compile(
+    r"usage limit|limit reached|hit your limit|rate.?limit|overloaded|API Error: (429|529)",
+    re.IGNORECASE,
+)
+_SUBTYPE_LIMITS: Mapping[str, LimitName] = {
+    "error_max_turns": "max_turns",
+    "error_max_budget_usd": "max_usd",
+}
+
+
+class ClaudeCodeExecutor:
+    """Runs the Claude Code CLI once per request and reads its JSON result.
+
+    The CLI enforces turns itself (``--max-turns``) and the wall clock kills its process group;
+    tokens and dollars can only be checked when it has finished, so a run over those budgets
+    comes back ``ok=False`` with the limit named, even though its changes are in the workspace.
+    """
+
+    name = "claude-code"
+
+    def __init__(
+        self,
+        *,
+        binary: str = "claude",
+        model: str | None = None,
+        api_key: Secret | None = None,
+        home: Path | None = None,
+        extra_args: Sequence[str] = DEFAULT_ARGS,
+        default_backoff: float = DEFAULT_BACKOFF,
+        grace: float = GRACE_SECONDS,
+    ) -> None:
+        found = shutil.which(binary)
+        if found is None:
+            raise ClusterError(
+                f"the claude-code executor needs the Claude Code CLI ({binary!r} is not on PATH); "
+                "install it or use the claude or command executor"
+            )
+        self.binary = found
+        self._model = model
+        self._api_key = api_key
+        self._home = home
+        self._extra_args = list(extra_args)
+        self._default_backoff = default_backoff
+        self._grace = grace
+
+    def argv(self, request: ExecutionRequest) -> list[str]:
+        argv = [self.binary, "-p", request.prompt, "--output-format", "json", *self._extra_args]
+        if self._model:
+            argv += ["--model", self._model]
+        if request.budget.max_turns is not None:
+            argv += ["--max-turns", str(request.budget.max_turns)]
+        return argv
+
+    def _env(self, request: ExecutionRequest) -> dict[str, str]:
+        env = child_env(request.workspace, request.env)
+        if self._home is not None:
+            env["HOME"] = str(self._home)  # where the CLI keeps its login and settings
+        if self._api_key:
+            env["ANTHROPIC_API_KEY"] = self._api_key.reveal()
+        return env
+
+    def run(self, request: ExecutionRequest) -> ExecutionOutcome:
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        secrets = [self._api_key] if self._api_key else []
+        with request.log_path.open("ab") as log, tempfile.TemporaryFile() as stdout:
+            log.write(f"[claude-code] task {request.task_id}\n".encode())
+            log.flush()
+            finished = run_in_group(
+                self.argv(request),
+                cwd=request.workspace,
+                env=self._env(request),
+                timeout=request.timeout,
+                output=stdout,
+                errors=log,
+                grace=self._grace,
+            )
+            stdout.seek(0)
+            text = stdout.read().decode("utf-8", errors="replace")
+            log.write(mask(f"[claude-code] result: {text.strip()}\n", secrets).encode())
+        if finished.timed_out:
+            return ExecutionOutcome(
+                ok=False, summary="", error=f"timed out after {request.timeout:g}s", limit="timeout"
+            )
+        return self.outcome(text, finished.returncode, request)
+
+    def outcome(
+        self, stdout: str, returncode: int | None, request: ExecutionRequest
+    ) -> ExecutionOutcome:
+        """Turn the CLI's JSON result into an outcome; raises :class:`RateLimited` on limits."""
+        result = parse_result(stdout)
+        if result is None:
+            return ExecutionOutcome(
+                ok=False,
+                summary=stdout[-2000:],
+                error=f"claude exited {returncode} without a JSON result",
+            )
+        raw_usage = result.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        text = str(result.get("result") or "")
+        outcome = ExecutionOutcome(
+            ok=False,
+            summary=text,
+            turns=_int(result.get("num_turns")),
+            input_tokens=sum(
+                _int(usage.get(name))
+                for name in (
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                )
+            ),
+            output_tokens=_int(usage.get("output_tokens")),
+            cost_usd=_float(result.get("total_cost_usd")),
+        )
+        subtype = str(result.get("subtype") or "")
+        failed = bool(result.get("is_error")) or returncode != 0 or subtype != "success"
+        if failed and (_LIMITED.search(text) or _RESET_EPOCH.search(text)):
+            raise RateLimited(self._wait(text), text[:300])
+        if subtype in _SUBTYPE_LIMITS:
+            outcome.limit = _SUBTYPE_LIMITS[subtype]
+            outcome.error = f"claude stopped: {subtype}"
+        elif failed:
+            outcome.error = (
+                f"claude failed ({subtype or 'no subtype'}, exit {returncode}): {text[:500]}"
+            )
+        elif (limit := _over_budget(outcome, request)) is not None:
+            outcome.limit = limit
+            outcome.error = f"run exceeded its {limit} budget"
+        else:
+            outcome.ok = True
+        return outcome
+
+    def _wait(self, text: str) -> float:
+        found = _RESET_EPOCH.search(text)
+        if found is None:
+            return self._default_backoff
+        return max(int(found[1]) - time.time(), 0.0)
+
+
+def parse_result(stdout: str) -> dict[str, Any] | None:
+    """The ``type: result`` object the CLI prints last, or None."""
+    candidates = [stdout, *reversed(stdout.strip().splitlines())]
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("type") == "result":
+            return data
+    return None
+
+
+def _over_budget(outcome: ExecutionOutcome, request: ExecutionRequest) -> LimitName | None:
+    budget = request.budget
+    if (
+        budget.max_tokens is not None
+        and outcome.input_tokens + outcome.output_tokens > budget.max_tokens
+    ):
+        return "max_tokens"
+    if budget.max_usd is not None and outcome.cost_usd > budget.max_usd:
+        return "max_usd"
+    return None
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

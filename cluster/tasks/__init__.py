@@ -1,0 +1,1 @@
+"""Invoke task collections; tasks.py at the top of the project assembles them."""

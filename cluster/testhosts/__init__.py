@@ -1,0 +1,1 @@
+"""Real SSH test hosts: systemd containers built without a registry, on their own network."""

@@ -1,0 +1,7 @@
+"""SSH to hosts with verified host keys: the only package that imports Fabric or paramiko."""
+
+from __future__ import annotations
+
+from cluster.transport.ssh import connect, run
+
+__all__ = ["connect", "run"]

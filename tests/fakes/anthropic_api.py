@@ -1,0 +1,204 @@
+"""A fake Anthropic Messages API: POST /v1/messages answered from a scripted queue."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from typing import Any, Self
+
+from tests.fakes import FakeServer, Request, Response
+
+DEFAULT_KEY = "sk-ant-api03-fake-test-key"
+
+
+def text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "citations": None}
+
+
+def tool_use_block(name: str, tool_input: dict[str, Any], tool_id: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}
+
+
+def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": request_id,
+    }
+
+
+class FakeAnthropic(FakeServer):
+    """Answers each POST /v1/messages with the next scripted response.
+
+    Script with :meth:`reply`, :meth:`reply_text`, :meth:`reply_tool_use` and the error methods.
+    A request with a wrong key gets a 401 without consuming the script; an empty script gives a
+    500 api_error. ``requests`` holds what the client sent (headers lower-cased).
+    """
+
+    def __init__(self, api_key: str = DEFAULT_KEY) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self._script: deque[Response | dict[str, Any]] = deque()
+        self._script_lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def reply(
+        self,
+        content: list[dict[str, Any]],
+        stop_reason: str = "end_turn",
+        *,
+        input_tokens: int = 10,
+        output_tokens: int = 5,
+    ) -> Self:
+        """Queue an assistant message; its ``model`` echoes the request's."""
+        with self._script_lock:
+            self._script.append(
+                {
+                    "content": content,
+                    "stop_reason": stop_reason,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                }
+            )
+        return self
+
+    def reply_text(self, text: str, stop_reason: str = "end_turn", **usage: int) -> Self:
+        return self.reply([text_block(text)], stop_reason, **usage)
+
+    def reply_tool_use(
+        self, *calls: tuple[str, dict[str, Any]], text: str | None = None, **usage: int
+    ) -> Self:
+        """Queue a tool_use turn calling each ``(name, input)``; ids are toolu_fake_N."""
+        blocks = [text_block(text)] if text else []
+        blocks += [
+            tool_use_block(name, args, f"toolu_fake_{next(self._ids)}") for name, args in calls
+        ]
+        return self.reply(blocks, "tool_use", **usage)
+
+    def reply_raw(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> Self:
+        """Queue any response, e.g. a malformed body."""
+        merged = {"content-type": "application/json", **(headers or {})}
+        with self._script_lock:
+            self._script.append(Response(status, body, merged))
+        return self
+
+    def reply_error(
+        self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+    ) -> Self:
+        body = json.dumps(error_body(error_type, message, self._request_id())).encode()
+        return self.reply_raw(status, body, headers)
+
+    def rate_limited(self, retry_after: str = "30", message: str | None = None) -> Self:
+        """Queue a 429 as the API sends it, with ``retry-after`` in seconds."""
+        headers = {
+            "retry-after": retry_after,
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "0",
+        }
+        text = message or "This request would exceed the rate limit for your organization."
+        return self.reply_error(429, "rate_limit_error", text, headers)
+
+    def overloaded(self) -> Self:
+        return self.reply_error(529, "overloaded_error", "Overloaded")
+
+    def malformed(self, body: bytes = b'{"id": "msg_01", "type": "mess') -> Self:
+        return self.reply_raw(200, body)
+
+    def unauthorized(self) -> Self:
+        return self.reply_error(401, "authentication_error", "invalid x-api-key")
+
+    @property
+    def pending(self) -> int:
+        with self._script_lock:
+            return len(self._script)
+
+    def message_requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of every POST /v1/messages, in order."""
+        return [r.json() for r in self.requests if r.path == "/v1/messages"]
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _request_id(self) -> str:
+        return f"req_fake{next(self._ids):06d}"
+
+    def _error(self, status: int, error_type: str, message: str) -> Response:
+        return Response.json(status, error_body(error_type, message, self._request_id()))
+
+    def _authorized(self, request: Request) -> bool:
+        # The installed SDK sends an API key as a Bearer token; the public API documents x-api-key.
+        bearer = request.headers.get("authorization", "")
+        return self.api_key in (request.headers.get("x-api-key"), bearer.removeprefix("Bearer "))
+
+    def handle(self, request: Request) -> Response:
+        if (request.method, request.path) != ("POST", "/v1/messages"):
+            return self._error(
+                404, "not_found_error", f"Not found: {request.method} {request.path}"
+            )
+        if not self._authorized(request):
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        if "anthropic-version" not in request.headers:
+            return self._error(
+                400, "invalid_request_error", "anthropic-version: header is required"
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            return self._error(400, "invalid_request_error", "request body is not valid JSON")
+        problem = _check_body(body)
+        if problem:
+            return self._error(400, "invalid_request_error", problem)
+        with self._script_lock:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is None:
+            return self._error(500, "api_error", "fake: no scripted response left")
+        if isinstance(scripted, Response):
+            return scripted
+        message = {
+            "id": f"msg_fake{next(self._ids):06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": scripted["content"],
+            "stop_reason": scripted["stop_reason"],
+            "stop_sequence": None,
+            "usage": {
+                **scripted["usage"],
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "service_tier": "standard",
+            },
+        }
+        return Response.json(200, message, {"request-id": self._request_id()})
+
+
+def _check_body(body: Any) -> str | None:
+    """The 400 message the API would give for this body, or None; covers what clients get wrong."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    for key in ("model", "max_tokens", "messages"):
+        if key not in body:
+            return f"{key}: Field required"
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    if messages[0].get("role") != "user":
+        return 'messages: first message must use the "user" role'
+    for index, (current, following) in enumerate(itertools.pairwise([*messages, None])):
+        if current.get("role") != "assistant" or not isinstance(current.get("content"), list):
+            continue
+        wanted = {b["id"] for b in current["content"] if b.get("type") == "tool_use"}
+        given: set[str] = set()
+        if following is not None and isinstance(following.get("content"), list):
+            given = {
+                b.get("tool_use_id") for b in following["content"] if b.get("type") == "tool_result"
+            }
+        if wanted - given:
+            return (
+                f"messages.{index + 1}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(sorted(wanted - given))}. Each `tool_use` block "
+                "must have a corresponding `tool_result` block in the next message."
+            )
+    return None

@@ -1,0 +1,159 @@
+"""The claude-code executor against a stand-in `claude` script that prints the CLI's JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
+from cluster.agent.executors.claude_code import ClaudeCodeExecutor
+from cluster.errors import ClusterError
+from cluster.secret import Secret
+
+# Records its arguments, talks on stderr like the CLI, prints $FAKE_RESULT as its stdout.
+FAKE_CLAUDE = """#!/bin/sh
+printf '%s\\n' "$@" > "$PWD/.claude-argv"
+echo "${ANTHROPIC_API_KEY:-no key}" > "$PWD/.claude-key"
+echo "working..." >&2
+if [ -n "$FAKE_SLEEP" ]; then sleep "$FAKE_SLEEP"; fi
+cat "$FAKE_RESULT"
+exit "${FAKE_EXIT:-0}"
+"""
+
+
+def result(**overrides: object) -> dict[str, object]:
+    document: dict[str, object] = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 5210,
+        "duration_api_ms": 4870,
+        "num_turns": 4,
+        "result": "Added the endpoint and its test.",
+        "session_id": "0b6c2a3e-9a36-4f4c-8f55-4d3c1d2e5f60",
+        "total_cost_usd": 0.0842,
+        "usage": {
+            "input_tokens": 120,
+            "cache_creation_input_tokens": 3000,
+            "cache_read_input_tokens": 9000,
+            "output_tokens": 850,
+            "server_tool_use": {"web_search_requests": 0},
+            "service_tier": "standard",
+        },
+        "permission_denials": [],
+        "uuid": "5e0d1f7a-1111-4222-8333-944455556666",
+    }
+    document.update(overrides)
+    return document
+
+
+@pytest.fixture
+def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "claude"
+    script.write_text(FAKE_CLAUDE)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return script
+
+
+def run(
+    tmp_path: Path,
+    document: object,
+    budget: Budget | None = None,
+    timeout: float = 30.0,
+    executor: ClaudeCodeExecutor | None = None,
+    **env: str,
+):
+    workspace = tmp_path / "ws"
+    workspace.mkdir(exist_ok=True)
+    output = tmp_path / "result.json"
+    output.write_text(document if isinstance(document, str) else json.dumps(document))
+    req = ExecutionRequest(
+        task_id="t-7",
+        workspace=workspace,
+        prompt="Add a /health endpoint.",
+        specialty="backend",
+        budget=budget or Budget(),
+        timeout=timeout,
+        log_path=tmp_path / "t-7.log",
+        env={"FAKE_RESULT": str(output), **env},
+    )
+    return (executor or ClaudeCodeExecutor()).run(req), req
+
+
+def test_missing_cli_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ClusterError, match="not on PATH"):
+        ClaudeCodeExecutor()
+
+
+def test_success_is_parsed(fake_cli: Path, tmp_path: Path) -> None:
+    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6", api_key=Secret("sk-ant-cli"))
+    outcome, req = run(tmp_path, result(), Budget(max_turns=5), executor=executor)
+
+    assert outcome.ok, outcome.error
+    assert (outcome.turns, outcome.cost_usd) == (4, 0.0842)
+    assert (outcome.input_tokens, outcome.output_tokens) == (12120, 850)
+    assert outcome.summary == "Added the endpoint and its test."
+    argv = (req.workspace / ".claude-argv").read_text().splitlines()
+    assert argv[:4] == ["-p", "Add a /health endpoint.", "--output-format", "json"]
+    assert argv[argv.index("--max-turns") + 1] == "5"
+    assert argv[argv.index("--model") + 1] == "claude-sonnet-4-6"
+    assert (req.workspace / ".claude-key").read_text() == "sk-ant-cli\n"
+    log = req.log_path.read_text()
+    assert "working..." in log and '"num_turns": 4' in log
+
+
+def test_max_turns_subtype(fake_cli: Path, tmp_path: Path) -> None:
+    document = result(subtype="error_max_turns", is_error=True, result=None)
+    outcome, _ = run(tmp_path, document, Budget(max_turns=4))
+    assert (outcome.ok, outcome.limit, outcome.turns) == (False, "max_turns", 4)
+
+
+def test_over_budget_after_the_fact(fake_cli: Path, tmp_path: Path) -> None:
+    outcome, _ = run(tmp_path, result(), Budget(max_usd=0.05))
+    assert (outcome.ok, outcome.limit) == (False, "max_usd")
+    outcome, _ = run(tmp_path, result(), Budget(max_tokens=1000))
+    assert (outcome.ok, outcome.limit) == (False, "max_tokens")
+
+
+def test_error_result(fake_cli: Path, tmp_path: Path) -> None:
+    document = result(subtype="error_during_execution", is_error=True, result="tool crashed")
+    outcome, _ = run(tmp_path, document, FAKE_EXIT="1")
+    assert not outcome.ok and outcome.limit is None
+    assert outcome.error is not None and "error_during_execution" in outcome.error
+
+
+def test_usage_limit_raises_rate_limited(fake_cli: Path, tmp_path: Path) -> None:
+    reset = int(time.time()) + 3600
+    document = result(is_error=True, result=f"Claude AI usage limit reached|{reset}")
+    with pytest.raises(RateLimited) as caught:
+        run(tmp_path, document, FAKE_EXIT="1")
+    assert 0 < caught.value.retry_after <= 3600
+
+
+def test_api_429_uses_default_backoff(fake_cli: Path, tmp_path: Path) -> None:
+    document = result(is_error=True, result='API Error: 429 {"type":"error"}')
+    with pytest.raises(RateLimited) as caught:
+        run(tmp_path, document, executor=ClaudeCodeExecutor(default_backoff=33.0))
+    assert caught.value.retry_after == 33.0
+
+
+def test_garbage_output_is_a_failure(fake_cli: Path, tmp_path: Path) -> None:
+    outcome, _ = run(tmp_path, "Error: something odd happened\n", FAKE_EXIT="2")
+    assert not outcome.ok
+    assert outcome.error == "claude exited 2 without a JSON result"
+
+
+def test_timeout_kills_the_cli(fake_cli: Path, tmp_path: Path) -> None:
+    outcome, _ = run(
+        tmp_path, result(), timeout=0.5, executor=ClaudeCodeExecutor(grace=0.2), FAKE_SLEEP="300"
+    )
+    assert (outcome.ok, outcome.limit) == (False, "timeout")

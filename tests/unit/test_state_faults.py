@@ -1,0 +1,90 @@
+"""Invariants 2 and 3 with real faults: SIGKILL, SIGSTOP past the lease, a vanished remote."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.state.checker import check
+from cluster.state.records import Claim
+from tests.helpers import commit_files, make_state, poll, task_doc, task_files
+
+LEASE = 2.0
+
+
+def settings() -> dict[str, float]:
+    return {"fold_delay_seconds": 0.2, "skew_seconds": 0.2, "retry_backoff_seconds": 0.1}
+
+
+def url_of(repo: Path, style: str) -> str:
+    """A plain path takes the ref-transaction path; file:// takes push and fetch, like ssh."""
+    return f"file://{repo}" if style == "file" else str(repo)
+
+
+@pytest.mark.parametrize("style", ["path", "file"])
+def test_sigkilled_holder_is_taken_over_and_the_task_finishes_once(
+        tmp_path: Path, agents: Any, style: str) -> None:
+    repo = make_state(tmp_path, settings())
+    commit_files(repo, task_files([task_doc("slow", command="sleep 1")]), tmp_path / "p")
+    url = url_of(repo, style)
+    first = agents(url, "first", lease=LEASE, heartbeat=0.5, poll_s=0.2)
+    poll(lambda: first.saw("claimed", "slow"), 30, "the first agent to claim")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    second = agents(url, "second", lease=LEASE, heartbeat=0.5, exit_when_idle=True, poll_s=0.2)
+    assert second.wait(60) == 0, second.tail()
+    claimed = second.saw("claimed", "slow")
+    assert claimed is not None and claimed["takeover"] is True and claimed["attempt"] == 2
+    report = check(repo)
+    assert report.tasks["slow"] == ("done", "succeeded")
+    assert report.histories["slow"].takeovers() == 1
+
+
+def test_sigstop_past_lease_is_fenced(tmp_path: Path, agents: Any) -> None:
+    repo = make_state(tmp_path, settings())
+    commit_files(repo, task_files([task_doc("paused", command="sleep 2")]), tmp_path / "p")
+    sleeper = agents(repo, "sleeper", lease=LEASE, heartbeat=0.5)
+    poll(lambda: sleeper.saw("claimed", "paused"), 30, "the sleeper to claim")
+    sleeper.signal(signal.SIGSTOP)
+    taker = agents(repo, "taker", lease=LEASE, heartbeat=0.5)
+    poll(lambda: taker.saw("published", "paused"), 60, "the taker to finish the task")
+    sleeper.signal(signal.SIGCONT)
+    fenced = poll(lambda: sleeper.saw("claim_lost", "paused")
+                  or sleeper.saw("result_fenced", "paused"), 30, "the sleeper to be fenced")
+    assert fenced["event"] in ("claim_lost", "result_fenced")
+    assert sleeper.saw("published", "paused") is None
+    report = check(repo)
+    assert report.tasks["paused"] == ("done", "succeeded")
+    history = report.histories["paused"]
+    results = [r for r in history.records.values() if r.__class__.__name__ == "Result"]
+    assert [r.agent for r in results] == ["taker"]
+    claims = [r for r in history.records.values() if isinstance(r, Claim)]
+    assert sorted(c.agent for c in claims) == ["sleeper", "taker"]
+
+
+@pytest.mark.parametrize("style", ["path", "file"])
+def test_remote_gone_for_a_while_agents_back_off_and_converge(
+        tmp_path: Path, agents: Any, style: str) -> None:
+    repo = make_state(tmp_path, settings())
+    docs = [task_doc(f"w{i:02d}", command="sleep 0.3") for i in range(30)]
+    commit_files(repo, task_files(docs), tmp_path / "p")
+    url = url_of(repo, style)
+    procs = [agents(url, f"a{n}", lease=5, heartbeat=0.5, poll_s=0.5) for n in range(3)]
+    poll(lambda: sum(1 for p in procs for e in p.events() if e["event"] == "published") >= 5,
+         60, "some tasks to finish")
+    away = tmp_path / "state.git.away"
+    shutil.move(repo, away)
+    poll(lambda: all(p.saw("remote_unavailable") for p in procs), 60,
+         lambda: "every agent to notice the remote is gone: "
+         + repr({p.id: (p.saw("remote_unavailable"), p.events()[-3:]) for p in procs}))
+    shutil.move(away, repo)
+    poll(lambda: all(p.saw("remote_back") for p in procs), 60, "every agent to reconnect")
+    closer = agents(url, "closer", lease=5, heartbeat=0.5, exit_when_idle=True, poll_s=0.5)
+    assert closer.wait(120) == 0, closer.tail()
+    report = check(repo)
+    assert report.problems() == {}
+    assert report.summary()["done"] == 30
