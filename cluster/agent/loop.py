@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import random
 import signal
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from cluster import __version__
+from cluster.agent.choose import STAGGER, assigned, claimable, dependency_verdict, elected
 from cluster.agent.config import AgentConfig
 from cluster.agent.events import EventLog
 from cluster.agent.runner import AttemptReport, Runner
@@ -22,14 +22,7 @@ from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fie
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.watch import Waker
 
-INVALID_GRACE = 10.0  # others step in for the elected agent after this long
-STAGGER = 0.3  # a task matched to another agent is anybody's after this long
 MAX_BACKOFF = 30.0
-
-
-def rank(key: str, agent: str) -> int:
-    """Rendezvous hashing: agents prefer different tasks, so they rarely race for one."""
-    return int.from_bytes(hashlib.blake2b(f"{key}/{agent}".encode(), digest_size=8).digest())
 
 
 @dataclass
@@ -193,43 +186,15 @@ class Agent:
     def _serves(self, task: TaskView) -> bool:
         return task.spec is not None and task.spec.specialty in self.config.specialties
 
-    def _dependency_verdict(self, snap: Snapshot, task: TaskView) -> str | None:
-        """None when runnable, 'wait' while dependencies run, else the failure reason."""
-        assert task.spec is not None
-        for dep in task.spec.depends_on:
-            result = snap.result(dep)
-            if result is None:
-                if not snap.known(dep):
-                    return f"depends_on names unknown task {dep!r}"
-                return "wait"
-            if result.status != "succeeded":
-                return f"dependency {dep!r} ended {result.status}"
-        return None
-
-    def claimable(self, snap: Snapshot, now: float) -> list[TaskView]:
-        out = []
-        for task in snap.tasks.values():
-            if not self._serves(task) or task.key in self.st.running:
-                continue
-            state = snap.state(task.key, now)
-            if state == "released":
-                record = snap.claims[task.key].record
-                assert isinstance(record, Release)
-                if record.not_before > now:
-                    continue
-            elif state not in ("pending", "stale"):
-                continue
-            if self._dependency_verdict(snap, task) is None:
-                out.append(task)
-        out.sort(key=lambda t: (-t.spec.priority.rank if t.spec else 0, t.added_at, t.key))
-        return out
-
     def _claim(self, snap: Snapshot) -> int:
         free = self.config.max_tasks - len(self.st.running)
         if free <= 0:
             return 0
         now = time.time()
-        mine = self._assigned(snap, self.claimable(snap, now), free, now)
+        candidates = claimable(snap, self.config.specialties, self.st.running, now)
+        self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
+        mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
+                        self.st.first_seen, now)
         lease, _ = self._intervals(snap)
         claimed = 0
         for task in mine[:free]:
@@ -243,44 +208,6 @@ class Agent:
                 self._start(got)
                 claimed += 1
         return claimed
-
-    def _assigned(self, snap: Snapshot, candidates: list[TaskView], free: int,
-                  now: float) -> list[TaskView]:
-        """The tasks this agent should try now.
-
-        Every agent computes the same matching of the top candidates to the online agents
-        with free slots (rendezvous hashing), so they rarely race for one task. A task matched
-        to someone else becomes fair game after STAGGER seconds, in case that agent is busy,
-        gone or slow: heartbeats are a few seconds old by nature.
-        """
-        slots = {
-            hb.id: max(0, hb.max_tasks - len(hb.holding))
-            for hb in snap.online_agents(now) if hb.id != self.config.id
-        }
-        slots[self.config.id] = free
-        serves = {hb.id: set(hb.specialties) for hb in snap.agents.values()}
-        serves[self.config.id] = set(self.config.specialties)
-        seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
-        self.st.first_seen = seen
-        mine: list[TaskView] = []
-        late: list[TaskView] = []
-        for task in candidates:
-            assert task.spec is not None
-            able = [a for a, n in slots.items() if n > 0 and task.spec.specialty in serves[a]]
-            best = min(able, key=lambda a: rank(task.key, a)) if able else None
-            if best is not None:
-                slots[best] -= 1
-            if best == self.config.id:
-                mine.append(task)
-                continue
-            # Fallback in rendezvous order, one agent every STAGGER seconds: if the matched
-            # agent is busy or gone, the next in line steps in, not the whole fleet at once.
-            line = sorted((a for a in serves if task.spec.specialty in serves[a]),
-                          key=lambda a: rank(task.key, a))
-            position = line.index(self.config.id) if self.config.id in line else len(line)
-            if now - seen[task.key] >= STAGGER * max(1, position):
-                late.append(task)
-        return mine + late
 
     def _start(self, held: Held) -> None:
         self.counters["claimed"] += 1
@@ -379,13 +306,6 @@ class Agent:
 
     # -- bad input, dependencies, folding -------------------------------------------------
 
-    def _elected(self, snap: Snapshot, key: str, since: float, now: float) -> bool:
-        online = [hb.id for hb in snap.online_agents(now)] or [self.config.id]
-        if self.config.id not in online:
-            online.append(self.config.id)
-        first = min(online, key=lambda agent: rank(key, agent))
-        return first == self.config.id or now - since > INVALID_GRACE
-
     def _judge_bad_tasks(self, snap: Snapshot) -> None:
         now = time.time()
         for task in snap.tasks.values():
@@ -394,14 +314,14 @@ class Agent:
             if task.error is not None:
                 status, reason = "invalid", task.error
             elif task.spec is not None:
-                verdict = self._dependency_verdict(snap, task)
+                verdict = dependency_verdict(snap, task)
                 if verdict is None or verdict == "wait":
                     continue
                 status = "invalid" if verdict.startswith("depends_on") else "cancelled"
                 reason = verdict
             else:
                 continue
-            if not self._elected(snap, task.key, task.added_at, now):
+            if not elected(snap, self.config.id, task.key, task.added_at, now):
                 continue
             result = Result(task=task.key, status=status,  # type: ignore[arg-type]
                             attempt=0, agent=self.config.id, reason=reason)
@@ -423,8 +343,8 @@ class Agent:
         due = final or len(finished) >= settings.fold_batch or age >= settings.fold_delay_seconds
         if not due:
             return
-        elected = self._elected(snap, snap.main or "", now, now)
-        if not (final or elected or age >= 3 * settings.fold_delay_seconds):
+        mine = elected(snap, self.config.id, snap.main or "", now, now)
+        if not (final or mine or age >= 3 * settings.fold_delay_seconds):
             return
         folded = self.client.fold(snap, settings.fold_batch)
         if folded:
