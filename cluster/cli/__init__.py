@@ -143,6 +143,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "max_tasks": args.max_tasks, "exit_when_idle": args.exit_when_idle or None,
         "lease_seconds": args.lease, "heartbeat_seconds": args.heartbeat,
         "poll_seconds": args.poll, "events_path": args.events, "workdir": args.workdir,
+        "stop_grace_seconds": args.stop_grace,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
     agent = Agent(config, CommandRunner(config.workdir / config.id),
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--heartbeat", type=float, help="heartbeat seconds (default: the repo's)")
     run.add_argument("--poll", type=float, help="fallback re-read interval in seconds")
     run.add_argument("--events", help="append JSON-lines events to this file")
+    run.add_argument("--stop-grace", type=float,
+                     help="seconds to finish held tasks after SIGTERM before releasing them")
     run.add_argument("--workdir", help="mirror, workspaces and logs live here")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")

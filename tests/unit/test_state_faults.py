@@ -88,3 +88,23 @@ def test_remote_gone_for_a_while_agents_back_off_and_converge(
     report = check(repo)
     assert report.problems() == {}
     assert report.summary()["done"] == 30
+
+
+def test_sigterm_releases_held_work_without_burning_the_attempt(
+        tmp_path: Path, agents: Any) -> None:
+    repo = make_state(tmp_path, settings())
+    commit_files(repo, task_files([task_doc("long", command="sleep 60", max_attempts=1)]),
+                 tmp_path / "p")
+    first = agents(repo, "first", lease=LEASE, heartbeat=0.5, extra=["--stop-grace", "0.5"])
+    poll(lambda: first.saw("claimed", "long"), 30, "the first agent to claim")
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0, first.tail()
+    released = first.saw("published", "long")
+    assert released is not None and released["kind"] == "release"
+    assert released["status"] == "paused"
+    # max_attempts is 1: had the shutdown burnt the attempt, nobody could run it again.
+    second = agents(repo, "second", lease=LEASE, heartbeat=0.5, extra=["--stop-grace", "0.5"])
+    again = poll(lambda: second.saw("claimed", "long"), 30, "another agent to claim it again")
+    assert again["attempt"] == 1
+    history = check(repo).histories["long"]
+    assert [r.status for r in history.records.values() if not isinstance(r, Claim)] == ["paused"]
