@@ -1,0 +1,34 @@
+"""Where things live on an agent host: one place for every path and name the units use."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+BASE = PurePosixPath("/opt/claude-cluster")
+RELEASES = BASE / "releases"
+CURRENT = BASE / "current"  # a symlink to the active release
+WORKSPACE = BASE / "workspace"
+LOGS = BASE / "logs"
+WHEELS = BASE / "wheels"
+STATE_DIR = PurePosixPath("/var/lib/claude-cluster")  # the service user's HOME
+ETC = PurePosixPath("/etc/claude-cluster")
+AGENT_CONFIG = ETC / "agent.yaml"
+SECRETS_ENV = ETC / "secrets.env"
+EVENTS_FILE = LOGS / "events.jsonl"
+
+SERVICE_USER = "claude-cluster"
+UNIT_NAME = "claude-cluster-agent.service"
+UNIT_PATH = PurePosixPath("/etc/systemd/system") / UNIT_NAME
+EXECUTABLE = CURRENT / "venv" / "bin" / "claude-cluster"
+WRITABLE = (WORKSPACE, LOGS, STATE_DIR)
+CONTAINER_NAME = "claude-cluster-agent"
+
+
+def release_dir(version: str, source_hash: str) -> PurePosixPath:
+    """``/opt/claude-cluster/releases/<version>-<hash>``: one per distinct build."""
+    return RELEASES / f"{version}-{source_hash}"
+
+
+def agent_argv(config_path: PurePosixPath = AGENT_CONFIG) -> list[str]:
+    """The agent's command line, the same under systemd and in a container."""
+    return [str(EXECUTABLE), "agent", "run", "--config", str(config_path)]

@@ -1,0 +1,54 @@
+"""The agent's secrets file (EnvironmentFile=) as a Secret, with a masked twin for diffs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cluster.errors import ConfigError
+from cluster.secret import MASK, Secret
+
+REQUIRED = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")
+_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# Read the same by systemd's EnvironmentFile= and docker's --env-file, which quote differently:
+# values with neither quotes, spaces, '$', '\' nor newlines need no quoting in either.
+_VALUE = re.compile(r"^[A-Za-z0-9_\-.:/+=@,]+$")
+HEADER = "# Written by claude-cluster deploy; mode 0600, owned by the service user.\n"
+
+
+@dataclass(frozen=True)
+class SecretsFile:
+    """The file text (only through :attr:`text`) and what may be shown or logged of it."""
+
+    text: Secret
+    masked: str
+    sha256: str
+
+    def __repr__(self) -> str:
+        return f"SecretsFile(sha256={self.sha256[:12]}, masked={self.masked!r})"
+
+
+def render_secrets_env(
+    secrets: Mapping[str, Secret], required: tuple[str, ...] = REQUIRED
+) -> SecretsFile:
+    """KEY=value lines in sorted order; every ``required`` name must be set and non-empty."""
+    missing = [name for name in required if not secrets.get(name)]
+    if missing:
+        raise ConfigError(f"secrets.env: not set: {', '.join(missing)}")
+    lines, masked = [HEADER], [HEADER]
+    for name in sorted(secrets):
+        value = secrets[name].reveal()
+        if not _NAME.match(name):
+            raise ConfigError(f"secrets.env: bad variable name {name!r}")
+        if not _VALUE.match(value):
+            raise ConfigError(
+                f"secrets.env: {name} has characters that would need quoting "
+                "(spaces, quotes, '$', '\\' or newlines); its value is not shown"
+            )
+        lines.append(f"{name}={value}\n")
+        masked.append(f"{name}={MASK}\n")
+    text = "".join(lines)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return SecretsFile(Secret(text), "".join(masked), digest)
