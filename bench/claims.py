@@ -69,7 +69,8 @@ def start_agents(url: str, work: Path, count: int) -> list[tuple[subprocess.Pope
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", url,
                 "--id", f"agent-{n}", "--specialty", "backend", "--lease", "30",
                 "--heartbeat", "5", "--poll", "2", "--events", str(ev),
-                "--workdir", str(work / "agents"), "--log-level", "WARNING"]
+                "--workdir", str(work / "agents"), "--log-level", "WARNING",
+                "--runner", "scratch"]
         with (work / f"agent-{n}.log").open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     env=dict(os.environ))

@@ -53,7 +53,8 @@ def run_demo(root: Path, agents: int = 2, tasks: int = 6) -> int:
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state),
                 "--id", f"agent-{n + 1}", "--specialty", ",".join(SPECIALTIES),
                 "--exit-when-idle", "--lease", "30", "--heartbeat", "2",
-                "--workdir", str(root / "agents"), "--events", str(root / f"agent-{n + 1}.jsonl")]
+                "--workdir", str(root / "agents"), "--events", str(root / f"agent-{n + 1}.jsonl"),
+                "--runner", "scratch"]
         procs.append(subprocess.Popen(argv))
     codes = [proc.wait(timeout=600) for proc in procs]
     client = StateClient(str(state), root / "cli", Identity("demo"))

@@ -93,6 +93,7 @@ class AgentProcess:
     def __init__(self, state: str | Path, agent_id: str, workdir: Path, *,
                  specialty: str = "backend", lease: float = 5.0, heartbeat: float = 1.0,
                  max_tasks: int = 1, exit_when_idle: bool = False, poll_s: float = 1.0,
+                 runner: str = "scratch",
                  extra: list[str] | None = None) -> None:
         self.id = agent_id
         self.events_path = workdir / f"{agent_id}.events.jsonl"
@@ -100,7 +101,8 @@ class AgentProcess:
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state),
                 "--id", agent_id, "--specialty", specialty, "--max-tasks", str(max_tasks),
                 "--lease", str(lease), "--heartbeat", str(heartbeat), "--poll", str(poll_s),
-                "--events", str(self.events_path), "--workdir", str(workdir / "agents")]
+                "--events", str(self.events_path), "--workdir", str(workdir / "agents"),
+                "--runner", runner]
         if exit_when_idle:
             argv.append("--exit-when-idle")
         argv += extra or []

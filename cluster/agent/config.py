@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,6 +29,17 @@ class AgentConfig(BaseModel):
     poll_seconds: float = Field(default=5.0, ge=0.05, le=600)
     events_path: Path | None = None
     stop_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    runner: Literal["repo", "scratch"] = "repo"
+    executors: tuple[Literal["claude", "claude-code", "command"], ...] = ("command",)
+    model: str | None = None
+    anthropic_base_url: str | None = None
+    prompts: dict[str, str] = Field(default_factory=dict)
+    forge: Literal["local", "github"] = "local"
+    github_base_url: str = "https://api.github.com"
+    pull_request_dir: Path | None = None
+    repos_root: Path | None = None
+    secrets_file: Path | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     keep_failed_workspaces_hours: float = Field(default=24.0, ge=0)
 
     @field_validator("id")
@@ -38,7 +49,7 @@ class AgentConfig(BaseModel):
             raise ValueError(f"unsafe agent id {value!r}: expected {ID_RULE}")
         return value
 
-    @field_validator("specialties", mode="before")
+    @field_validator("specialties", "executors", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

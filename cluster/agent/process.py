@@ -25,8 +25,13 @@ class ProcessResult:
         return self.returncode == 0 and not self.timed_out and not self.cancelled
 
 
-def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is left after ``grace`` seconds."""
+def kill_group(pgid: int, grace: float = GRACE_SECONDS,
+               leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left after ``grace`` seconds.
+
+    The leader is reaped as it goes: an unreaped leader is a zombie that keeps the group
+    'alive' to ``killpg(pgid, 0)`` and would make every kill wait the whole grace period.
+    """
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
         try:
             os.killpg(pgid, sig)
@@ -34,11 +39,13 @@ def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            if leader is not None:
+                leader.poll()
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
 
 def run_shell(
@@ -72,10 +79,10 @@ def run_shell(
                 cancelled = True
             else:
                 continue
-            kill_group(proc.pid)
+            kill_group(proc.pid, leader=proc)
             proc.wait()
             break
         # The leader may be gone while its children live on: end the group either way.
-        kill_group(proc.pid, grace=0.5)
+        kill_group(proc.pid, grace=0.5, leader=proc)
         log.write(f"[exit {proc.returncode}{' timeout' if timed_out else ''}]\n".encode())
     return ProcessResult(proc.returncode, timed_out, cancelled, time.monotonic() - started)

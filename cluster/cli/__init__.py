@@ -132,10 +132,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
+    from cluster.agent.build import build_runner
     from cluster.agent.config import load_agent_config
     from cluster.agent.events import EventLog, setup_logging
     from cluster.agent.loop import Agent
-    from cluster.agent.runner import CommandRunner
 
     setup_logging(args.log_level, json_lines=args.log_json)
     flags = {
@@ -143,11 +143,15 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "max_tasks": args.max_tasks, "exit_when_idle": args.exit_when_idle or None,
         "lease_seconds": args.lease, "heartbeat_seconds": args.heartbeat,
         "poll_seconds": args.poll, "events_path": args.events, "workdir": args.workdir,
-        "stop_grace_seconds": args.stop_grace,
+        "stop_grace_seconds": args.stop_grace, "runner": args.runner,
+        "executors": args.executors, "forge": args.forge,
+        "anthropic_base_url": args.anthropic_base_url, "github_base_url": args.github_base_url,
+        "secrets_file": args.secrets_file, "repos_root": args.repos_root,
+        "pull_request_dir": args.pull_request_dir, "model": args.model,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
-    agent = Agent(config, CommandRunner(config.workdir / config.id),
-                  EventLog(config.id, config.events_path))
+    runner = build_runner(config)  # a missing key or token fails here, before any claim
+    agent = Agent(config, runner, EventLog(config.id, config.events_path))
     agent.client.remote.check()
     agent.install_signal_handlers()
     return agent.run()
@@ -206,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-grace", type=float,
                      help="seconds to finish held tasks after SIGTERM before releasing them")
     run.add_argument("--workdir", help="mirror, workspaces and logs live here")
+    run.add_argument("--runner", choices=("repo", "scratch"),
+                     help="repo: clone, branch, verify, push, pull request (default); "
+                          "scratch: run command tasks in an empty directory")
+    run.add_argument("--executors", help="comma-separated: claude, claude-code, command")
+    run.add_argument("--model", help="Claude model for the claude executors")
+    run.add_argument("--forge", choices=("local", "github"))
+    run.add_argument("--anthropic-base-url")
+    run.add_argument("--github-base-url")
+    run.add_argument("--secrets-file", help="KEY=VALUE file, mode 0600 (ANTHROPIC_API_KEY...)")
+    run.add_argument("--repos-root", help="local forge: where owner/name repos live")
+    run.add_argument("--pull-request-dir", help="local forge: where pull requests are recorded")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")
     run.set_defaults(func=cmd_agent_run)

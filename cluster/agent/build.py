@@ -1,0 +1,61 @@
+"""Turn an AgentConfig into a ready runner: secrets, executors, forge. Fails at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.agent.config import AgentConfig
+from cluster.agent.executors.base import Executor
+from cluster.agent.executors.claude import DEFAULT_MODEL, ClaudeExecutor
+from cluster.agent.executors.claude_code import ClaudeCodeExecutor
+from cluster.agent.executors.command import CommandExecutor
+from cluster.agent.forge import Forge, LocalForge
+from cluster.agent.forge_github import GitHubForge
+from cluster.agent.runner import CommandRunner, Runner
+from cluster.agent.taskrunner import TaskRunner
+from cluster.secret import Secret
+from cluster.secrets_file import lookup, require
+
+
+def agent_home(config: AgentConfig) -> Path:
+    return config.workdir / config.id
+
+
+def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secret]]:
+    """Construct every configured executor now, so a missing key stops the agent at start."""
+    executors: dict[str, Executor] = {}
+    secrets: list[Secret] = []
+    for kind in config.executors:
+        if kind == "command":
+            executors[kind] = CommandExecutor()
+        elif kind == "claude":
+            key = require("ANTHROPIC_API_KEY", config.secrets_file)
+            secrets.append(key)
+            executors[kind] = ClaudeExecutor(
+                key, model=config.model or DEFAULT_MODEL, base_url=config.anthropic_base_url,
+                prompts=config.prompts,
+            )
+        else:
+            key_or_none = lookup("ANTHROPIC_API_KEY", config.secrets_file)
+            if key_or_none is not None:
+                secrets.append(key_or_none)
+            executors[kind] = ClaudeCodeExecutor(model=config.model, api_key=key_or_none)
+    return executors, secrets
+
+
+def build_forge(config: AgentConfig) -> Forge:
+    if config.forge == "github":
+        token = require("GITHUB_TOKEN", config.secrets_file)
+        return GitHubForge(token, base_url=config.github_base_url)
+    records = config.pull_request_dir or agent_home(config) / "pull-requests"
+    return LocalForge(records, repos_root=config.repos_root)
+
+
+def build_runner(config: AgentConfig) -> Runner:
+    home = agent_home(config)
+    if config.runner == "scratch":
+        return CommandRunner(home)
+    executors, secrets = build_executors(config)
+    runner = TaskRunner(home, build_forge(config), executors, secrets=secrets)
+    runner.prune(config.keep_failed_workspaces_hours)
+    return runner

@@ -1,0 +1,157 @@
+"""Where target repos live: the Forge protocol, its errors, and the offline LocalForge."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from git.cmd import Git
+from git.exc import GitCommandError
+
+from cluster.errors import ClusterError
+from cluster.secret import Secret
+
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+LS_REMOTE_TIMEOUT = 60.0
+
+
+class ForgeError(ClusterError):
+    """The forge refused or failed a request; the message says which and on which repo."""
+
+
+class ForgeAuthError(ForgeError):
+    """The forge rejected the credentials (the token is wrong, expired or lacks a scope)."""
+
+
+class ForgeNotFound(ForgeError):
+    """The repo, issue or pull request does not exist, or the token may not see it."""
+
+
+class ForgeRateLimited(ForgeError):
+    """The forge's API rate limit is spent; ``retry_after`` is in seconds."""
+
+    def __init__(self, retry_after: float, message: str) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class Forge(Protocol):
+    """Resolves repos, reads issues and proposes branches as pull requests.
+
+    ``token`` authenticates git over https to the forge's hosts (``None``: no credentials).
+    """
+
+    token: Secret | None
+
+    def clone_url(self, repo: str) -> str: ...
+
+    def issue_text(self, repo: str, number: int) -> str: ...
+
+    def open_or_update_pr(
+        self, repo: str, branch: str, base: str, title: str, body: str
+    ) -> str: ...
+
+    def comment(self, repo: str, number: int, text: str) -> None: ...
+
+
+def is_slug(repo: str) -> bool:
+    """``owner/name`` (a forge's name for a repo) rather than a git URL or path.
+
+    Paths meant as relative must start with ``./``: ``repos/x`` reads as owner ``repos``.
+    """
+    return bool(_SLUG.match(repo)) and not repo.endswith(".git")
+
+
+def repo_slug(repo: str) -> str:
+    """A file-name-safe, unique name for any repo string: its last part plus a short hash."""
+    name = repo.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-")[:40] or "repo"
+    return f"{name}-{hashlib.sha1(repo.encode(), usedforsecurity=False).hexdigest()[:8]}"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
+
+
+class LocalForge:
+    """Plain git remotes, offline: a "pull request" is a JSON record on disk.
+
+    Records live at ``<records>/<repo-slug>/<branch>.json`` and their URL is its ``file://``
+    URL; an open record for the same branch is updated in place, never duplicated. ``owner/name``
+    repos resolve to ``<repos_root>/owner/name.git`` (or ``.../name``) when a root is given.
+    """
+
+    token: Secret | None = None
+
+    def __init__(self, records: Path, *, repos_root: Path | None = None) -> None:
+        self.records = records
+        self.repos_root = repos_root
+
+    def clone_url(self, repo: str) -> str:
+        if not is_slug(repo):
+            return repo
+        if self.repos_root is None:
+            raise ForgeNotFound(f"{repo}: an owner/name repo needs a forge; this agent has none")
+        for candidate in (self.repos_root / f"{repo}.git", self.repos_root / repo):
+            if candidate.exists():
+                return str(candidate)
+        raise ForgeNotFound(f"{repo}: no such repo under {self.repos_root}")
+
+    def issue_text(self, repo: str, number: int) -> str:
+        raise ForgeError(f"{repo}: issue #{number} needs a forge with issues; this one has none")
+
+    def record_path(self, repo: str, branch: str) -> Path:
+        return self.records / repo_slug(repo) / f"{branch}.json"
+
+    def open_or_update_pr(self, repo: str, branch: str, base: str, title: str, body: str) -> str:
+        path = self.record_path(repo, branch)
+        now = time.time()
+        record: dict[str, Any] = {}
+        if path.exists():
+            record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("state") != "open":
+            record = {"created": now, "state": "open", "number": 1}
+        record.update(
+            repo=repo, head_branch=branch, base=base, title=title, body=body,
+            head=self._remote_head(repo, branch), updated=now,
+        )
+        write_json_atomic(path, record)
+        return path.resolve().as_uri()
+
+    def comment(self, repo: str, number: int, text: str) -> None:
+        path = self.records / repo_slug(repo) / "comments" / f"{number}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"at": time.time(), "body": text}) + "\n")
+
+    def _remote_head(self, repo: str, branch: str) -> str:
+        url = self.clone_url(repo)
+        try:
+            out = Git().ls_remote(
+                url, f"refs/heads/{branch}", kill_after_timeout=LS_REMOTE_TIMEOUT
+            )
+        except GitCommandError as exc:
+            raise ForgeError(f"{repo}: cannot read branch {branch}: {exc.stderr.strip()}") from exc
+        line = str(out).strip()
+        if not line:
+            raise ForgeError(f"{repo}: branch {branch} is not on the remote; push it first")
+        return line.split()[0]

@@ -1,0 +1,249 @@
+"""The full attempt: workspace, prompt, executor, verify, commit and push, pull request."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.agent.executors.base import Budget, ExecutionRequest, Executor, RateLimited
+from cluster.agent.executors.command import child_env
+from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
+from cluster.agent.process import run_shell
+from cluster.agent.runner import AttemptReport, AttemptStatus
+from cluster.agent.workspace import GitIdentity, Workspace, Workspaces
+from cluster.errors import ClusterError
+from cluster.secret import Secret, mask
+from cluster.state.client import Held
+from cluster.state.records import Outcome
+from cluster.state.schema import TaskSpec
+
+SUMMARY_CHARS = 2000
+
+
+class _Stop(Exception):
+    """Ends an attempt early with a status and a reason; never leaves this module."""
+
+    def __init__(self, status: AttemptStatus, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Attempt:
+    held: Held
+    spec: TaskSpec
+    log: Path
+    started: float = field(default_factory=time.time)
+    clock: float = field(default_factory=time.monotonic)
+    workspace: Workspace | None = None
+    summary: str = ""
+    head: str | None = None
+    pull_request: str | None = None
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def remaining(self) -> float:
+        return self.spec.timeout - (time.monotonic() - self.clock)
+
+    def note(self, line: str) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a", encoding="utf-8") as handle:
+            handle.write(f"[cluster] {line}\n")
+
+
+class TaskRunner:
+    """Runs one attempt of a task end to end; implements :class:`cluster.agent.runner.Runner`.
+
+    Order: prepare the workspace on ``cluster/<id>`` -> executor -> commit -> verify (on
+    exactly what was committed; what verify leaves behind is never committed) -> push ->
+    pull request. An attempt that leaves the branch with nothing beyond ``base`` fails with
+    "executor made no changes", verify or not: there would be nothing to propose. A retry whose
+    predecessor already pushed work may add nothing and still succeed.
+    The workspace is removed after success and kept after any other end, for ``prune``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        forge: Forge,
+        executors: Mapping[str, Executor],
+        *,
+        identity: GitIdentity | None = None,
+        depth: int | None = None,
+        secrets: Sequence[Secret] = (),
+    ) -> None:
+        self.forge = forge
+        self.executors = dict(executors)
+        self.workspaces = Workspaces(workdir, identity=identity, depth=depth)
+        self.logs = workdir / "logs"
+        self.secrets = [*secrets, *([forge.token] if forge.token else [])]
+
+    def prune(self, older_than_hours: float) -> list[Path]:
+        """Remove kept (failed) workspaces older than this; see ``keep_failed_workspaces_hours``."""
+        return self.workspaces.prune(older_than_hours)
+
+    def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
+        spec = held.task.spec
+        assert spec is not None
+        att = _Attempt(held, spec, self.logs / f"{held.key}-a{held.claim.attempt}.log")
+        att.log.parent.mkdir(parents=True, exist_ok=True)
+        att.log.write_bytes(b"")
+        status: AttemptStatus = "succeeded"
+        reason, retry_after = "", 0.0
+        try:
+            self._attempt(att, cancel)
+        except _Stop as stop:
+            status, reason, retry_after = stop.status, stop.reason, stop.retry_after
+        finally:
+            if att.workspace is not None:
+                att.workspace.close()
+            self._mask_log(att.log)
+        reason = mask(reason, self.secrets)
+        att.note(f"{status}{': ' + reason if reason else ''}")
+        if status == "succeeded" and att.workspace is not None:
+            self.workspaces.remove(att.workspace)
+        return AttemptReport(status, reason, self._outcome(att), retry_after)
+
+    def _attempt(self, att: _Attempt, cancel: threading.Event) -> None:
+        spec, attempt = att.spec, att.held.claim.attempt
+        executor = self.executors.get(spec.executor.kind)
+        if executor is None:
+            raise _Stop("invalid", f"executor {spec.executor.kind!r} is not available here")
+        with self._step(att, cancel, "workspace"):
+            url = self.forge.clone_url(spec.repo)
+            ws = att.workspace = self.workspaces.prepare(
+                url, spec.id, attempt, spec.base, token=self.forge.token,
+                timeout=att.remaining(),
+            )
+            att.head = ws.remote_head
+            att.note(f"workspace {ws.path} on {ws.branch} from {ws.start}"
+                     + (" (resumed)" if ws.resumed else ""))
+        with self._step(att, cancel, "prompt"):
+            prompt = self._prompt(spec)
+        self._run_executor(att, cancel, executor, prompt)
+        with self._step(att, cancel, "commit"):
+            commit = self.workspaces.commit(ws, f"{spec.title}\n\nTask: {spec.id} "
+                                                f"(attempt {attempt})")
+            if not self.workspaces.has_work(ws):
+                raise _Stop("failed", "executor made no changes")
+        if spec.verify:
+            self._verify(att, cancel, ws, spec.verify)
+        with self._step(att, cancel, "push"):
+            att.head = self.workspaces.push(ws, att.remaining())
+            att.note(f"pushed {ws.branch} at {att.head}" + ("" if commit.changed else
+                                                           " (no new commit this attempt)"))
+        with self._step(att, cancel, "pull request"):
+            att.pull_request = self.forge.open_or_update_pr(
+                spec.repo, ws.branch, spec.base, spec.title, self._pr_body(att)
+            )
+            att.note(f"pull request {att.pull_request}")
+
+    def _run_executor(
+        self, att: _Attempt, cancel: threading.Event, executor: Executor, prompt: str
+    ) -> None:
+        spec, ws = att.spec, att.workspace
+        assert ws is not None
+        prompt_file = att.log.with_suffix(".prompt.md")
+        prompt_file.write_text(prompt, encoding="utf-8")
+        if spec.executor.kind == "command" and spec.executor.command:
+            prompt = spec.executor.command  # the command executor runs its prompt with bash
+        request = ExecutionRequest(
+            task_id=spec.id, workspace=ws.path, prompt=prompt,
+            specialty=spec.specialty, budget=Budget(**spec.budget.model_dump()),
+            timeout=att.remaining(), log_path=att.log, env=self._task_env(att, prompt_file),
+        )
+        with self._step(att, cancel, "executor"):
+            outcome = executor.run(request)
+        att.summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
+        att.turns, att.cost_usd = outcome.turns, outcome.cost_usd
+        att.input_tokens, att.output_tokens = outcome.input_tokens, outcome.output_tokens
+        if cancel.is_set():
+            raise _Stop("stopped", "executor stopped: the claim was lost or the agent stops")
+        if outcome.limit == "timeout":
+            raise _Stop("timed_out", f"executor exceeded the task timeout of {spec.timeout}s")
+        if outcome.limit is not None:
+            raise _Stop("failed", f"{outcome.limit} exceeded")
+        if not outcome.ok:
+            raise _Stop("failed", f"executor failed: {outcome.error or 'no reason given'}")
+
+    def _verify(self, att: _Attempt, cancel: threading.Event, ws: Workspace, cmd: str) -> None:
+        self._check(att, cancel, "verify")
+        env = child_env(ws.path, self._task_env(att, att.log.with_suffix(".prompt.md")))
+        result = run_shell(cmd, ws.path, att.remaining(), att.log, cancel, env=env)
+        if result.timed_out:
+            raise _Stop("timed_out", f"verify exceeded the task timeout of {att.spec.timeout}s")
+        if result.cancelled:
+            raise _Stop("stopped", "verify stopped: the claim was lost or the agent stops")
+        if result.returncode != 0:
+            raise _Stop("failed", f"verify exited with {result.returncode}")
+
+    def _prompt(self, spec: TaskSpec) -> str:
+        parts = [spec.prompt.strip() or spec.title]
+        if spec.issue is not None:
+            parts.append(self.forge.issue_text(spec.repo, spec.issue).strip())
+        return "\n\n".join(parts) + "\n"
+
+    def _task_env(self, att: _Attempt, prompt_file: Path) -> dict[str, str]:
+        return {
+            "CLUSTER_TASK_ID": att.spec.id,
+            "CLUSTER_ATTEMPT": str(att.held.claim.attempt),
+            "CLUSTER_PROMPT_FILE": str(prompt_file),
+        }
+
+    def _pr_body(self, att: _Attempt) -> str:
+        spec = att.spec
+        lines = [f"Task `{spec.id}`, attempt {att.held.claim.attempt}, by claude-cluster.", ""]
+        lines.append(f"Verified with `{spec.verify}`." if spec.verify else "No verify command.")
+        if spec.issue is not None and is_slug(spec.repo):
+            lines += ["", f"Closes #{spec.issue}"]
+        if att.summary.strip():
+            lines += ["", "Executor summary:", "", "```", att.summary.strip()[-1500:], "```"]
+        return mask("\n".join(lines) + "\n", self.secrets)
+
+    def _check(self, att: _Attempt, cancel: threading.Event, step: str) -> None:
+        if cancel.is_set():
+            raise _Stop("stopped", f"stopped before {step}: the claim was lost or the agent stops")
+        if att.remaining() <= 0:
+            raise _Stop("timed_out", f"{step}: the task timeout of {att.spec.timeout}s was reached")
+
+    @contextlib.contextmanager
+    def _step(self, att: _Attempt, cancel: threading.Event, step: str) -> Iterator[None]:
+        """Checks cancel and time first; turns rate limits into ``paused`` and errors into
+        ``failed`` (or ``timed_out`` when the clock ran out meanwhile), naming the step."""
+        self._check(att, cancel, step)
+        try:
+            yield
+        except (RateLimited, ForgeRateLimited) as exc:
+            raise _Stop("paused", f"{step}: {exc}", exc.retry_after) from exc
+        except ClusterError as exc:
+            att.note(f"{step} failed: {mask(str(exc), self.secrets)}")
+            if att.remaining() <= 0:
+                raise _Stop("timed_out", f"{step}: the task timeout of {att.spec.timeout}s "
+                                         f"was reached ({exc})") from exc
+            raise _Stop("failed", f"{step}: {exc}") from exc
+
+    def _outcome(self, att: _Attempt) -> Outcome:
+        finished = time.time()
+        return Outcome(
+            started_at=att.started, finished_at=finished,
+            duration_s=round(finished - att.started, 3), summary=att.summary,
+            branch=att.workspace.branch if att.workspace else None, head=att.head,
+            pull_request=att.pull_request, turns=att.turns, input_tokens=att.input_tokens,
+            output_tokens=att.output_tokens, cost_usd=att.cost_usd, log=str(att.log),
+        )
+
+    def _mask_log(self, log: Path) -> None:
+        if not log.exists():
+            return
+        text = log.read_text(encoding="utf-8", errors="replace")
+        masked = mask(text, self.secrets)
+        if masked != text:
+            log.write_text(masked, encoding="utf-8")

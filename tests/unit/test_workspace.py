@@ -1,0 +1,266 @@
+"""Workspaces: real clones of bare remotes in tmp_path, the stable branch, leased pushes, auth."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from cluster.agent.workspace import PushRejected, Workspaces, auth_env, prune
+from cluster.errors import GitError
+from cluster.secret import Secret
+
+TOKEN = "ghp_workspace_test_token_0123456789"
+BUGGY = "def add(a, b):\n    return a - b\n"
+TEST = "from calc import add\n\nassert add(2, 3) == 5, add(2, 3)\nprint('calc ok')\n"
+FIX = "sed -i 's/a - b/a + b/' calc.py"
+VERIFY = "python3 test_calc.py"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_remote(tmp_path: Path, name: str = "target") -> Path:
+    """A bare remote whose main holds a tiny module with a bug and a test that catches it."""
+    seed = tmp_path / f"{name}-seed"
+    seed.mkdir()
+    git(seed, "init", "-q", "-b", "main")
+    (seed / "calc.py").write_text(BUGGY)
+    (seed / "test_calc.py").write_text(TEST)
+    git(seed, "add", "-A")
+    git(seed, "-c", "user.name=seed", "-c", "user.email=seed@x", "commit", "-q", "-m", "seed")
+    bare = tmp_path / f"{name}.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    return bare
+
+
+def remote_sha(bare: Path, ref: str) -> str | None:
+    out = subprocess.run(["git", "rev-parse", "--verify", "-q", ref], cwd=bare,
+                         capture_output=True, text=True)
+    return out.stdout.strip() or None
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+def test_new_branch_from_base_commit_and_push(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work")
+    ws = spaces.prepare(str(remote), "t1", 1, "main")
+    assert ws.path == tmp_path / "work" / "workspaces" / "t1-a1"
+    assert ws.branch == "cluster/t1" and ws.remote_head is None and not ws.resumed
+    assert ws.start == remote_sha(remote, "main")
+    assert spaces.commit(ws, "nothing").changed is False
+    assert not spaces.has_work(ws)
+    (ws.path / "calc.py").write_text(BUGGY.replace("-", "+"))
+    commit = spaces.commit(ws, "Fix add\n\nTask: t1 (attempt 1)")
+    assert commit.changed and spaces.has_work(ws)
+    assert spaces.push(ws) == commit.head == remote_sha(remote, "refs/heads/cluster/t1")
+    message = git(remote, "log", "-1", "--format=%an <%ae>%n%B", "cluster/t1")
+    assert message.startswith("claude-cluster <claude-cluster@localhost>\nFix add")
+    assert "Task: t1 (attempt 1)" in message
+    spaces.remove(ws)
+    assert not ws.path.exists()
+
+
+def test_retry_resumes_the_branch_and_commits_on_top(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work")
+    first = spaces.prepare(str(remote), "t1", 1, "main")
+    (first.path / "calc.py").write_text(BUGGY.replace("-", "+"))
+    one = spaces.commit(first, "attempt 1").head
+    spaces.push(first)
+    second = spaces.prepare(str(remote), "t1", 2, "main")
+    assert second.resumed and second.start == one == second.remote_head
+    assert (second.path / "calc.py").read_text() == BUGGY.replace("-", "+")
+    (second.path / "NOTES").write_text("more\n")
+    two = spaces.commit(second, "attempt 2").head
+    assert spaces.push(second) == two == remote_sha(remote, "refs/heads/cluster/t1")
+    assert git(remote, "rev-parse", f"{two}^") == one
+
+
+def test_push_is_leased_on_the_branch_it_read(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work")
+    first = spaces.prepare(str(remote), "t1", 1, "main")
+    (first.path / "a").write_text("a\n")
+    spaces.commit(first, "a")
+    spaces.push(first)
+    late = spaces.prepare(str(remote), "t1", 2, "main")
+    rival = spaces.prepare(str(remote), "t1", 3, "main")
+    (rival.path / "b").write_text("b\n")
+    moved = spaces.commit(rival, "b").head
+    spaces.push(rival)
+    (late.path / "c").write_text("c\n")
+    spaces.commit(late, "c")
+    with pytest.raises(PushRejected, match="rejected: the branch moved"):
+        spaces.push(late)
+    assert remote_sha(remote, "refs/heads/cluster/t1") == moved
+
+
+def test_missing_base_and_bad_remote_are_clear(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work")
+    with pytest.raises(GitError, match="ls-remote"):
+        spaces.prepare(str(tmp_path / "nowhere.git"), "t1", 1, "main")
+    with pytest.raises(Exception, match="base branch 'develop' not found"):
+        spaces.prepare(str(remote), "t1", 1, "develop")
+
+
+def test_executor_edits_to_git_config_are_undone_before_commit(
+    tmp_path: Path, remote: Path
+) -> None:
+    spaces = Workspaces(tmp_path / "work")
+    ws = spaces.prepare(str(remote), "t1", 1, "main")
+    marker = tmp_path / "filter-ran"
+    with (ws.path / ".git" / "config").open("a") as config:
+        config.write(f'[filter "evil"]\n\tclean = touch {marker}; cat\n')
+    (ws.path / ".gitattributes").write_text("* filter=evil\n")
+    (ws.path / "x.txt").write_text("x\n")
+    assert spaces.commit(ws, "x").changed
+    assert not marker.exists()
+
+
+def test_shallow_fetches_still_resume_and_push(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work", depth=1)
+    url = remote.as_uri()
+    first = spaces.prepare(url, "t1", 1, "main")
+    assert (first.path / ".git" / "shallow").exists()
+    (first.path / "a").write_text("a\n")
+    one = spaces.commit(first, "a").head
+    spaces.push(first)
+    second = spaces.prepare(url, "t1", 2, "main")
+    (second.path / "b").write_text("b\n")
+    two = spaces.commit(second, "b").head
+    assert spaces.push(second) == two
+    assert git(remote, "rev-parse", f"{two}^") == one
+
+
+def test_prune_removes_only_old_workspaces(tmp_path: Path) -> None:
+    root = tmp_path / "work" / "workspaces"
+    old, new = root / "t1-a1", root / "t2-a1"
+    for path in (old, new):
+        (path / "sub").mkdir(parents=True)
+    os.utime(old, (1_000_000, 1_000_000))
+    assert prune(root, 1.0) == [old]
+    assert new.exists() and not old.exists()
+    assert Workspaces(tmp_path / "work").prune(1.0) == []
+    assert prune(tmp_path / "absent", 1.0) == []
+
+
+# -- the token over smart HTTP ------------------------------------------------------------
+
+
+class _GitHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    root: Path
+    expected: str
+    seen_headers: list[str]
+
+
+class _GitHTTP(BaseHTTPRequestHandler):
+    """git http-backend as CGI, behind a check of the Authorization header."""
+
+    server: _GitHTTPServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _serve(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        self.server.seen_headers.append(auth)
+        if auth != self.server.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.server.root),
+            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command, "REMOTE_USER": "agent", "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+        }
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True, check=True).stdout
+        head, _, payload = out.replace(b"\r\n", b"\n", 20).partition(b"\n\n")
+        status, headers = 200, []
+        for line in head.decode().splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            else:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def git_http(tmp_path: Path) -> Iterator[_GitHTTPServer]:
+    server = _GitHTTPServer(("127.0.0.1", 0), _GitHTTP)
+    server.root = tmp_path
+    header = auth_env("http://127.0.0.1/", Secret(TOKEN))["GIT_CONFIG_VALUE_1"]
+    server.expected = header.removeprefix("Authorization: ")
+    server.seen_headers = []
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_token_goes_in_a_header_never_into_config(
+    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    spaces = Workspaces(tmp_path / "work")
+    ws = spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN))
+    (ws.path / "calc.py").write_text(BUGGY.replace("-", "+"))
+    head = spaces.commit(ws, "fix").head
+    assert spaces.push(ws) == head == remote_sha(remote, "refs/heads/cluster/t1")
+    for path in (ws.path / ".git").rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert git_http.seen_headers and all(h == git_http.expected for h in git_http.seen_headers)
+
+
+def test_wrong_or_missing_token_fails_fast_and_masked(
+    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    spaces = Workspaces(tmp_path / "work")
+    with pytest.raises(GitError) as caught:
+        spaces.prepare(url, "t1", 1, "main")  # no prompt: fails instead of waiting for input
+    wrong = "ghp_wrong_token_abcdefghijkl"
+    with pytest.raises(GitError) as second:
+        spaces.prepare(url, "t1", 2, "main", token=Secret(wrong))
+    assert wrong not in str(second.value) and TOKEN not in str(caught.value)
+
+
+def test_token_is_not_sent_over_plain_http_to_other_hosts() -> None:
+    assert "GIT_CONFIG_KEY_1" not in auth_env("http://example.com/x.git", Secret(TOKEN))
+    assert "GIT_CONFIG_KEY_1" not in auth_env("/srv/x.git", Secret(TOKEN))
+    env = auth_env("https://github.com/o/r.git", Secret(TOKEN))
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://github.com/.extraHeader"
+    assert TOKEN not in env["GIT_CONFIG_VALUE_1"]  # base64, and never in a URL
