@@ -22,6 +22,7 @@ from cluster.state.records import Outcome
 from cluster.state.schema import TaskSpec
 
 SUMMARY_CHARS = 2000
+UNFINISHED_PUSH_SECONDS = 30.0  # even past the task's timeout, so that a retry can resume
 
 
 class _Stop(Exception):
@@ -64,9 +65,11 @@ class TaskRunner:
 
     Order: prepare the workspace on ``cluster/<id>`` -> executor -> commit -> verify (on
     exactly what was committed; what verify leaves behind is never committed) -> push ->
-    pull request. An attempt that leaves the branch with nothing beyond ``base`` fails with
-    "executor made no changes", verify or not: there would be nothing to propose. A retry whose
-    predecessor already pushed work may add nothing and still succeed.
+    pull request. Work that fails verify is still pushed (without a pull request), so that
+    the retry continues from it on the same branch. An attempt that leaves the branch with
+    nothing beyond ``base`` fails with "executor made no changes", verify or not: there would
+    be nothing to propose. A retry whose predecessor already pushed work may add nothing and
+    still succeed.
     The workspace is removed after success and kept after any other end, for ``prune``.
     """
 
@@ -135,7 +138,12 @@ class TaskRunner:
             if not self.workspaces.has_work(ws):
                 raise _Stop("failed", "executor made no changes")
         if spec.verify:
-            self._verify(att, cancel, ws, spec.verify)
+            try:
+                self._verify(att, cancel, ws, spec.verify)
+            except _Stop as stop:
+                if stop.status in ("failed", "timed_out"):
+                    self._push_unfinished(att, ws)
+                raise
         with self._step(att, cancel, "push"):
             att.head = self.workspaces.push(ws, att.remaining())
             att.note(f"pushed {ws.branch} at {att.head}" + ("" if commit.changed else
@@ -173,6 +181,14 @@ class TaskRunner:
             raise _Stop("failed", f"{outcome.limit} exceeded")
         if not outcome.ok:
             raise _Stop("failed", f"executor failed: {outcome.error or 'no reason given'}")
+
+    def _push_unfinished(self, att: _Attempt, ws: Workspace) -> None:
+        """Push work that failed verify, without a pull request: the retry resumes from it."""
+        try:
+            att.head = self.workspaces.push(ws, max(att.remaining(), UNFINISHED_PUSH_SECONDS))
+            att.note(f"pushed unfinished work on {ws.branch} at {att.head} for the retry")
+        except ClusterError as exc:
+            att.note(f"could not push unfinished work: {mask(str(exc), self.secrets)}")
 
     def _verify(self, att: _Attempt, cancel: threading.Event, ws: Workspace, cmd: str) -> None:
         self._check(att, cancel, "verify")

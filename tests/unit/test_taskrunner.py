@@ -100,7 +100,9 @@ def test_verify_failure_is_failed_and_keeps_the_workspace(tmp_path: Path, remote
     spec = task(remote, "echo 'some notes' > NOTES")
     report = local_runner(tmp_path).run(held(spec), threading.Event())
     assert (report.status, report.reason) == ("failed", "verify exited with 1")
-    assert remote_sha(remote, "cluster/fix-add") is None and report.outcome.pull_request is None
+    # The unfinished work is pushed for the retry to resume from, but not proposed.
+    assert remote_sha(remote, "cluster/fix-add") == report.outcome.head is not None
+    assert report.outcome.pull_request is None
     assert (tmp_path / "agent" / "workspaces" / "fix-add-a1" / "NOTES").exists()
     assert "AssertionError" in Path(str(report.outcome.log)).read_text()
 
