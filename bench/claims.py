@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def task_yaml(task_id: str) -> bytes:
     }).encode()
 
 
-def land(client: StateClient, ids: list[str]) -> float:
+def land(client: StateClient, ids: list[str],
+         render: Callable[[str], bytes] = task_yaml) -> float:
     """Commit ``ids`` to main (retrying when agents folded meanwhile); return accept time."""
     while True:
         snap_main = client.remote.refs().get("refs/heads/main")
@@ -49,7 +51,7 @@ def land(client: StateClient, ids: list[str]) -> float:
         assert snap_main is not None
         editor = TreeEditor(store, store.commit(snap_main).tree)
         for task_id in ids:
-            editor.put(f"tasks/{task_id}.yaml", store.write_blob(task_yaml(task_id)))
+            editor.put(f"tasks/{task_id}.yaml", store.write_blob(render(task_id)))
         commit = store.write_commit(editor.write(), (snap_main,), "bench <bench@localhost>",
                                     int(time.time()), f"submit {len(ids)} task(s)")
         if client.remote.push([RefUpdate("refs/heads/main", commit, snap_main)]).ok:

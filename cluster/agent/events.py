@@ -6,16 +6,18 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cluster.secret import mask
+from cluster.secret import Secret, mask
 
 log = logging.getLogger("cluster.agent")
 
 
 class EventLog:
-    def __init__(self, agent: str, path: Path | None, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(self, agent: str, path: Path | None,
+                 secrets: Sequence[Secret | str] = ()) -> None:
         self.agent = agent
         self.path = path
         self.secrets = secrets

@@ -151,7 +151,8 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
     runner = build_runner(config)  # a missing key or token fails here, before any claim
-    agent = Agent(config, runner, EventLog(config.id, config.events_path))
+    secrets = list(getattr(runner, "secrets", []))  # masked in every log line and event
+    agent = Agent(config, runner, EventLog(config.id, config.events_path, secrets))
     agent.client.remote.check()
     agent.install_signal_handlers()
     return agent.run()
