@@ -15,6 +15,7 @@ from cluster import __version__
 from cluster.agent.choose import STAGGER, assigned, claimable, dependency_verdict, elected
 from cluster.agent.config import AgentConfig
 from cluster.agent.events import EventLog
+from cluster.agent.metrics import Metrics
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
 from cluster.state.client import Held, Identity, StateClient
@@ -58,6 +59,7 @@ class Agent:
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
         self.started_at = time.time()
+        self.metrics = Metrics(config.id)
         self.counters = {"claimed": 0, "succeeded": 0, "failed": 0, "invalid": 0, "released": 0,
                          "fenced": 0, "lost": 0, "folded": 0}
 
@@ -82,6 +84,10 @@ class Agent:
         self.events.emit("started", specialties=list(self.config.specialties),
                          max_tasks=self.config.max_tasks, state=self.config.state)
         self.waker.start()
+        server = None
+        if self.config.metrics_port is not None:
+            server = self.metrics.serve(self.config.metrics_port)
+            self.events.emit("metrics", port=self.config.metrics_port)
         try:
             while True:
                 timeout = self._iterate()
@@ -90,6 +96,8 @@ class Agent:
                 self.waker.wait(timeout)
         finally:
             self._shutdown()
+            if server is not None:
+                server.shutdown()
         return 0
 
     def _shutdown(self) -> None:
@@ -127,6 +135,7 @@ class Agent:
                 claimed = self._claim(snap)
             self._judge_bad_tasks(snap)
             self._maybe_fold(snap, final=False)
+            self.metrics.running.set(len(self.st.running))
         except ClusterError as exc:  # the remote went away mid-iteration: nothing is lost
             return self._remote_trouble(exc)
         if self.st.stopping and not self.st.running:
@@ -202,6 +211,7 @@ class Agent:
             if isinstance(got, Result):
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
             elif got is None:
+                self.metrics.rejected.inc()
                 self.events.emit("claim_rejected", task.key)
                 break  # the view is stale: re-read before trying again
             else:
@@ -211,6 +221,7 @@ class Agent:
 
     def _start(self, held: Held) -> None:
         self.counters["claimed"] += 1
+        self.metrics.claimed.inc()
         self.events.emit("claimed", held.key, attempt=held.claim.attempt,
                          takeover=held.claim.takeover_of is not None)
         cancel = threading.Event()
@@ -260,14 +271,17 @@ class Agent:
                              not_before=time.time() + delay, **fields)
             if report.status == "paused":
                 self.st.paused_until = max(self.st.paused_until, time.time() + delay)
+                self.metrics.pauses.inc()
                 self.events.emit("paused", held.key, seconds=round(delay, 2))
         if self.client.finish(held, record):
             kind = record.status if isinstance(record, Result) else "released"
             self.counters[kind] = self.counters.get(kind, 0) + 1
+            self.metrics.published(record)
             self.events.emit("published", held.key, status=record.status,
                              kind=record.KIND, attempt=attempt)
         else:
             self.counters["fenced"] += 1
+            self.metrics.fenced.inc()
             self.events.emit("result_fenced", held.key, status=record.status, attempt=attempt)
 
     # -- leases, heartbeats ---------------------------------------------------------------
@@ -284,7 +298,7 @@ class Agent:
             max_tasks=self.config.max_tasks, holding=tuple(sorted(self.st.running)),
             state=state,  # type: ignore[arg-type]
             started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
-            paused_until=self.st.paused_until or None,
+            paused_until=self.st.paused_until or None, metrics_port=self.config.metrics_port,
         )
 
     def _renew_if_due(self, snap: Snapshot) -> None:
@@ -302,6 +316,7 @@ class Agent:
             item.lost = True
             item.cancel.set()
             self.counters["lost"] += 1
+            self.metrics.lost.inc()
             self.events.emit("claim_lost", key, reason="renewal refused: taken over or cancelled")
 
     # -- bad input, dependencies, folding -------------------------------------------------

@@ -148,6 +148,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "anthropic_base_url": args.anthropic_base_url, "github_base_url": args.github_base_url,
         "secrets_file": args.secrets_file, "repos_root": args.repos_root,
         "pull_request_dir": args.pull_request_dir, "model": args.model,
+        "metrics_port": args.metrics_port,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
     runner = build_runner(config)  # a missing key or token fails here, before any claim
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--secrets-file", help="KEY=VALUE file, mode 0600 (ANTHROPIC_API_KEY...)")
     run.add_argument("--repos-root", help="local forge: where owner/name repos live")
     run.add_argument("--pull-request-dir", help="local forge: where pull requests are recorded")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")
     run.set_defaults(func=cmd_agent_run)

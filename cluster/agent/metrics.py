@@ -1,0 +1,51 @@
+"""The agent's Prometheus metrics, served on a local port when ``metrics_port`` is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from cluster import __version__
+from cluster.state.records import Release, Result
+
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class Metrics:
+    """One registry per agent (no global state), updated from the claim loop's thread."""
+
+    def __init__(self, agent: str) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.info = Gauge("claude_cluster_agent_info", "Agent identity", ["agent", "version"],
+                          registry=reg)
+        self.info.labels(agent, __version__).set(1)
+        self.claimed = Counter("claude_cluster_tasks_claimed", "Claims accepted", registry=reg)
+        self.finished = Counter("claude_cluster_tasks_finished", "Attempts published",
+                                ["status", "kind"], registry=reg)
+        self.running = Gauge("claude_cluster_tasks_running", "Tasks held now", registry=reg)
+        self.duration = Histogram("claude_cluster_attempt_duration_seconds",
+                                  "Wall-clock time of one attempt", buckets=DURATION_BUCKETS,
+                                  registry=reg)
+        self.tokens = Counter("claude_cluster_tokens", "Model tokens used", ["direction"],
+                              registry=reg)
+        self.cost = Counter("claude_cluster_cost_usd", "Model cost in US dollars", registry=reg)
+        self.pauses = Counter("claude_cluster_rate_limit_pauses", "Rate-limit pauses", registry=reg)
+        self.lost = Counter("claude_cluster_claims_lost", "Claims lost at renewal", registry=reg)
+        self.fenced = Counter("claude_cluster_results_fenced", "Results refused by fencing",
+                              registry=reg)
+        self.rejected = Counter("claude_cluster_claim_pushes_rejected",
+                                "Claim attempts another agent won", registry=reg)
+
+    def serve(self, port: int, bind: str = "127.0.0.1") -> Any:
+        server, _thread = start_http_server(port, addr=bind, registry=self.registry)
+        return server
+
+    def published(self, record: Result | Release) -> None:
+        self.finished.labels(record.status, record.KIND).inc()
+        if record.duration_s is not None:
+            self.duration.observe(record.duration_s)
+        self.tokens.labels("input").inc(record.input_tokens)
+        self.tokens.labels("output").inc(record.output_tokens)
+        self.cost.inc(record.cost_usd)
