@@ -1,0 +1,89 @@
+"""Backup and maintenance settings, one typed object: defaults < CLUSTER_BACKUP_* < flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+
+from cluster.errors import ConfigError, ValidationError
+
+ENV_PREFIX = "CLUSTER_BACKUP_"
+_LISTS = ("config",)
+
+
+class BackupSettings(BaseModel):
+    """What ``backup`` and ``maintain`` need; ``state`` may be a path or a git URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: str | None = None  # default: the one state_repo every inventory host shares
+    dest: Path = Path(".cluster/backups")
+    keep_days: float = Field(default=30.0, ge=0)  # 0: no pruning by age
+    keep: int = Field(default=0, ge=0)  # 0: no pruning by count
+    inventory: Path | None = None  # copied into the backup (hosts, groups, defaults.yaml)
+    config: tuple[Path, ...] = ()  # extra non-secret YAML config files (agent.yaml ...)
+    tarball: bool = False  # one .tar.gz instead of a directory
+    ssh_key: Path | None = None  # for an ssh:// state repo; default: the inventory's
+    known_hosts: Path | None = None  # the state host's key; default: the inventory's
+    connect_timeout: float = Field(default=10.0, gt=0)
+    archive_days: float = Field(default=90.0, gt=0)  # maintain: results kept in archive/
+    agent_days: float = Field(default=7.0, gt=0)  # maintain: heartbeats kept this long
+
+    def state_url(self) -> str:
+        """``state``, or the state repo all inventory hosts share; ConfigError when neither."""
+        if self.state:
+            return self.state
+        if self.inventory is not None:
+            from cluster.inventory import load_inventory
+
+            urls = {host.state_repo for host in load_inventory(self.inventory).hosts}
+            if len(urls) == 1:
+                return urls.pop()
+            raise ConfigError(
+                f"{self.inventory}: hosts use {len(urls)} state repos: pass --state"
+            )
+        raise ConfigError("no state repo: pass --state PATH|URL (or --inventory DIR)")
+
+    def ssh_access(self) -> tuple[Path, Path]:
+        """The key and known_hosts for an ssh:// state repo: flags, else the inventory's."""
+        key, known = self.ssh_key, self.known_hosts
+        if (key is None or known is None) and self.inventory is not None:
+            from cluster.inventory import load_inventory
+
+            hosts = load_inventory(self.inventory).hosts
+            keys = {h.ssh_key_file for h in hosts if h.ssh_key_file}
+            knowns = {h.known_hosts_file for h in hosts if h.known_hosts_file}
+            key = key or (keys.pop() if len(keys) == 1 else None)
+            known = known or (knowns.pop() if len(knowns) == 1 else None)
+        if key is None or known is None:
+            raise ConfigError(
+                "an ssh:// state repo needs --ssh-key and --known-hosts (or an inventory whose "
+                "hosts share ssh_key_file and known_hosts_file)"
+            )
+        return key.expanduser(), known.expanduser()
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> BackupSettings:
+    """Layer CLUSTER_BACKUP_<FIELD> variables and then ``flags`` (None or "": not given)."""
+    env = os.environ if environ is None else environ
+    layered: dict[str, Any] = {}
+    for name in BackupSettings.model_fields:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value:
+            layered[name] = value
+    layered.update({k: v for k, v in flags.items() if v not in (None, "", [], ())})
+    for key in _LISTS:
+        if isinstance(layered.get(key), str):
+            layered[key] = tuple(p for p in layered[key].split(",") if p.strip())
+    try:
+        return BackupSettings.model_validate(layered)
+    except PydanticError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ValidationError("backup settings", problems) from exc
