@@ -27,7 +27,7 @@ def lint(c: Context) -> None:
 @task(help={"markers": "pytest -m expression (default: every tier)",
             "k": "pytest -k expression"})
 def test(c: Context, markers: str = "", k: str = "") -> None:
-    """Lint, then run the whole test suite (unit, integration and chaos tiers)."""
+    """Lint, then run the whole test suite (every tier: unit and integration)."""
     lint(c)
     wants_hosts = not markers or "integration" in markers or "chaos" in markers
     if wants_hosts and Path("scripts/ensure-docker.sh").exists():
@@ -51,12 +51,13 @@ def status(c: Context, state: str = "", json: bool = False) -> None:
         raise Exit("status failed: see the message above", code=1)
 
 
-@task(help={"agents": "agent processes to run", "tasks": "tasks to submit"})
-def demo(c: Context, agents: int = 2, tasks: int = 6) -> None:
-    """Run the state flow locally: a state repo, agents as processes, tasks to the end."""
+@task(help={"agents": "agent processes to run"})
+def demo(c: Context, agents: int = 2) -> None:
+    """The whole flow locally: a state repo, a sample repo with a failing test, agents as
+    processes; a task is committed, claimed, run, verified, pushed and proposed."""
     from cluster.demo import run_demo
 
-    code = run_demo(ROOT / ".cluster" / "demo", agents=agents, tasks=tasks)
+    code = run_demo(ROOT / ".cluster" / "demo", agents=agents)
     if code:
         raise Exit("demo failed: see above", code=code)
 

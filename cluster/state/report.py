@@ -19,9 +19,10 @@ def task_row(snap: Snapshot, key: str, now: float) -> dict[str, Any]:
     task = snap.tasks.get(key)
     state = snap.state(key, now)
     row: dict[str, Any] = {"id": key, "state": state}
-    if task is not None and task.spec is not None:
-        row.update(title=task.spec.title, specialty=task.spec.specialty,
-                   priority=task.spec.priority.value, repo=task.spec.repo)
+    spec = task.spec if task is not None else snap.archived_spec(key)
+    if spec is not None:
+        row.update(title=spec.title, specialty=spec.specialty, priority=spec.priority.value,
+                   repo=spec.repo)
     if task is not None:
         row["path"] = task.path
         row["added_at"] = stamp(task.added_at)

@@ -70,6 +70,17 @@ class Snapshot:
             self._results[entry.sha] = cached
         return cached
 
+    def archived_spec(self, key: str) -> TaskSpec | None:
+        """The task file archived with ``key``'s result, parsed (None if absent or bad)."""
+        entry = self.archived.get(key, {}).get("task.yaml")
+        if entry is None:
+            return None
+        try:
+            return parse_task(f"tasks/{key}.yaml", self.store.blob(entry.sha),
+                              self.settings.known_specialties)
+        except (ValidationError, GitError):
+            return None
+
     def known(self, key: str) -> bool:
         return key in self.tasks or key in self.archived or key in self.claims
 

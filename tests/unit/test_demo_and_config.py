@@ -12,10 +12,14 @@ from cluster.errors import ConfigError, ValidationError
 from cluster.state.checker import check
 
 
-def test_demo_runs_every_task_to_one_result(tmp_path: Path) -> None:
-    assert run_demo(tmp_path / "demo", agents=2, tasks=5) == 0
+def test_demo_runs_every_task_to_one_result(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert run_demo(tmp_path / "demo", agents=2) == 0
     summary = check(tmp_path / "demo" / "state.git").summary()
-    assert summary["statuses"] == {"succeeded": 5} and summary["duplicated"] == 0
+    assert summary["statuses"] == {"succeeded": 2} and summary["duplicated"] == 0
+    records = list((tmp_path / "demo" / "pull-requests").rglob("*.json"))
+    assert len(records) == 2  # one pull request per task, recorded by the local forge
 
 
 def test_agent_settings_layer_file_environment_flags(tmp_path: Path) -> None:
