@@ -1,0 +1,39 @@
+"""A local cluster that keeps running: up, work, idempotent up, down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.localcluster import agents, down, up
+from cluster.state.checker import check
+from tests.helpers import commit_files, git, poll, task_doc, task_files
+
+
+def target_repo(tmp_path: Path) -> Path:
+    src, bare = tmp_path / "src", tmp_path / "target.git"
+    src.mkdir()
+    git(["init", "-q", "-b", "main"], src)
+    (src / "README.md").write_text("target\n")
+    git(["add", "."], src)
+    git(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "i"], src)
+    git(["clone", "-q", "--bare", str(src), str(bare)], tmp_path)
+    return bare
+
+
+def test_up_runs_agents_until_down(tmp_path: Path) -> None:
+    root = tmp_path / "local"
+    try:
+        started = up(root, 2, "backend")
+        assert [a.name for a in started if a.running] == ["local-1", "local-2"]
+        pids = {a.name: a.pid for a in started}
+        again = up(root, 2, "backend")  # already running: nothing new is started
+        assert {a.name: a.pid for a in again} == pids
+        doc = task_doc("hello", command="echo hello > HELLO", repo=str(target_repo(tmp_path)))
+        commit_files(root / "state.git", task_files([doc]), tmp_path / "person")
+        poll(lambda: check(root / "state.git").tasks.get("hello", ("", ""))[0] == "done", 60,
+             lambda: f"the task to finish; log: {(root / 'logs' / 'local-1.log').read_text()}")
+        assert "hello" in git(["show", "cluster/hello:HELLO"], tmp_path / "target.git")
+    finally:
+        stopped = down(root)
+    assert sorted(stopped) == ["local-1", "local-2"]
+    assert agents(root) == []
