@@ -11,6 +11,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from cluster.tasks.backup import backup, cron, maintain, restore
+from cluster.tasks.deploy import deploy, rollback
+from cluster.tasks.local import down, up
 from cluster.tasks.testhosts import ns as testhosts
 
 ROOT = Path(__file__).resolve().parent
@@ -44,7 +47,9 @@ def test(c: Context, markers: str = "", k: str = "") -> None:
             "json": "print JSON"})
 def status(c: Context, state: str = "", json: bool = False) -> None:
     """Agents online/offline and tasks by state, as `claude-cluster status` prints them."""
-    state = state or str(ROOT / ".cluster" / "demo" / "state.git")
+    if not state:
+        local = ROOT / ".cluster" / "local" / "state.git"
+        state = str(local if local.exists() else ROOT / ".cluster" / "demo" / "state.git")
     flag = " --json" if json else ""
     result = c.run(f"{PY} -m cluster status --state {state}{flag}", warn=True, pty=False)
     if result is None or result.exited != 0:
@@ -53,8 +58,11 @@ def status(c: Context, state: str = "", json: bool = False) -> None:
 
 @task(help={"agents": "agent processes to run"})
 def demo(c: Context, agents: int = 2) -> None:
-    """The whole flow locally: a state repo, a sample repo with a failing test, agents as
-    processes; a task is committed, claimed, run, verified, pushed and proposed."""
+    """Run the whole flow locally: a failing test fixed by agents, verified, proposed.
+
+    A state repo, a sample repo with a failing test and agents as local processes: a task is
+    committed, claimed, executed, verified, pushed as a branch, proposed, and its result
+    committed; a status table ends it."""
     from cluster.demo import run_demo
 
     code = run_demo(ROOT / ".cluster" / "demo", agents=agents)
@@ -62,7 +70,9 @@ def demo(c: Context, agents: int = 2) -> None:
         raise Exit("demo failed: see above", code=code)
 
 
-ns = Collection(lint, test, status, demo)
+ns = Collection(lint, test, status, demo, up, down)
+for operation in (deploy, rollback, backup, restore, cron, maintain):
+    ns.add_task(operation)
 ns.add_collection(testhosts)
 ns.configure({"run": {"echo": False}})
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

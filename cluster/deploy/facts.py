@@ -21,10 +21,11 @@ Run = Callable[[list[str]], tuple[int, str, str]]
 Clock = Callable[[], float]
 FACT_TIMEOUT = 60.0
 TRACKED_FILES = (str(layout.UNIT_PATH), str(layout.AGENT_CONFIG), str(layout.SECRETS_ENV))
+INSTALLED_MARK = ".installed"  # written last into a release: only complete releases count
 # Runs as `python3 -c PROBE ARGS`; stdlib only, Python 3.6+, read-only. A file checksum is None
 # when the file is missing and "" when it is unreadable.
 PROBE = r"""
-import hashlib, importlib.util, json, os, shutil, sys, time
+import hashlib, importlib.util, json, os, pwd, grp, shutil, subprocess, sys, time
 now = time.time()
 a = json.loads(sys.argv[1])
 def sha(p):
@@ -58,6 +59,31 @@ while not os.path.exists(p):
     p = os.path.dirname(p)
 st = os.statvfs(p)
 w = a["wheels"]
+def owner(p):
+    try:
+        s = os.lstat(p)
+    except OSError:
+        return None
+    def name(get, i):
+        try:
+            return get(i)[0]
+        except KeyError:
+            return str(i)
+    return [s.st_mode & 0o7777, name(pwd.getpwuid, s.st_uid), name(grp.getgrgid, s.st_gid)]
+def unit(u):
+    if not shutil.which("systemctl"):
+        return {}
+    out = subprocess.run(["systemctl", "show", u, "-p", "ActiveState,UnitFileState,MainPID"],
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+    return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+def link(p):
+    return os.readlink(p) if os.path.islink(p) else None
+def user(n):
+    try:
+        return pwd.getpwnam(n).pw_dir
+    except KeyError:
+        return None
+rel = a["releases"]
 print(json.dumps({
     "remote_time": now, "python": list(sys.version_info[:3]),
     "venv": importlib.util.find_spec("ensurepip") is not None,
@@ -65,9 +91,13 @@ print(json.dumps({
     "systemctl": shutil.which("systemctl") is not None,
     "docker": shutil.which("docker") is not None,
     "cpus": cpus, "memory_bytes": mem, "disk_free_bytes": st.f_bavail * st.f_frsize,
-    "releases": sorted(os.listdir(a["releases"])) if os.path.isdir(a["releases"]) else [],
-    "current": os.readlink(a["current"]) if os.path.islink(a["current"]) else None,
+    "releases": [r for _, r in sorted((os.path.getmtime(os.path.join(rel, r, a["mark"])), r)
+                 for r in os.listdir(rel) if os.path.exists(os.path.join(rel, r, a["mark"])))]
+                if os.path.isdir(rel) else [],
+    "current": link(a["current"]), "previous": link(a["previous"]),
     "files": {f: sha(f) for f in a["files"]},
+    "owners": {f: owner(f) for f in a["files"] + a["dirs"]},
+    "unit": unit(a["unit"]), "user_home": user(a["user"]),
     "wheels": {n: sha(os.path.join(w, n)) for n in sorted(os.listdir(w)) if n.endswith(".whl")}
               if os.path.isdir(w) else {},
 }))
@@ -93,6 +123,10 @@ class HostFacts(BaseModel):
     clock_uncertainty_s: float = 0.0  # half the round trip the probe took
     releases: tuple[str, ...] = ()
     current: str | None = None  # the release `current` points at (its directory name)
+    previous: str | None = None  # the release `previous` points at (what rollback returns to)
+    owners: dict[str, tuple[int, str, str] | None] = {}  # path -> (mode, user, group)
+    unit: dict[str, str] = {}  # systemctl show: ActiveState, UnitFileState, MainPID
+    user_home: str | None = None  # the service user's home; None: no such user
     files: dict[str, str | None] = {}
     wheels: dict[str, str | None] = {}
 
@@ -110,21 +144,29 @@ class HostFacts(BaseModel):
         return self.disk_free_bytes / 1e9
 
 
-def probe_argv() -> list[str]:
+def probe_argv(files: tuple[str, ...] = (), dirs: tuple[str, ...] = ()) -> list[str]:
+    """The probe's argv; ``files`` are checksummed besides TRACKED_FILES, ``dirs`` only stat'ed."""
     paths = {
         "base": str(layout.BASE),
         "releases": str(layout.RELEASES),
         "current": str(layout.CURRENT),
+        "previous": str(layout.PREVIOUS),
         "wheels": str(layout.WHEELS),
-        "files": list(TRACKED_FILES),
+        "files": sorted(set(TRACKED_FILES) | set(files)),
+        "dirs": list(dirs),
+        "mark": INSTALLED_MARK,
+        "unit": layout.UNIT_NAME,
+        "user": layout.SERVICE_USER,
     }
     return ["python3", "-c", PROBE, json.dumps(paths)]
 
 
-def gather_facts(run_argv: Run, host: str, clock: Clock = time.time) -> HostFacts:
+def gather_facts(
+    run_argv: Run, host: str, clock: Clock = time.time, argv: list[str] | None = None
+) -> HostFacts:
     """Run the probe once through ``run_argv`` and parse what it printed."""
     started = clock()
-    code, out, err = run_argv(probe_argv())
+    code, out, err = run_argv(argv or probe_argv())
     finished = clock()
     if code == 127:
         return HostFacts(host=host)
@@ -133,7 +175,9 @@ def gather_facts(run_argv: Run, host: str, clock: Clock = time.time) -> HostFact
         raise HostError(host, f"fact probe exited {code}: {tail or '(no stderr)'}")
     try:
         seen = json.loads(out)
-        seen["current"] = basename(seen["current"].rstrip("/")) if seen["current"] else None
+        for link in ("current", "previous"):
+            target = seen.get(link)
+            seen[link] = basename(target.rstrip("/")) if target else None
         midpoint = (started + finished) / 2
         seen["clock_skew_s"] = seen.pop("remote_time") - midpoint
         seen["clock_uncertainty_s"] = (finished - started) / 2

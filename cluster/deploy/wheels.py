@@ -90,7 +90,8 @@ def checksums(paths: Iterable[Path]) -> dict[str, str]:
 
 def pip_wheel_argv(python: Path, project: Path, wheel_dir: Path) -> list[str]:
     return [str(python), "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input",
-            "--wheel-dir", str(wheel_dir), str(project)]  # fmt: skip
+            "--wheel-dir", str(wheel_dir), "pip", str(project)]  # fmt: skip
+    # pip's own wheel rides along: hosts run pip from it (python pip.whl/pip), no ensurepip.
 
 
 def install_argv(release: PurePosixPath, wheel_dir: PurePosixPath, version: str) -> list[str]:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cluster.transport.ssh import connect, run
+from cluster.transport.ssh import connect, get_bytes, put_bytes, put_file, run
 
-__all__ = ["connect", "run"]
+__all__ = ["connect", "get_bytes", "put_bytes", "put_file", "run"]

@@ -81,3 +81,30 @@ def run(
 
 def _label(conn: Connection) -> str:
     return f"{conn.user}@{conn.host}:{conn.port}"
+
+
+def put_bytes(conn: Connection, path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` over SFTP; the mode is set before any byte is written."""
+    with translated(_label(conn)):
+        sftp = conn.sftp()
+        with sftp.open(path, "wb") as handle:
+            handle.chmod(mode)
+            handle.set_pipelined(True)
+            handle.write(data)
+
+
+def put_file(conn: Connection, local: Path, path: str) -> None:
+    """Copy one local file to ``path`` over SFTP (the connection's cached SFTP session)."""
+    with translated(_label(conn)):
+        conn.sftp().put(str(local), path, confirm=True)
+
+
+def get_bytes(conn: Connection, path: str) -> bytes | None:
+    """The file at ``path``, or None when there is none."""
+    with translated(_label(conn)):
+        sftp = conn.sftp()
+        try:
+            with sftp.open(path, "rb") as handle:
+                return bytes(handle.read())
+        except FileNotFoundError:
+            return None

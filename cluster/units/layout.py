@@ -7,10 +7,12 @@ from pathlib import PurePosixPath
 BASE = PurePosixPath("/opt/claude-cluster")
 RELEASES = BASE / "releases"
 CURRENT = BASE / "current"  # a symlink to the active release
+PREVIOUS = BASE / "previous"  # a symlink to the release before it (rollback's target)
 WORKSPACE = BASE / "workspace"
 LOGS = BASE / "logs"
 WHEELS = BASE / "wheels"
 STATE_DIR = PurePosixPath("/var/lib/claude-cluster")  # the service user's HOME
+SSH_DIR = STATE_DIR / ".ssh"  # the state repo's deploy key and known_hosts (ssh reads them)
 ETC = PurePosixPath("/etc/claude-cluster")
 AGENT_CONFIG = ETC / "agent.yaml"
 SECRETS_ENV = ETC / "secrets.env"

@@ -1,0 +1,113 @@
+"""Deploy benchmark: first deploy and no-op re-deploy of N real hosts, against bare ssh fan-out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cluster.deploy.run import run  # noqa: E402
+from cluster.deploy.statehost import start_state_host  # noqa: E402
+from cluster.deploy.testbed import SECRETS, testbed_settings, write_inventory  # noqa: E402
+from cluster.deploy.wheels import build_wheels  # noqa: E402
+from cluster.testhosts.hosts import down, up  # noqa: E402
+from cluster.testhosts.model import HostSet  # noqa: E402
+
+PREFIX = "ccc-bench"
+
+
+def freeze(target: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "cluster", target / "cluster", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def ssh_fanout(hosts: HostSet) -> float:
+    """Wall time of `ssh HOST true` to every host at once (a fresh handshake each)."""
+    paths = hosts.paths
+    argv = ["ssh", "-i", str(paths.private_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+    started = time.perf_counter()
+    procs = [subprocess.Popen([*argv, "-p", str(h.port), "root@127.0.0.1", "true"])
+             for h in hosts.hosts]
+    codes = [p.wait(timeout=120) for p in procs]
+    elapsed = time.perf_counter() - started
+    if any(codes):
+        raise SystemExit(f"bare ssh failed: exit codes {codes}")
+    return elapsed
+
+
+def timed_deploy(settings, console: Console) -> tuple[float, dict[str, int]]:
+    started = time.perf_counter()
+    outcomes = run(settings, console, environ=SECRETS)
+    elapsed = time.perf_counter() - started
+    counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("changed", "ok", "failed")}
+    failed = [f"{o.host}: {o.reason}" for o in outcomes if o.failed]
+    if failed:
+        raise SystemExit("deploy failed:\n" + "\n".join(failed))
+    return elapsed, counts
+
+
+def bench(count: int, repeat: int) -> dict[str, object]:
+    subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], check=True,
+                   capture_output=True)
+    console = Console(stderr=True, quiet=True)
+    with tempfile.TemporaryDirectory(prefix="ccc-bench-") as scratch:
+        base = Path(scratch)
+        try:
+            state = start_state_host(base / "state", prefix=f"{PREFIX}-state")
+            hosts = up(count, PREFIX, base / "hosts", say=lambda _: None)
+            write_inventory(base / "inventory", hosts, state)
+            source = freeze(base / "source")  # others' edits meanwhile must not make a release
+            settings = testbed_settings(source, base / "inventory", ROOT / ".cluster", state,
+                                        workers=max(10, count))
+            started = time.perf_counter()
+            wheels = build_wheels(source, settings.cache_dir)
+            build_s = time.perf_counter() - started
+            ssh_before = statistics.median(ssh_fanout(hosts) for _ in range(repeat))
+            first_s, first = timed_deploy(settings, console)
+            noop = [timed_deploy(settings, console) for _ in range(repeat)]
+            ssh_after = statistics.median(ssh_fanout(hosts) for _ in range(repeat))
+        finally:
+            down(PREFIX)
+            down(f"{PREFIX}-state")
+    ssh_s = statistics.median([ssh_before, ssh_after])
+    noop_s = statistics.median(t for t, _ in noop)
+    return {
+        "hosts": count, "wheels": len(wheels.manifest), "wheel_build_s": round(build_s, 2),
+        "ssh_fanout_s": round(ssh_s, 3), "first_deploy_s": round(first_s, 2),
+        "first_deploy_ratio": round(first_s / ssh_s, 1), "first_changed": first["changed"],
+        "noop_deploy_s": round(noop_s, 3), "noop_ratio": round(noop_s / ssh_s, 2),
+        "noop_changed": max(c["changed"] for _, c in noop),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="no-op deploys and ssh fan-outs")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures = bench(args.hosts, args.repeat)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""One host, one connection: facts, preflight, plan, apply, verify; roll back what failed."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import time
+from collections.abc import Iterator
+
+from cluster.deploy.outcome import HostOutcome, RunContext
+from cluster.deploy.plan import Plan, plan_host
+from cluster.deploy.preflight import preflight
+from cluster.deploy.remote import HostOps
+from cluster.deploy.verify import verify_systemd
+from cluster.deploy.wanted import Wanted
+from cluster.errors import ClusterError, ConfigError, HostError
+from cluster.inventory.model import HostSpec
+from cluster.secret import mask
+from cluster.transport import connect
+from cluster.units import layout
+
+
+@contextlib.contextmanager
+def host_connection(spec: HostSpec, ctx: RunContext) -> Iterator[HostOps]:
+    """Open the run's one connection to ``spec``; at most ``handshakes`` open at once."""
+    if spec.ssh_key_file is None or spec.known_hosts_file is None:
+        raise ConfigError(f"host {spec.name!r}: needs data ssh_key_file and known_hosts_file")
+    timeout = ctx.settings.connect_timeout
+    with ctx.handshakes:
+        try:
+            conn = connect(spec.hostname, spec.port, spec.username, spec.ssh_key_file.expanduser(),
+                           spec.known_hosts_file.expanduser(), timeout=timeout)  # fmt: skip
+        except HostError as exc:
+            raise type(exc)(spec.name, str(exc).split(": ", 1)[-1]) from exc
+    try:
+        yield HostOps(spec.name, conn)
+    finally:
+        conn.close()
+
+
+def deploy_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
+    """Converge one host; every failure becomes a failed outcome naming its reason."""
+    started = time.monotonic()
+    try:
+        wanted = ctx.wanted(spec)
+        ctx.progress(spec.name, "connect")
+        with host_connection(spec, ctx) as ops:
+            outcome = _converge(ops, spec, wanted, ctx)
+    except ClusterError as exc:
+        outcome = HostOutcome(spec.name, "failed", reason=_reason(exc, spec.name))
+    ctx.progress(spec.name, outcome.status)
+    return _timed(outcome, started)
+
+
+def _converge(ops: HostOps, spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
+    settings = ctx.settings
+    ctx.progress(spec.name, "facts")
+    facts = ops.facts(tuple(f.path for f in wanted.files), tuple(d.path for d in wanted.dirs))
+    if settings.wants("preflight"):
+        problems = preflight(facts, spec.thresholds, spec.runtime)
+        if problems:
+            text = "; ".join(f"{p.check}: {p.message}" for p in problems)
+            return HostOutcome(spec.name, "failed", reason=f"preflight: {text}")
+    plan = plan_host(facts, wanted, settings.keep_releases).only(settings.tags)
+    actions = tuple(str(a) for a in plan.actions)
+    diffs = _diffs(ops, plan, wanted) if settings.diff else ()
+    if settings.check or not plan.changed:
+        return HostOutcome(spec.name, "changed" if plan.changed else "ok", actions, diffs=diffs)
+    try:
+        _apply(ops, plan, wanted, ctx)
+        if plan.has("restart"):
+            ctx.progress(spec.name, "verify")
+            verify_systemd(ops, spec.name, "", ctx.reader, settings.verify_timeout)
+        if plan.has("write"):
+            ops.discard_backups(plan.of("write"))
+    except ClusterError as exc:
+        reason = _reason(exc, spec.name)
+        back = _undo(ops, plan, facts.current, ctx)
+        return HostOutcome(spec.name, "failed", actions, reason, diffs, rolled_back=back)
+    return HostOutcome(spec.name, "changed", actions, diffs=diffs)
+
+
+def _apply(ops: HostOps, plan: Plan, wanted: Wanted, ctx: RunContext) -> None:
+    for action in plan.actions:
+        ctx.progress(wanted.host, str(action)[:60])
+        kind = action.kind
+        if kind == "prepare":
+            ops.prepare(wanted.dirs)
+        elif kind == "push_wheels":
+            ops.push_wheels(wanted.wheels.directory, action.items)
+        elif kind == "install":
+            ops.install(wanted.release, wanted.version)
+        elif kind == "switch":
+            ops.switch(wanted.release)
+        elif kind == "write":
+            ops.write([f for f in wanted.files if f.path in action.items])
+        elif kind == "prune":
+            ops.prune(action.items, ())
+        elif kind == "daemon_reload":
+            ops.systemctl("daemon-reload")
+        elif kind == "enable":
+            ops.systemctl("enable", "--quiet", layout.UNIT_NAME)
+        elif kind == "restart":
+            ops.systemctl("restart", layout.UNIT_NAME)
+
+
+def _undo(ops: HostOps, plan: Plan, before: str | None, ctx: RunContext) -> str:
+    """Put back what this run changed: files, the release link; restart or stop the unit."""
+    ctx.progress(ops.name, "rolling back")
+    try:
+        if before is None:
+            ops.systemctl("disable", "--now", "--quiet", layout.UNIT_NAME)
+        written = plan.of("write")
+        if written:
+            ops.restore(written)
+        if plan.has("switch") and before is not None:
+            ops.switch(before)
+        ops.systemctl("daemon-reload")
+        if before is None:
+            return "nothing (first deploy): unit stopped and disabled"
+        if plan.has("restart"):
+            ops.systemctl("restart", layout.UNIT_NAME)
+        return f"release {before} and the files before this run"
+    except ClusterError as exc:
+        return f"rollback failed too: {exc}"
+
+
+def _diffs(ops: HostOps, plan: Plan, wanted: Wanted) -> tuple[str, ...]:
+    out = []
+    for spec in wanted.files:
+        if spec.path not in plan.of("write"):
+            continue
+        if spec.secret:
+            out.append(f"--- {spec.path} (secret: contents masked)\n+++ {spec.path}\n{spec.shown}")
+            continue
+        old = (ops.read(spec.path) or b"").decode("utf-8", errors="replace")
+        lines = difflib.unified_diff(old.splitlines(True), spec.shown.splitlines(True),
+                                     f"{spec.path} (host)", f"{spec.path} (wanted)")  # fmt: skip
+        out.append(mask("".join(lines), wanted.secrets))
+    return tuple(out)
+
+
+def rollback_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
+    """Return ``spec`` to its previous release (``previous`` and ``current`` swap), verified."""
+    started = time.monotonic()
+    try:
+        ctx.progress(spec.name, "connect")
+        with host_connection(spec, ctx) as ops:
+            facts = ops.facts((), ())
+            if facts.previous is None or facts.previous not in facts.releases:
+                reason = f"no previous release to return to (current: {facts.current})"
+                outcome = HostOutcome(spec.name, "failed", reason=reason)
+            elif ctx.settings.check:
+                outcome = HostOutcome(spec.name, "changed", (f"switch: {facts.previous}",))
+            else:
+                ctx.progress(spec.name, f"switch to {facts.previous}")
+                ops.switch(facts.previous)
+                ops.systemctl("restart", layout.UNIT_NAME)
+                verify_systemd(ops, spec.name, "", ctx.reader, ctx.settings.verify_timeout)
+                actions = (f"switch: {facts.previous}", "restart")
+                outcome = HostOutcome(spec.name, "changed", actions)
+    except ClusterError as exc:
+        outcome = HostOutcome(spec.name, "failed", reason=_reason(exc, spec.name))
+    ctx.progress(spec.name, outcome.status)
+    return _timed(outcome, started)
+
+
+def _reason(exc: ClusterError, host: str) -> str:
+    return str(exc).removeprefix(f"{host}: ")
+
+
+def _timed(outcome: HostOutcome, started: float) -> HostOutcome:
+    from dataclasses import replace
+
+    return replace(outcome, seconds=round(time.monotonic() - started, 2))

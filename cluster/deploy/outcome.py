@@ -1,0 +1,44 @@
+"""The closed result vocabulary of one host in one run, and what every host run shares."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cluster.deploy.heartbeats import HeartbeatReader
+from cluster.deploy.settings import DeploySettings
+from cluster.deploy.wanted import Wanted
+from cluster.inventory.model import HostSpec
+
+Status = Literal["changed", "ok", "failed"]
+Progress = Callable[[str, str], None]  # (host, what it is doing now)
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """``changed``: something changed (or would, with --check); ``ok``: already converged."""
+
+    host: str
+    status: Status
+    actions: tuple[str, ...] = ()
+    reason: str = ""
+    diffs: tuple[str, ...] = ()
+    rolled_back: str = ""  # what the host was returned to after a failed verification
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass
+class RunContext:
+    """Shared, read-only during a run (the semaphore and reader are thread-safe)."""
+
+    settings: DeploySettings
+    wanted: Callable[[HostSpec], Wanted]
+    handshakes: threading.BoundedSemaphore
+    reader: HeartbeatReader | None
+    progress: Progress = field(default=lambda host, what: None)

@@ -1,0 +1,124 @@
+"""Plan: a pure comparison of a host's facts with its wanted state; converged means empty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cluster.deploy.facts import HostFacts
+from cluster.deploy.wanted import Wanted
+from cluster.deploy.wheels import diff_manifest
+from cluster.units import layout
+
+Kind = Literal[
+    "prepare",
+    "push_wheels",
+    "install",
+    "switch",
+    "write",
+    "daemon_reload",
+    "enable",
+    "restart",
+    "prune",
+]
+TAG_OF: dict[str, str] = {
+    "prepare": "code", "push_wheels": "code", "install": "code", "switch": "code",
+    "prune": "code", "write": "config", "daemon_reload": "service", "enable": "service",
+    "restart": "service",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change; ``items`` names what it touches (wheel names, a file path, a reason)."""
+
+    kind: Kind
+    items: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.items[:4]) + (
+            f" (+{len(self.items) - 4})" if len(self.items) > 4 else ""
+        )
+        return f"{self.kind.replace('_', ' ')}{': ' + shown if shown else ''}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    host: str
+    actions: tuple[Action, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def has(self, kind: Kind) -> bool:
+        return any(a.kind == kind for a in self.actions)
+
+    def of(self, kind: Kind) -> tuple[str, ...]:
+        return tuple(i for a in self.actions if a.kind == kind for i in a.items)
+
+    def only(self, tags: tuple[str, ...]) -> Plan:
+        return Plan(self.host, tuple(a for a in self.actions if TAG_OF[a.kind] in tags))
+
+
+def plan_host(facts: HostFacts, wanted: Wanted, keep_releases: int = 3) -> Plan:
+    """The actions that take ``facts`` to ``wanted``, in the order they must run."""
+    actions: list[Action] = []
+    if facts.user_home != str(layout.STATE_DIR) or any(
+        facts.owners.get(d.path) != d.ownership for d in wanted.dirs
+    ):
+        actions.append(Action("prepare", (layout.SERVICE_USER,)))
+    installed = wanted.release in facts.releases
+    if not installed:
+        push = diff_manifest(wanted.wheels.manifest, _known(facts.wheels)).push
+        if push:
+            actions.append(Action("push_wheels", push))
+        actions.append(Action("install", (wanted.release,)))
+    switch = facts.current != wanted.release
+    if switch:
+        actions.append(Action("switch", (wanted.release,)))
+    written = tuple(
+        f.path
+        for f in wanted.files
+        if facts.files.get(f.path) != f.sha256 or facts.owners.get(f.path) != f.ownership
+    )
+    if written:
+        actions.append(Action("write", written))
+    prune = _prunable(facts, wanted.release, keep_releases)
+    if prune:
+        actions.append(Action("prune", prune))
+    if str(layout.UNIT_PATH) in written:
+        actions.append(Action("daemon_reload"))
+    if facts.unit.get("UnitFileState") != "enabled":
+        actions.append(Action("enable", (layout.UNIT_NAME,)))
+    reasons = _restart_reasons(facts, wanted, written, switch)
+    if reasons:
+        actions.append(Action("restart", reasons))
+    return Plan(wanted.host, tuple(actions))
+
+
+def _known(wheels: dict[str, str | None]) -> dict[str, str]:
+    return {name: digest for name, digest in wheels.items() if digest}
+
+
+def _prunable(facts: HostFacts, release: str, keep: int) -> tuple[str, ...]:
+    """Releases beyond the newest ``keep``; never the wanted one, current or previous."""
+    spare = {release, facts.current, facts.previous}
+    others = [r for r in facts.releases if r not in spare]
+    room = max(keep - len({release, facts.current} - {None}), 0)
+    return tuple(others[: max(len(others) - room, 0)])
+
+
+def _restart_reasons(
+    facts: HostFacts, wanted: Wanted, written: tuple[str, ...], switch: bool
+) -> tuple[str, ...]:
+    reasons = [f"{path} changed" for path in written if _restarts(wanted, path)]
+    if switch:
+        reasons.append(f"release {wanted.release}")
+    if not reasons and facts.unit.get("ActiveState") != "active":
+        reasons.append(f"unit is {facts.unit.get('ActiveState') or 'missing'}")
+    return tuple(reasons)
+
+
+def _restarts(wanted: Wanted, path: str) -> bool:
+    return any(f.path == path and f.restarts for f in wanted.files)

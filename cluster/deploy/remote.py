@@ -1,0 +1,181 @@
+"""Primitive changes on one host over its one connection: each a quoted argv or an SFTP write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.deploy.facts import INSTALLED_MARK, HostFacts, gather_facts, probe_argv
+from cluster.deploy.wanted import DirSpec, FileSpec
+from cluster.deploy.wheels import PROJECT
+from cluster.transport import get_bytes, put_bytes, put_file, run
+from cluster.units import layout
+
+TMP_SUFFIX = ".deploy-tmp"
+BACKUP_SUFFIX = ".previous"
+INSTALL_TIMEOUT = 600.0
+
+# python3 -c SCRIPT JSON: stdlib only, so they run before any release exists.
+PREPARE = r"""
+import grp, json, os, pwd, subprocess, sys
+a = json.loads(sys.argv[1])
+try:
+    if pwd.getpwnam(a["user"]).pw_dir != a["home"]:
+        subprocess.check_call(["usermod", "--home", a["home"], a["user"]])
+except KeyError:
+    subprocess.check_call(["useradd", "--system", "--user-group", "--home-dir", a["home"],
+                           "--no-create-home", "--shell", "/usr/sbin/nologin", a["user"]])
+for path, mode, user, group in a["dirs"]:
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    os.chmod(path, mode)
+"""
+FINALIZE = r"""
+import grp, json, os, pwd, sys
+a = json.loads(sys.argv[1])
+for path, mode, user, group in a["files"]:
+    tmp = path + a["tmp"]
+    os.chown(tmp, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    os.chmod(tmp, mode)
+    if os.path.exists(path):
+        os.replace(path, path + a["backup"])
+    else:
+        open(path + a["backup"] + "-none", "w").close()
+    os.replace(tmp, path)
+"""
+RESTORE = r"""
+import json, os, sys
+a = json.loads(sys.argv[1])
+for path in a["files"]:
+    if os.path.exists(path + a["backup"]):
+        os.replace(path + a["backup"], path)
+    elif os.path.exists(path + a["backup"] + "-none"):
+        os.remove(path + a["backup"] + "-none")
+        if os.path.exists(path):
+            os.remove(path)
+"""
+DISCARD = r"""
+import json, os, sys
+a = json.loads(sys.argv[1])
+for path in a["files"]:
+    for old in (path + a["backup"], path + a["backup"] + "-none"):
+        if os.path.exists(old):
+            os.remove(old)
+"""
+SWITCH = r"""
+import json, os, sys
+a = json.loads(sys.argv[1])
+old = os.readlink(a["current"]) if os.path.islink(a["current"]) else None
+def link(target, name):
+    os.symlink(target, name + ".tmp")
+    os.replace(name + ".tmp", name)
+if old and os.path.basename(old.rstrip("/")) != os.path.basename(a["target"]):
+    link(old, a["previous"])
+link(a["target"], a["current"])
+"""
+PRUNE = r"""
+import json, os, shutil, sys
+a = json.loads(sys.argv[1])
+for r in a["releases"]:
+    shutil.rmtree(os.path.join(a["root"], r), ignore_errors=True)
+for w in a["wheels"]:
+    path = os.path.join(a["wheel_dir"], w)
+    if os.path.exists(path):
+        os.remove(path)
+"""
+# venv without ensurepip (seconds of CPU per host): pip runs from its pushed wheel instead.
+INSTALL = (
+    'rm -rf "$1" && python3 -m venv --without-pip "$1/venv" && set -- "$@" "$2"/pip-*.whl && '
+    '"$1/venv/bin/python" "$5/pip" install -q --disable-pip-version-check --no-index '
+    '--no-compile --find-links "$2" "$3" && touch "$1/$4"'
+)
+
+
+@dataclass
+class HostOps:
+    """One host's connection and the operations deploy needs; never shared across threads."""
+
+    name: str
+    conn: Any  # a transport connection, opaque here
+
+    def sh(self, argv: list[str], timeout: float = 120.0) -> str:
+        return run(self.conn, argv, timeout=timeout)[1]
+
+    def script(self, body: str, args: dict[str, Any]) -> None:
+        self.sh(["python3", "-c", body, json.dumps(args)])
+
+    def facts(self, files: tuple[str, ...], dirs: tuple[str, ...]) -> HostFacts:
+        def run_argv(argv: list[str]) -> tuple[int, str, str]:
+            return run(self.conn, argv, check=False, timeout=60.0)
+
+        return gather_facts(run_argv, self.name, argv=probe_argv(files, dirs))
+
+    def prepare(self, dirs: Sequence[DirSpec]) -> None:
+        rows = [[d.path, d.mode, d.owner, d.group] for d in dirs]
+        self.script(
+            PREPARE, {"user": layout.SERVICE_USER, "home": str(layout.STATE_DIR), "dirs": rows}
+        )
+
+    def push_wheels(self, directory: Path, names: Sequence[str]) -> None:
+        for name in names:
+            put_file(self.conn, directory / name, f"{layout.WHEELS}/{name}")
+
+    def install(self, release: str, version: str) -> None:
+        target = str(layout.RELEASES / release)
+        argv = ["sh", "-c", INSTALL, "install", target, str(layout.WHEELS),
+                f"{PROJECT}=={version}", INSTALLED_MARK]  # fmt: skip
+        self.sh(argv, timeout=INSTALL_TIMEOUT)
+
+    def switch(self, release: str) -> None:
+        self.script(
+            SWITCH,
+            {
+                "current": str(layout.CURRENT),
+                "previous": str(layout.PREVIOUS),
+                "target": str(layout.RELEASES / release),
+            },
+        )
+
+    def write(self, files: Sequence[FileSpec]) -> None:
+        """Stage each file (mode 0600 from its first byte), then chown, chmod, back up, rename."""
+        for spec in files:
+            put_bytes(self.conn, spec.path + TMP_SUFFIX, spec.body.reveal().encode(), 0o600)
+        rows = [[f.path, f.mode, f.owner, f.group] for f in files]
+        self.script(FINALIZE, {"files": rows, "tmp": TMP_SUFFIX, "backup": BACKUP_SUFFIX})
+
+    def restore(self, paths: Sequence[str]) -> None:
+        self.script(RESTORE, {"files": list(paths), "backup": BACKUP_SUFFIX})
+
+    def discard_backups(self, paths: Sequence[str]) -> None:
+        """Forget what ``restore`` would put back: the run succeeded (old secrets go too)."""
+        self.script(DISCARD, {"files": list(paths), "backup": BACKUP_SUFFIX})
+
+    def prune(self, releases: Sequence[str], wheels: Sequence[str]) -> None:
+        self.script(
+            PRUNE,
+            {
+                "releases": list(releases),
+                "root": str(layout.RELEASES),
+                "wheels": list(wheels),
+                "wheel_dir": str(layout.WHEELS),
+            },
+        )
+
+    def systemctl(self, *args: str) -> None:
+        self.sh(["systemctl", *args], timeout=120.0)
+
+    def unit_state(self) -> tuple[str, int]:
+        out = self.sh(["systemctl", "show", layout.UNIT_NAME, "-p", "ActiveState,MainPID"])
+        seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return seen.get("ActiveState", ""), int(seen.get("MainPID", "0") or 0)
+
+    def journal(self, lines: int = 8) -> str:
+        argv = ["journalctl", "-u", layout.UNIT_NAME, "-n", str(lines), "--no-pager", "-o", "cat"]
+        code, out, _ = run(self.conn, argv, check=False, timeout=30.0)
+        return out.strip() if code == 0 else ""
+
+    def read(self, path: str) -> bytes | None:
+        return get_bytes(self.conn, path)

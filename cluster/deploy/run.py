@@ -1,0 +1,144 @@
+"""A deploy or rollback run: lock, build once, every selected host in parallel (or batches)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+
+from nornir.core.task import Result, Task
+from rich.console import Console
+
+from cluster.deploy.heartbeats import HeartbeatReader
+from cluster.deploy.hostrun import deploy_host, rollback_host
+from cluster.deploy.lock import deploy_lock
+from cluster.deploy.outcome import HostOutcome, Progress, RunContext
+from cluster.deploy.settings import DeploySettings
+from cluster.deploy.summary import live_progress
+from cluster.deploy.wanted import Wanted, read_state_access, wanted_state
+from cluster.deploy.wheels import WheelSet, build_wheels
+from cluster.errors import ConfigError
+from cluster.inventory import HostSpec, Inventory, load_inventory
+from cluster.inventory.nornir_init import init_nornir
+from cluster.secret import Secret
+from cluster.secrets_file import require
+from cluster.units.secrets_env import REQUIRED
+
+HostFn = Callable[[HostSpec, RunContext], HostOutcome]
+
+
+def select(inventory: Inventory, limit: Sequence[str]) -> list[HostSpec]:
+    """Hosts named in ``limit`` or in one of its groups (every host when empty)."""
+    if not limit:
+        return list(inventory.hosts)
+    known = set(inventory.names) | {g for h in inventory.hosts for g in h.groups}
+    unknown = sorted(set(limit) - known)
+    if unknown:
+        raise ConfigError(f"--limit: no host or group named {', '.join(unknown)}")
+    return [h for h in inventory.hosts if h.name in limit or set(h.groups) & set(limit)]
+
+
+def collect_secrets(
+    settings: DeploySettings, environ: Mapping[str, str] | None
+) -> dict[str, Secret]:
+    return {name: require(name, settings.secrets_file, environ) for name in REQUIRED}
+
+
+def heartbeat_reader(settings: DeploySettings, hosts: Sequence[HostSpec]) -> HeartbeatReader | None:
+    """How the control host reads heartbeats: ``state_url`` or the one repo all hosts share."""
+    urls = {h.state_repo for h in hosts}
+    url = settings.state_url or (urls.pop() if len(urls) == 1 else None)
+    if url is None:
+        return None
+    key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
+    mirror = settings.work_dir / "heartbeats" / f"{key}.git"
+    return HeartbeatReader(url, mirror, settings.state_ssh_command)
+
+
+def wanted_for(
+    settings: DeploySettings, wheels: WheelSet, environ: Mapping[str, str] | None
+) -> Callable[[HostSpec], Wanted]:
+    secrets = collect_secrets(settings, environ)
+    key, known = read_state_access(settings.state_ssh_key, settings.state_known_hosts)
+    return partial(wanted_state, wheels=wheels, secrets=secrets, agent=settings.agent,
+                   state_key=key, state_known_hosts=known)  # fmt: skip
+
+
+def run(
+    settings: DeploySettings,
+    console: Console | None = None,
+    *,
+    rollback: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> list[HostOutcome]:
+    """Deploy (or roll back) the selected hosts; one outcome per host, failures included."""
+    console = console or Console(stderr=True)
+    inventory = load_inventory(settings.inventory)
+    hosts = select(inventory, settings.limit)
+    what = "rollback" if rollback else "deploy"
+    with deploy_lock(settings.lock_file, what):
+        if rollback:
+            wanted: Callable[[HostSpec], Wanted] = _no_wanted
+        else:
+            wheels = build_wheels(settings.root, settings.cache_dir)
+            wanted = wanted_for(settings, wheels, environ)
+        ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
+                         heartbeat_reader(settings, hosts))  # fmt: skip
+        with live_progress(console, [h.name for h in hosts], what) as report:
+            ctx.progress = report
+            return run_hosts(inventory, hosts, ctx, rollback_host if rollback else deploy_host)
+
+
+def run_hosts(
+    inventory: Inventory, hosts: Sequence[HostSpec], ctx: RunContext, fn: HostFn
+) -> list[HostOutcome]:
+    """Nornir runs ``fn`` per host on its threads; with ``batch`` a failed batch stops the rest."""
+    size = ctx.settings.batch or len(hosts)
+    batches = [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    outcomes: list[HostOutcome] = []
+    for number, batch in enumerate(batches, start=1):
+        outcomes += _run_batch(inventory, batch, ctx, fn)
+        if any(o.failed for o in outcomes) and number < len(batches):
+            rest = [h for later in batches[number:] for h in later]
+            reason = f"not attempted: batch {number} had a failure (rolling deploy stops)"
+            outcomes += [HostOutcome(h.name, "failed", reason=reason) for h in rest]
+            _report_all(ctx.progress, rest)
+            break
+    return outcomes
+
+
+def _run_batch(
+    inventory: Inventory, batch: Sequence[HostSpec], ctx: RunContext, fn: HostFn
+) -> list[HostOutcome]:
+    names = {h.name for h in batch}
+    specs = {h.name: h for h in batch}
+    workers = max(1, min(ctx.settings.workers, len(batch)))
+    nornir = init_nornir(inventory, num_workers=workers)
+    selected = nornir.filter(filter_func=lambda host: host.name in names)
+    results = selected.run(task=_nornir_task, name="claude-cluster", fn=fn, ctx=ctx, specs=specs)
+    outcomes = []
+    for host in batch:
+        multi = results[host.name]
+        value = multi[0].result if len(multi) else None
+        if isinstance(value, HostOutcome):
+            outcomes.append(value)
+        else:  # a bug, not a host problem: Nornir kept the exception
+            reason = f"internal error: {multi.exception!r}"
+            outcomes.append(HostOutcome(host.name, "failed", reason=reason))
+    return outcomes
+
+
+def _nornir_task(task: Task, fn: HostFn, ctx: RunContext, specs: dict[str, HostSpec]) -> Result:
+    outcome = fn(specs[task.host.name], ctx)
+    return Result(host=task.host, result=outcome, failed=outcome.failed,
+                  changed=outcome.status == "changed")  # fmt: skip
+
+
+def _report_all(report: Progress, hosts: Sequence[HostSpec]) -> None:
+    for host in hosts:
+        report(host.name, "failed")
+
+
+def _no_wanted(host: HostSpec) -> Wanted:
+    raise ConfigError(f"{host.name}: rollback computes no wanted state")

@@ -1,0 +1,85 @@
+"""A state host for real-host tests: one test host serving a bare state repo over SSH."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.errors import HostError
+from cluster.state.init import init_state_repo
+from cluster.testhosts import engine
+from cluster.testhosts.files import write_atomic
+from cluster.testhosts.hosts import host_keys, up
+from cluster.testhosts.model import HostRecord, HostSet
+from cluster.testhosts.sshkeys import generate_keypair, known_hosts_lines
+
+REPO = "/srv/state.git"
+PREFIX = "ccc-deploy-state"
+SETTINGS = b"heartbeat_seconds: 2\nlease_seconds: 30\nfold_delay_seconds: 1\n"
+
+
+@dataclass(frozen=True)
+class StateHost:
+    """Where agents (container to container) and the control host (127.0.0.1) reach the repo."""
+
+    hosts: HostSet
+    deploy_key: Path  # the agents' key, authorised for root on the state host
+    agents_known_hosts: Path  # the state host's key under its docker network address
+
+    @property
+    def record(self) -> HostRecord:
+        return self.hosts.hosts[0]
+
+    @property
+    def agent_url(self) -> str:
+        return f"ssh://root@{self.record.address}{REPO}"
+
+    @property
+    def control_url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.record.port}{REPO}"
+
+    @property
+    def control_ssh_command(self) -> str:
+        paths = self.hosts.paths
+        return (
+            f"ssh -i {paths.private_key} -o UserKnownHostsFile={paths.known_hosts} "
+            "-o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes "
+            "-o ConnectTimeout=10"
+        )
+
+
+def start_state_host(state_dir: Path, prefix: str = PREFIX) -> StateHost:
+    """A fresh host named PREFIX-1 with an initialised bare state repo at /srv/state.git."""
+    hosts = up(1, prefix, state_dir / "host", say=lambda _: None)
+    record = hosts.hosts[0]
+    container = engine.get(engine.client(), record.name)
+    deploy_key = state_dir / "deploy_key"
+    generate_keypair(deploy_key, comment="ccc-deploy-agents")
+    authorized = hosts.paths.public_key.read_bytes() + deploy_key.with_suffix(".pub").read_bytes()
+    engine.put_file(container, "/root/.ssh", "authorized_keys", authorized, 0o600)
+    with tempfile.TemporaryDirectory() as scratch:
+        repo = Path(scratch) / "state.git"
+        init_state_repo(repo, settings=SETTINGS)
+        _copy_tree(container, repo, "/srv")
+    known = state_dir / "agents_known_hosts"
+    lines = known_hosts_lines(record.address, host_keys(container))
+    write_atomic(known, "".join(f"{line}\n" for line in lines))
+    return StateHost(hosts, deploy_key, known)
+
+
+def _copy_tree(container: engine.Container, local: Path, directory: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(str(local), arcname=local.name, filter=_root_owned)
+    with engine.translated(f"copy {local.name} to {container.name}"):
+        if not container.put_archive(directory, buffer.getvalue()):
+            raise HostError(container.name, f"could not copy {local.name} to {directory}")
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info

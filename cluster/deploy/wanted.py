@@ -1,0 +1,128 @@
+"""What a host should have: files (checksummed, owned, secrets masked), directories, a release."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.deploy.wheels import WheelSet
+from cluster.inventory.model import HostSpec
+from cluster.secret import MASK, Secret
+from cluster.units import layout
+from cluster.units.agent_yaml import agent_config, render_agent_config
+from cluster.units.secrets_env import render_secrets_env
+from cluster.units.systemd import render_unit, unit_spec
+
+ROOT = "root"
+USER = layout.SERVICE_USER
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file to converge; ``body`` is revealed only to write it, ``shown`` is for diffs."""
+
+    path: str
+    body: Secret
+    mode: int
+    owner: str
+    group: str
+    secret: bool
+    sha256: str
+    shown: str
+    restarts: bool = True  # a change means the agent must restart to see it
+
+    @property
+    def ownership(self) -> tuple[int, str, str]:
+        return self.mode, self.owner, self.group
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: str
+    mode: int
+    owner: str
+    group: str
+
+    @property
+    def ownership(self) -> tuple[int, str, str]:
+        return self.mode, self.owner, self.group
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The converged state of one host."""
+
+    host: str
+    release: str
+    version: str
+    wheels: WheelSet
+    files: tuple[FileSpec, ...]
+    dirs: tuple[DirSpec, ...]
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(f.body for f in self.files if f.secret)
+
+
+DIRS = (
+    DirSpec(str(layout.BASE), 0o755, ROOT, ROOT),
+    DirSpec(str(layout.RELEASES), 0o755, ROOT, ROOT),
+    DirSpec(str(layout.WHEELS), 0o755, ROOT, ROOT),
+    DirSpec(str(layout.WORKSPACE), 0o700, USER, USER),
+    DirSpec(str(layout.LOGS), 0o750, USER, USER),
+    DirSpec(str(layout.STATE_DIR), 0o700, USER, USER),
+    DirSpec(str(layout.SSH_DIR), 0o700, USER, USER),
+    DirSpec(str(layout.ETC), 0o750, ROOT, USER),
+)
+
+
+def plain_file(path: str, text: str, mode: int, owner: str = ROOT, group: str = ROOT) -> FileSpec:
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    return FileSpec(path, Secret(text), mode, owner, group, False, digest, text)
+
+
+def secret_file(path: str, text: Secret, shown: str) -> FileSpec:
+    digest = hashlib.sha256(text.reveal().encode()).hexdigest()
+    return FileSpec(path, text, 0o600, USER, USER, True, digest, shown)
+
+
+def wanted_state(
+    host: HostSpec,
+    wheels: WheelSet,
+    secrets: Mapping[str, Secret],
+    agent: Mapping[str, Any],
+    state_key: Secret | None = None,
+    state_known_hosts: str | None = None,
+) -> Wanted:
+    """The files and release ``host`` should have; pure apart from nothing (no I/O here)."""
+    config = agent_config(host, **agent)
+    env = render_secrets_env(secrets)
+    files = [
+        plain_file(str(layout.UNIT_PATH), render_unit(unit_spec(config)), 0o644),
+        plain_file(str(layout.AGENT_CONFIG), render_agent_config(config), 0o640, ROOT, USER),
+        secret_file(str(layout.SECRETS_ENV), env.text, env.masked),
+    ]
+    if state_key is not None:
+        masked = f"{MASK} (private key, sha256 {_short(state_key)})\n"
+        files.append(secret_file(str(layout.SSH_DIR / "id_ed25519"), state_key, masked))
+    if state_known_hosts is not None:
+        path = str(layout.SSH_DIR / "known_hosts")
+        files.append(plain_file(path, state_known_hosts, 0o644, USER, USER))
+    return Wanted(host.name, wheels.release, wheels.version, wheels, tuple(files), DIRS)
+
+
+def read_state_access(
+    key: Path | None, known_hosts: Path | None
+) -> tuple[Secret | None, str | None]:
+    """The deploy key (a Secret) and known_hosts text the agents reach the state repo with."""
+    secret = Secret(key.read_text(encoding="utf-8")) if key is not None else None
+    known = known_hosts.read_text(encoding="utf-8") if known_hosts is not None else None
+    return secret, known
+
+
+def _short(secret: Secret) -> str:
+    return hashlib.sha256(secret.reveal().encode()).hexdigest()[:12]

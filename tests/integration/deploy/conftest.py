@@ -1,0 +1,108 @@
+"""Fixtures for deploy tests: three real agent hosts and a state host, all named ccc-deploy*."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from cluster.deploy import testbed
+from cluster.deploy.outcome import HostOutcome
+from cluster.deploy.run import run
+from cluster.deploy.settings import DeploySettings
+from cluster.deploy.statehost import StateHost, start_state_host
+from cluster.deploy.testbed import SECRETS, testbed_settings
+from cluster.testhosts import engine
+from cluster.testhosts.hosts import down, up
+from cluster.testhosts.model import HostSet
+
+ROOT = Path(__file__).resolve().parents[3]
+PREFIX = "ccc-deploy"  # not ccc-it (tests/integration/conftest.py) nor invoke's ccc-host
+COUNT = 3
+
+
+@dataclass
+class DeployEnv:
+    hosts: HostSet
+    state: StateHost
+    inventory: Path
+    work: Path
+    host_data: dict[str, dict[str, Any]]
+    source: Path  # a frozen copy of the project: others' edits must not make new releases
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts.hosts]
+
+    def write_inventory(self) -> None:
+        write_inventory(self)
+
+    def settings(self, **overrides: Any) -> DeploySettings:
+        return testbed_settings(self.source, self.inventory, self.work, self.state, **overrides)
+
+    def deploy(self, **overrides: Any) -> dict[str, HostOutcome]:
+        console = Console(width=160, force_terminal=False)
+        outcomes = run(self.settings(**overrides), console, environ=SECRETS)
+        return {o.host: o for o in outcomes}
+
+    def rollback(self, **overrides: Any) -> dict[str, HostOutcome]:
+        console = Console(width=160, force_terminal=False)
+        outcomes = run(self.settings(**overrides), console, rollback=True, environ=SECRETS)
+        return {o.host: o for o in outcomes}
+
+    def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
+        """Look inside a host over docker exec (the trusted channel), not over the deploy's SSH."""
+        return engine.exec_argv(engine.get(engine.client(), host), argv)
+
+
+def write_inventory(env: DeployEnv) -> None:
+    testbed.write_inventory(env.inventory, env.hosts, env.state, env.host_data)
+
+
+@pytest.fixture(scope="session")
+def deploy_env(
+    docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployEnv]:
+    """Three fresh agent hosts and a state host for the deploy tests; removed at the end."""
+    base = tmp_path_factory.mktemp("deploy")
+    try:
+        state = start_state_host(base / "state")
+        hosts = up(COUNT, PREFIX, base / "hosts", say=lambda _: None)
+        source = freeze_source(base / "source")
+        env = DeployEnv(hosts, state, base / "inventory", base / "work", {}, source)
+        write_inventory(env)
+        yield env
+    finally:
+        down(PREFIX)
+        down("ccc-deploy-state")
+
+
+@pytest.fixture(scope="session")
+def first_deploy(deploy_env: DeployEnv) -> dict[str, HostOutcome]:
+    """The outcomes of the session's first deploy, onto fresh hosts (whichever test asks first)."""
+    return deploy_env.deploy()
+
+
+@pytest.fixture
+def converged(deploy_env: DeployEnv, first_deploy: dict[str, HostOutcome]) -> DeployEnv:
+    """A fleet at the inventory's wanted state (a no-op deploy when it already is)."""
+    deploy_env.host_data.clear()
+    deploy_env.write_inventory()
+    outcomes = deploy_env.deploy()
+    failed = {h: o.reason for h, o in outcomes.items() if o.failed}
+    assert not failed, failed
+    return deploy_env
+
+
+def freeze_source(target: Path) -> Path:
+    """pyproject.toml, README.md and cluster/ as they are now (what a release is built from)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
+    shutil.copytree(ROOT / "cluster", target / "cluster", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, target / name)
+    return target
