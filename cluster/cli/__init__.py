@@ -131,6 +131,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from cluster.state.checker import check
+    from cluster.state.gitcmd import run_git
+    from cluster.state.remote import local_path
+
+    path = local_path(args.state)
+    with tempfile.TemporaryDirectory(prefix="claude-cluster-check-") as scratch:
+        if path is None:  # a URL: read its whole history from a mirror clone
+            path = Path(scratch) / "state.git"
+            run_git(["clone", "--quiet", "--mirror", args.state, str(path)])
+        elif not (path / "HEAD").exists():
+            raise ClusterError(f"state remote {args.state} does not exist")
+        report = check(path)
+    summary = report.summary()
+    problems = {k: {"verdict": v, "detail": d} for k, (v, d) in report.problems().items()}
+    if args.json:
+        print(json.dumps({**summary, "problems": problems}, indent=2))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+        for key, item in sorted(problems.items()):
+            print(f"  {key}: {item['verdict']}: {item['detail']}")
+    bad = summary["duplicated"] + summary["stale"] + (summary["lost"] if args.strict else 0)
+    return 1 if bad else 0
+
+
 def cmd_agent_run(args: argparse.Namespace) -> int:
     from cluster.agent.build import build_runner
     from cluster.agent.config import load_agent_config
@@ -195,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     stat.add_argument("--state", required=True)
     stat.add_argument("--json", action="store_true")
     stat.set_defaults(func=cmd_status)
+
+    chk = sub.add_parser("check", help="classify every task from the state repo's history")
+    chk.add_argument("--state", required=True)
+    chk.add_argument("--json", action="store_true")
+    chk.add_argument("--strict", action="store_true",
+                     help="count tasks without a result as a failure (for a drained cluster)")
+    chk.set_defaults(func=cmd_check)
 
     agent = sub.add_parser("agent", help="run an agent").add_subparsers(
         dest="agent_command", required=True)

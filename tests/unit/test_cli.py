@@ -88,3 +88,18 @@ def test_agent_refuses_bad_settings(tmp_path: Path) -> None:
     done = cli("agent", "run", "--state", str(tmp_path), "--id", "Bad Id", "--specialty",
                "backend", workdir=tmp_path)
     assert done.returncode == 2 and "unsafe agent id 'Bad Id'" in done.stderr
+
+
+def test_check_classifies_history_locally_and_through_a_url(tmp_path: Path) -> None:
+    state = tmp_path / "state.git"
+    assert cli("state", "init", str(state), workdir=tmp_path).returncode == 0
+    one = write(tmp_path / "one.yaml", task_doc("one"))
+    assert cli("task", "submit", "--state", str(state), str(one), workdir=tmp_path).returncode == 0
+    for url in (str(state), f"file://{state}"):
+        done = cli("check", "--state", url, "--json", workdir=tmp_path)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["tasks"], report["lost"]) == (1, 1)
+        assert report["problems"] == {"one": {"verdict": "lost", "detail": "no terminal result"}}
+    strict = cli("check", "--state", str(state), "--strict", workdir=tmp_path)
+    assert strict.returncode == 1 and "one: lost" in strict.stdout
