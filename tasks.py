@@ -13,6 +13,7 @@ from invoke.tasks import task
 
 from cluster.tasks.backup import backup, cron, maintain, restore
 from cluster.tasks.deploy import deploy, rollback
+from cluster.tasks.hooks import ns as hooks
 from cluster.tasks.local import down, up
 from cluster.tasks.testhosts import ns as testhosts
 
@@ -56,16 +57,23 @@ def status(c: Context, state: str = "", json: bool = False) -> None:
         raise Exit("status failed: see the message above", code=1)
 
 
-@task(help={"agents": "agent processes to run"})
-def demo(c: Context, agents: int = 2) -> None:
+@task(help={"agents": "agent processes to run (local demo)",
+            "hosts": "run through N real test hosts and invoke deploy instead",
+            "keep": "with --hosts: keep the hosts running afterwards"})
+def demo(c: Context, agents: int = 2, hosts: int = 0, keep: bool = False) -> None:
     """Run the whole flow locally: a failing test fixed by agents, verified, proposed.
 
     A state repo, a sample repo with a failing test and agents as local processes: a task is
     committed, claimed, executed, verified, pushed as a branch, proposed, and its result
     committed; a status table ends it."""
-    from cluster.demo import run_demo
+    if hosts:
+        from cluster.demo_hosts import run_demo_hosts
 
-    code = run_demo(ROOT / ".cluster" / "demo", agents=agents)
+        code = run_demo_hosts(ROOT / ".cluster" / "demo-hosts", hosts, keep=keep)
+    else:
+        from cluster.demo import run_demo
+
+        code = run_demo(ROOT / ".cluster" / "demo", agents=agents)
     if code:
         raise Exit("demo failed: see above", code=code)
 
@@ -74,5 +82,6 @@ ns = Collection(lint, test, status, demo, up, down)
 for operation in (deploy, rollback, backup, restore, cron, maintain):
     ns.add_task(operation)
 ns.add_collection(testhosts)
+ns.add_collection(hooks)
 ns.configure({"run": {"echo": False}})
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,4 +1,4 @@
-"""The ``claude-cluster`` command: state, task, status and agent subcommands."""
+"""claude-cluster: state repos, tasks, status, history checks, agents, issue intake."""
 
 from __future__ import annotations
 
@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")
     run.set_defaults(func=cmd_agent_run)
+
+    from cluster.cli.intake import register as register_intake
+
+    register_intake(sub)
     return parser
 
 

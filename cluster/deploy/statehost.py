@@ -83,3 +83,8 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     return info
+
+
+def copy_repo(state: StateHost, local: Path, directory: str) -> None:
+    """Copy the bare repo ``local`` into ``directory`` on the state host (e.g. a demo target)."""
+    _copy_tree(engine.get(engine.client(), state.record.name), local, directory)

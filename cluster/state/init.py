@@ -58,11 +58,7 @@ def init_state_repo(path: Path, settings: bytes = SETTINGS, hooks: Path | None =
 
 
 def install_hooks(repo: Path, hooks: Path) -> list[str]:
-    installed = []
-    for hook in sorted(hooks.iterdir()):
-        if hook.is_file() and hook.name in ("pre-receive", "update", "post-receive"):
-            target = repo / "hooks" / hook.name
-            target.write_bytes(hook.read_bytes())
-            target.chmod(0o755)
-            installed.append(hook.name)
-    return installed
+    """Install the server hooks found in ``hooks`` with this interpreter recorded in them."""
+    from cluster.hooks.install import SERVER_HOOKS, install_into
+
+    return install_into(repo / "hooks", hooks, SERVER_HOOKS)

@@ -84,6 +84,7 @@ class FakeGitHub(FakeServer):
                 re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/issues/(?P<n>\d+)/comments"),
                 self._create_comment,
             ),
+            ("GET", re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/issues"), self._list_issues),
             ("GET", re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls"), self._list_pulls),
             ("POST", re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls"), self._create_pull),
             (
@@ -114,7 +115,8 @@ class FakeGitHub(FakeServer):
             )
 
     def add_issue(
-        self, full_name: str, title: str, body: str = "", *, author: str = "octocat"
+        self, full_name: str, title: str, body: str = "", *, author: str = "octocat",
+        labels: tuple[str, ...] = (),
     ) -> int:
         with self._state:
             repo = self.repos[full_name.lower()]
@@ -129,7 +131,31 @@ class FakeGitHub(FakeServer):
                 "created_at": _now(),
                 "labels": [],
             }
-            return number
+        for name in labels:
+            self.label_issue(full_name, number, name)
+        return number
+
+    def label_issue(self, full_name: str, number: int, name: str) -> dict[str, Any]:
+        """Add label ``name`` to an issue; returns the label as the API shows it."""
+        with self._state:
+            repo = self.repos[full_name.lower()]
+            label = {
+                "id": int(_sha(f"{repo.full_name}:{name}")[:6], 16),
+                "node_id": f"LA_{_sha(name)[:8]}",
+                "url": f"{self.api_url}/repos/{repo.full_name}/labels/{name}",
+                "name": name,
+                "color": "ededed",
+                "default": False,
+                "description": None,
+            }
+            labels = repo.issues[number]["labels"]
+            if all(item["name"] != name for item in labels):
+                labels.append(label)
+            return label
+
+    def close_issue(self, full_name: str, number: int) -> None:
+        with self._state:
+            self.repos[full_name.lower()].issues[number]["state"] = "closed"
 
     def add_comment(
         self, full_name: str, number: int, body: str, *, author: str = "octocat"
@@ -370,6 +396,22 @@ class FakeGitHub(FakeServer):
         comment = {"id": next(self._ids), "body": body, "author": author, "created_at": _now()}
         repo.comments.setdefault(number, []).append(comment)
         return comment
+
+    def _list_issues(self, request: Request, match: re.Match[str]) -> Response:
+        """Issues and pull requests, newest first, filtered by ``state`` and ``labels``."""
+        repo = self._repo(match)
+        if repo is None:
+            return _error(404, "Not Found")
+        state = request.query.get("state", ["open"])[0]
+        wanted = {n for n in request.query.get("labels", [""])[0].split(",") if n}
+        items = []
+        for number in sorted([*repo.issues, *repo.pulls], reverse=True):
+            issue = self._issue_json(repo, number)
+            assert issue is not None
+            names = {label["name"] for label in issue["labels"]}
+            if state in ("all", issue["state"]) and wanted <= names:
+                items.append(issue)
+        return self._page(request, items)
 
     def _list_pulls(self, request: Request, match: re.Match[str]) -> Response:
         repo = self._repo(match)

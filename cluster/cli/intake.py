@@ -1,0 +1,134 @@
+"""The ``intake`` and ``webhook serve`` subcommands: labelled GitHub issues become tasks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import ConfigError, SecretMissing
+from cluster.state.ids import is_safe_id
+
+DEFAULT_INTERVAL = 60.0
+
+
+def _workdir() -> Path:
+    base = os.environ.get("CLUSTER_WORKDIR") or Path("~/.cache/claude-cluster").expanduser()
+    return Path(base) / "intake"
+
+
+def _client(url: str) -> Any:
+    from cluster.state.client import Identity, StateClient
+
+    name = os.environ.get("CLUSTER_OPERATOR") or "intake"
+    client = StateClient(url, _workdir(), Identity(name if is_safe_id(name) else "intake"))
+    client.remote.check()
+    return client
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from cluster.intake.taskdoc import Policy
+
+    if not args.specialty and not args.specialty_from_label:
+        raise ConfigError("give --specialty, --specialty-from-label or both")
+    return Policy(args.label, args.specialty, args.specialty_from_label)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_intake(args: argparse.Namespace) -> int:
+    from cluster.intake.issues import IssueFeed
+    from cluster.intake.poller import poll_forever, poll_once
+
+    policy = _policy(args)
+    feed = IssueFeed(token_file=Path(args.token_file) if args.token_file else None,
+                     base_url=args.github_base_url)
+    client = _client(args.state)
+    try:
+        if args.once:
+            print(poll_once(feed, client, args.repo, policy).summary())
+            return 0
+        poll_forever(feed, client, args.repo, policy, args.interval or DEFAULT_INTERVAL,
+                     _stop_on_signals(), say=lambda line: print(line, flush=True))
+        return 0
+    finally:
+        client.close()
+        feed.close()
+
+
+def _secret(path: str) -> Any:
+    from cluster.secret import Secret
+
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretMissing(f"webhook secret file {path} cannot be read: {exc.strerror}") from exc
+    if not text:
+        raise SecretMissing(f"webhook secret file {path} is empty")
+    return Secret(text.splitlines()[0].strip())
+
+
+def cmd_webhook_serve(args: argparse.Namespace) -> int:
+    from cluster.intake.deliveries import DeliveryLog
+    from cluster.intake.webhook import WebhookApp, WebhookServer
+
+    policy = _policy(args)
+    secret = _secret(args.secret_file)
+    deliveries = Path(args.deliveries_file) if args.deliveries_file else (
+        _workdir() / "webhook-deliveries.txt")
+    client = _client(args.state)
+    app = WebhookApp(client, policy, secret, DeliveryLog(deliveries),
+                     frozenset(r.lower() for r in args.repo or ()))
+    server = WebhookServer(app, args.bind, args.port)
+    stop = _stop_on_signals()
+    thread = threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True)
+    thread.start()
+    print(f"listening on {server.url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        client.close()
+    return 0
+
+
+def _common(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--state", required=True, help="state repo URL or path")
+    cmd.add_argument("--label", required=True, help="issues with this label become tasks")
+    cmd.add_argument("--specialty", help="the tasks' specialty (fallback with the next flag)")
+    cmd.add_argument("--specialty-from-label", action="store_true",
+                     help="take the specialty from a 'specialty:<x>' label")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``intake`` and ``webhook serve`` to the ``claude-cluster`` parser."""
+    intake = subparsers.add_parser("intake", help="file labelled GitHub issues as tasks")
+    _common(intake)
+    intake.add_argument("--repo", required=True, help="owner/name on GitHub")
+    intake.add_argument("--github-base-url", default="https://api.github.com")
+    intake.add_argument("--token-file", help="GitHub token file (default: $GITHUB_TOKEN)")
+    when = intake.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="one pass, then exit")
+    when.add_argument("--interval", type=float, metavar="SECONDS",
+                      help=f"seconds between passes (default {DEFAULT_INTERVAL:.0f})")
+    intake.set_defaults(func=cmd_intake)
+
+    hook = subparsers.add_parser("webhook", help="receive GitHub webhooks").add_subparsers(
+        dest="webhook_command", required=True)
+    serve = hook.add_parser("serve", help="turn signed 'issues' deliveries into tasks")
+    _common(serve)
+    serve.add_argument("--secret-file", required=True, help="the webhook's shared secret")
+    serve.add_argument("--repo", action="append", help="serve only this owner/name (repeat)")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--bind", default="127.0.0.1")
+    serve.add_argument("--deliveries-file", help="where seen delivery ids are remembered")
+    serve.set_defaults(func=cmd_webhook_serve)

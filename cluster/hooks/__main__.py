@@ -1,0 +1,42 @@
+"""``python -m cluster.hooks pre-receive|pre-commit``: what the installed hook scripts run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cluster.errors import ClusterError
+
+USAGE = "usage: python -m cluster.hooks pre-receive|pre-commit"
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 1 or argv[0] not in ("pre-receive", "pre-commit"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "pre-receive":
+            from cluster.hooks.receive import judge
+
+            problems = judge(Path(os.environ.get("GIT_DIR", ".")).resolve(), sys.stdin)
+            verdict = "push refused by the state repo's rules (docs/hooks.md)"
+        else:
+            from cluster.hooks.precommit import check_staged
+
+            problems = check_staged(Path.cwd())
+            verdict = "commit refused: the state repo's server would reject it (docs/hooks.md)"
+    except ClusterError as exc:
+        print(f"{argv[0]}: {exc}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(verdict, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

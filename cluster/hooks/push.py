@@ -1,0 +1,87 @@
+"""One push as the pre-receive hook sees it: every ref update at once and the refs before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.errors import ClusterError
+from cluster.state.gitcmd import list_refs, run_git
+from cluster.state.gitobj import ObjectStore
+
+ZERO = "0" * 40
+MAIN = "refs/heads/main"
+CLAIMS = "refs/claims/"
+AGENTS = "refs/agents/"
+
+
+@dataclass(frozen=True)
+class Update:
+    """One line of pre-receive's input; ``old``/``new`` None for a creation/deletion."""
+
+    ref: str
+    old: str | None
+    new: str | None
+
+
+def parse_updates(lines: Iterable[str]) -> list[Update]:
+    updates = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3:
+            if parts:
+                raise ClusterError(f"pre-receive: unexpected input line {line.strip()!r}")
+            continue
+        old, new, ref = parts
+        updates.append(Update(ref, None if old == ZERO else old, None if new == ZERO else new))
+    return updates
+
+
+@dataclass
+class Push:
+    git_dir: Path
+    store: ObjectStore
+    updates: list[Update]
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, git_dir: Path, updates: list[Update]) -> Push:
+        refs = list_refs([MAIN, CLAIMS.rstrip("/")], git_dir=git_dir)
+        return cls(git_dir, ObjectStore(git_dir), updates, refs)
+
+    @property
+    def main(self) -> Update | None:
+        return next((u for u in self.updates if u.ref == MAIN), None)
+
+    def main_after(self) -> str | None:
+        """Main's commit once this push is applied."""
+        update = self.main
+        return update.new if update is not None else self.refs.get(MAIN)
+
+    def claimed_before(self) -> set[str]:
+        return {ref[len(CLAIMS) :] for ref in self.refs if ref.startswith(CLAIMS)}
+
+    def deleted_claims(self) -> dict[str, str]:
+        """Claim keys this push deletes, with the tip each deletion removes."""
+        out = {}
+        for update in self.updates:
+            if update.ref.startswith(CLAIMS) and update.new is None:
+                tip = update.old or self.refs.get(update.ref)
+                if tip:
+                    out[update.ref[len(CLAIMS) :]] = tip
+        return out
+
+    def new_commits(self, tip: str) -> list[str]:
+        """Commits reachable from ``tip`` and from no ref yet, oldest first."""
+        done = run_git(["rev-list", "--topo-order", "--reverse", tip, "--not", "--all"],
+                       git_dir=self.git_dir)
+        return done.stdout.split()
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        done = run_git(["merge-base", "--is-ancestor", old, new], git_dir=self.git_dir,
+                       check=False)
+        return done.returncode == 0
+
+    def close(self) -> None:
+        self.store.close()

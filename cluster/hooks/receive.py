@@ -1,0 +1,31 @@
+"""The server's pre-receive hook: judge every ref update of a push at once, print each problem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from cluster.hooks.claimref import check_agent, check_claim
+from cluster.hooks.mainref import check_main
+from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
+
+OTHER_REF = "only refs/heads/main, refs/claims/<key> and refs/agents/<id> exist in a state repo"
+
+
+def judge(git_dir: Path, lines: Iterable[str]) -> list[str]:
+    """Every problem of the push described by pre-receive's input ``lines``; empty: accept."""
+    push = Push.open(git_dir, parse_updates(lines))
+    try:
+        problems, folded = check_main(push)
+        for update in push.updates:
+            if update.ref == MAIN:
+                continue
+            if update.ref.startswith(CLAIMS):
+                problems += check_claim(push, update, folded)
+            elif update.ref.startswith(AGENTS):
+                problems += check_agent(push, update)
+            else:
+                problems.append(f"{update.ref}: {OTHER_REF}")
+        return problems
+    finally:
+        push.close()

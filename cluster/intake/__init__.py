@@ -1,0 +1,1 @@
+"""Issue intake: GitHub issues with a label become tasks on the state repo's main."""

@@ -1,0 +1,70 @@
+"""File planned tasks in one submit commit, skipping ids the state repo already knows."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.errors import ClusterError, ValidationError
+from cluster.intake.issues import Issue
+from cluster.intake.taskdoc import Planned, Policy, plan
+from cluster.state.client import StateClient
+from cluster.state.submit import submit
+
+MAX_TRIES = 10
+
+
+@dataclass
+class Filed:
+    """What one intake pass did: tasks created (in ``commit``), already known, skipped."""
+
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    commit: str | None = None
+
+    def summary(self) -> str:
+        parts = [f"created {len(self.created)}" + (f": {', '.join(self.created)}"
+                                                   if self.created else "")]
+        parts.append(f"{len(self.existing)} already filed")
+        parts += [f"skipped {line}" for line in self.skipped]
+        return "; ".join(parts)
+
+
+def file_issues(client: StateClient, issues: Sequence[Issue], policy: Policy) -> Filed:
+    """Turn ``issues`` into tasks; never two tasks for one issue, however often it is seen."""
+    for _ in range(MAX_TRIES):
+        snap = client.snapshot()
+        filed = Filed()
+        fresh: dict[str, Planned] = {}
+        for issue in issues:
+            got = plan(issue, policy, snap.settings.known_specialties)
+            if isinstance(got, str):
+                filed.skipped.append(got)
+            elif snap.known(got.id) or got.id in fresh:
+                filed.existing.append(got.id)
+            else:
+                fresh[got.id] = got
+        if not fresh:
+            return filed
+        try:
+            filed.commit, filed.created = _submit(client, list(fresh.values()))
+        except ValidationError as exc:
+            if any("already used" in problem for problem in exc.problems):
+                continue  # another intake filed one of them meanwhile: look again
+            raise
+        return filed
+    raise ClusterError(f"{client.remote.url}: tasks kept appearing under us; "
+                       f"gave up after {MAX_TRIES} tries")
+
+
+def _submit(client: StateClient, planned: list[Planned]) -> tuple[str, list[str]]:
+    with tempfile.TemporaryDirectory(prefix="intake-") as tmp:
+        paths = []
+        for item in planned:
+            path = Path(tmp) / f"{item.id}.yaml"
+            path.write_bytes(item.data)
+            paths.append(path)
+        return submit(client, paths)
