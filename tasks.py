@@ -15,6 +15,7 @@ from cluster.tasks.backup import backup, cron, maintain, restore
 from cluster.tasks.deploy import deploy, rollback
 from cluster.tasks.hooks import ns as hooks
 from cluster.tasks.local import down, up
+from cluster.tasks.ops import add_agent, health, logs, remove_agent, restart
 from cluster.tasks.testhosts import ns as testhosts
 
 ROOT = Path(__file__).resolve().parent
@@ -79,7 +80,8 @@ def demo(c: Context, agents: int = 2, hosts: int = 0, keep: bool = False) -> Non
 
 
 ns = Collection(lint, test, status, demo, up, down)
-for operation in (deploy, rollback, backup, restore, cron, maintain):
+for operation in (deploy, rollback, add_agent, remove_agent, health, logs, restart,
+                  backup, restore, cron, maintain):
     ns.add_task(operation)
 ns.add_collection(testhosts)
 ns.add_collection(hooks)

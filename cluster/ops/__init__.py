@@ -1,0 +1,1 @@
+"""Day-two operations on the fleet: add and remove agents, read logs, restart."""
