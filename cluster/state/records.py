@@ -44,7 +44,10 @@ class Record:
 
     def to_yaml(self) -> bytes:
         body: dict[str, Any] = {"kind": self.KIND}
-        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+        shared = {f.name for f in dataclasses.fields(Outcome)}
+        items = dataclasses.fields(self)  # type: ignore[arg-type]
+        # The record's own fields first (task, status...), then the attempt's outcome.
+        for item in sorted(items, key=lambda f: f.name in shared):
             value = getattr(self, item.name)
             if item.name in _TIME_FIELDS and isinstance(value, float):
                 value = stamp(value)
@@ -86,7 +89,7 @@ class Claim(Record):
     takeover_of: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """What one attempt produced; shared by releases and results."""
 
@@ -104,8 +107,8 @@ class Outcome:
     log: str | None = None
 
 
-@dataclass(frozen=True)
-class Release(Record):
+@dataclass(frozen=True, kw_only=True)
+class Release(Outcome, Record):
     KIND: ClassVar[str] = "release"
     FILE: ClassVar[str] = "release.yaml"
 
@@ -116,22 +119,10 @@ class Release(Record):
     counted: bool
     reason: str
     not_before: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration_s: float | None = None
-    summary: str = ""
-    branch: str | None = None
-    head: str | None = None
-    pull_request: str | None = None
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    log: str | None = None
 
 
-@dataclass(frozen=True)
-class Result(Record):
+@dataclass(frozen=True, kw_only=True)
+class Result(Outcome, Record):
     KIND: ClassVar[str] = "result"
     FILE: ClassVar[str] = "result.yaml"
 
@@ -140,18 +131,6 @@ class Result(Record):
     attempt: int
     agent: str
     reason: str = ""
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration_s: float | None = None
-    summary: str = ""
-    branch: str | None = None
-    head: str | None = None
-    pull_request: str | None = None
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    log: str | None = None
 
 
 @dataclass(frozen=True)
