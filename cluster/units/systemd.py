@@ -69,7 +69,10 @@ def sections(spec: UnitSpec) -> dict[str, Section]:
         ("WorkingDirectory", str(layout.WORKSPACE)),
         ("Restart", "on-failure"),
         ("RestartSec", str(spec.restart_seconds)),
-        ("KillMode", "control-group"),
+        # SIGTERM to the agent only: it cancels its tasks and releases them uncounted; with
+        # control-group a task's child died of the same SIGTERM first and burnt an attempt.
+        # Whatever is left when the agent exits is SIGKILLed.
+        ("KillMode", "mixed"),
         ("KillSignal", "SIGTERM"),
         ("TimeoutStopSec", str(spec.timeout_stop_seconds)),
         ("UMask", "0077"),

@@ -62,7 +62,7 @@ def test_unit_runs_the_agent_as_the_service_user(service: dict[str, list[str]]) 
     ]
     assert service["EnvironmentFile"] == ["/etc/claude-cluster/secrets.env"]
     assert (service["Restart"], service["RestartSec"]) == (["on-failure"], ["5"])
-    assert service["KillMode"] == ["control-group"]
+    assert service["KillMode"] == ["mixed"]
 
 
 @pytest.mark.parametrize(
