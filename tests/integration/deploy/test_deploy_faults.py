@@ -11,7 +11,9 @@ from conftest import DeployEnv  # type: ignore[import-not-found]
 
 from cluster.deploy.lock import DeployLocked, deploy_lock
 from cluster.deploy.outcome import HostOutcome
+from cluster.state.checker import check
 from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import run_git
 from cluster.state.submit import submit
 from cluster.testhosts.faults import (
     regenerate_host_key,
@@ -131,6 +133,11 @@ def test_a_deployed_agent_completes_a_command_task(
         client.close()
     assert result.status == "succeeded", result
     assert result.agent in converged.names
+    mirror = tmp_path / "mirror.git"
+    run_git(["clone", "--quiet", "--mirror", converged.state.control_url, str(mirror)])
+    report = check(mirror)  # the whole history, not only this task's result
+    assert report.problems() == {}, report.problems()
+    assert report.tasks["deploy-cmd-1"] == ("done", "succeeded")
 
 
 def test_a_second_deploy_waits_for_no_one_the_lock_names_its_holder(deploy_env: DeployEnv):
