@@ -26,6 +26,7 @@ def agent_config(host: HostSpec, **overrides: Any) -> AgentConfig:
         "max_tasks": host.max_tasks,
         "workdir": Path(str(layout.WORKSPACE)),
         "events_path": Path(str(layout.EVENTS_FILE)),
+        "metrics_port": host.metrics_port,
         **overrides,
     }
     return AgentConfig.model_validate(settings)

@@ -149,3 +149,10 @@ def test_container_spec_is_locked_down(config: AgentConfig) -> None:
     assert spec.env_file == "/etc/claude-cluster/secrets.env"
     assert spec.stop_timeout == unit_spec(config).timeout_stop_seconds
     assert "ghp_" not in repr(spec)
+
+
+def test_agent_yaml_carries_the_inventory_metrics_port() -> None:
+    host = HOST.model_copy(update={"metrics_port": 9464})
+    body = yaml.safe_load(render_agent_config(agent_config(host)))
+    assert body["metrics_port"] == 9464
+    assert "metrics_port" not in yaml.safe_load(render_agent_config(agent_config(HOST)))
