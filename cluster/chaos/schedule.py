@@ -20,6 +20,9 @@ class Fault:
     seconds: float
 
 
+LONG_CUT_SECONDS = 15.0
+
+
 def plan(seed: int, span: float, count: int, lease: float) -> list[Fault]:
     """``count`` faults spread over ``span`` seconds, every kind at least once (if count >= 4).
 
@@ -35,9 +38,15 @@ def plan(seed: int, span: float, count: int, lease: float) -> list[Fault]:
     rng.shuffle(kinds)
     slot = span / max(count, 1)
     faults = []
+    long_cut = False
     for index, kind in enumerate(kinds):
         at = round(index * slot + rng.uniform(0, slot * 0.5), 2)
-        faults.append(Fault(at, kind, round(_duration(rng, kind, lease), 2)))
+        seconds = _duration(rng, kind, lease)
+        if kind == "cut" and not long_cut:
+            # One cut outlasts ssh's ConnectTimeout (10 s), so that the cut-off agent surely
+            # sees its remote fail; shorter cuts may only slow an ls-remote down.
+            seconds, long_cut = max(seconds, LONG_CUT_SECONDS), True
+        faults.append(Fault(at, kind, round(seconds, 2)))
     return faults
 
 
