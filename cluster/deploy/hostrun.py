@@ -6,9 +6,10 @@ import contextlib
 import difflib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 from cluster.deploy.outcome import HostOutcome, RunContext
-from cluster.deploy.plan import Plan, plan_host
+from cluster.deploy.plan import Action, Plan, plan_host
 from cluster.deploy.preflight import preflight
 from cluster.deploy.remote import HostOps
 from cluster.deploy.verify import verify_systemd
@@ -38,24 +39,52 @@ def host_connection(spec: HostSpec, ctx: RunContext) -> Iterator[HostOps]:
         conn.close()
 
 
+class Phases:
+    """Seconds spent per phase of one host's run (connect, facts, each action, verify)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seen[name] = self.seen.get(name, 0.0) + seconds
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        return tuple((k, round(v, 3)) for k, v in self.seen.items())
+
+
 def deploy_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
     """Converge one host; every failure becomes a failed outcome naming its reason."""
     started = time.monotonic()
+    phase = Phases()
     try:
         wanted = ctx.wanted(spec)
         ctx.progress(spec.name, "connect")
+        connecting = time.monotonic()
         with host_connection(spec, ctx) as ops:
-            outcome = _converge(ops, spec, wanted, ctx)
+            phase.add("connect", time.monotonic() - connecting)
+            outcome = _converge(ops, spec, wanted, ctx, phase)
     except ClusterError as exc:
         outcome = HostOutcome(spec.name, "failed", reason=_reason(exc, spec.name))
     ctx.progress(spec.name, outcome.status)
-    return _timed(outcome, started)
+    return replace(_timed(outcome, started), phases=phase.items())
 
 
-def _converge(ops: HostOps, spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
+def _converge(
+    ops: HostOps, spec: HostSpec, wanted: Wanted, ctx: RunContext, phase: Phases
+) -> HostOutcome:
     settings = ctx.settings
     ctx.progress(spec.name, "facts")
-    facts = ops.facts(tuple(f.path for f in wanted.files), tuple(d.path for d in wanted.dirs))
+    with phase("facts"):
+        files, dirs = tuple(f.path for f in wanted.files), tuple(d.path for d in wanted.dirs)
+        facts = ops.facts(files, dirs)
     if settings.wants("preflight"):
         problems = preflight(facts, spec.thresholds, spec.runtime)
         if problems:
@@ -67,10 +96,11 @@ def _converge(ops: HostOps, spec: HostSpec, wanted: Wanted, ctx: RunContext) -> 
     if settings.check or not plan.changed:
         return HostOutcome(spec.name, "changed" if plan.changed else "ok", actions, diffs=diffs)
     try:
-        _apply(ops, plan, wanted, ctx)
+        _apply(ops, plan, wanted, ctx, phase)
         if plan.has("restart"):
             ctx.progress(spec.name, "verify")
-            verify_systemd(ops, spec.name, "", ctx.reader, settings.verify_timeout)
+            with phase("verify"):
+                verify_systemd(ops, spec.name, "", ctx.reader, settings.verify_timeout)
         if plan.has("write"):
             ops.discard_backups(plan.of("write"))
     except ClusterError as exc:
@@ -80,28 +110,35 @@ def _converge(ops: HostOps, spec: HostSpec, wanted: Wanted, ctx: RunContext) -> 
     return HostOutcome(spec.name, "changed", actions, diffs=diffs)
 
 
-def _apply(ops: HostOps, plan: Plan, wanted: Wanted, ctx: RunContext) -> None:
+def _apply(ops: HostOps, plan: Plan, wanted: Wanted, ctx: RunContext, phase: Phases) -> None:
     for action in plan.actions:
+        if action.kind == "daemon_reload" and plan.has("enable"):
+            continue  # `systemctl enable` reloads the manager's configuration itself
         ctx.progress(wanted.host, str(action)[:60])
-        kind = action.kind
-        if kind == "prepare":
-            ops.prepare(wanted.dirs)
-        elif kind == "push_wheels":
-            ops.push_wheels(wanted.wheels.directory, action.items)
-        elif kind == "install":
-            ops.install(wanted.release, wanted.version)
-        elif kind == "switch":
-            ops.switch(wanted.release)
-        elif kind == "write":
-            ops.write([f for f in wanted.files if f.path in action.items])
-        elif kind == "prune":
-            ops.prune(action.items, ())
-        elif kind == "daemon_reload":
-            ops.systemctl("daemon-reload")
-        elif kind == "enable":
-            ops.systemctl("enable", "--quiet", layout.UNIT_NAME)
-        elif kind == "restart":
-            ops.systemctl("restart", layout.UNIT_NAME)
+        with phase(action.kind):
+            _apply_one(ops, action, wanted)
+
+
+def _apply_one(ops: HostOps, action: Action, wanted: Wanted) -> None:
+    kind = action.kind
+    if kind == "prepare":
+        ops.prepare(wanted.dirs)
+    elif kind == "push_wheels":
+        ops.push_wheels(wanted.wheels.directory, action.items)
+    elif kind == "install":
+        ops.install(wanted.release, tuple(wanted.wheels.manifest))
+    elif kind == "switch":
+        ops.switch(wanted.release)
+    elif kind == "write":
+        ops.write([f for f in wanted.files if f.path in action.items])
+    elif kind == "prune":
+        ops.prune(action.items, ())
+    elif kind == "daemon_reload":
+        ops.systemctl("daemon-reload")
+    elif kind == "enable":
+        ops.systemctl("enable", "--quiet", layout.UNIT_NAME)
+    elif kind == "restart":
+        ops.systemctl("restart", layout.UNIT_NAME)
 
 
 def _undo(ops: HostOps, plan: Plan, before: str | None, ctx: RunContext) -> str:
@@ -170,6 +207,4 @@ def _reason(exc: ClusterError, host: str) -> str:
 
 
 def _timed(outcome: HostOutcome, started: float) -> HostOutcome:
-    from dataclasses import replace
-
     return replace(outcome, seconds=round(time.monotonic() - started, 2))

@@ -12,13 +12,15 @@ from cluster.deploy.settings import DeploySettings
 from cluster.deploy.wanted import Wanted
 from cluster.inventory.model import HostSpec
 
-Status = Literal["changed", "ok", "failed"]
+Status = Literal["changed", "ok", "failed", "skipped"]
 Progress = Callable[[str, str], None]  # (host, what it is doing now)
 
 
 @dataclass(frozen=True)
 class HostOutcome:
-    """``changed``: something changed (or would, with --check); ``ok``: already converged."""
+    """``changed``: something changed (or would, with --check); ``ok``: already converged;
+    ``skipped``: not attempted (a rolling deploy stopped after an earlier batch failed).
+    """
 
     host: str
     status: Status
@@ -27,6 +29,7 @@ class HostOutcome:
     diffs: tuple[str, ...] = ()
     rolled_back: str = ""  # what the host was returned to after a failed verification
     seconds: float = 0.0
+    phases: tuple[tuple[str, float], ...] = ()  # (phase, seconds) in the order they ran
 
     @property
     def failed(self) -> bool:
@@ -42,3 +45,4 @@ class RunContext:
     handshakes: threading.BoundedSemaphore
     reader: HeartbeatReader | None
     progress: Progress = field(default=lambda host, what: None)
+    image: str | None = None  # the agent image built for container hosts in this run

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from cluster.deploy.facts import INSTALLED_MARK, HostFacts, gather_facts, probe_argv
+from cluster.deploy.installer import INSTALL, install_args
 from cluster.deploy.wanted import DirSpec, FileSpec
-from cluster.deploy.wheels import PROJECT
 from cluster.transport import get_bytes, put_bytes, put_file, run
 from cluster.units import layout
 
@@ -86,12 +86,6 @@ for w in a["wheels"]:
     if os.path.exists(path):
         os.remove(path)
 """
-# venv without ensurepip (seconds of CPU per host): pip runs from its pushed wheel instead.
-INSTALL = (
-    'rm -rf "$1" && python3 -m venv --without-pip "$1/venv" && set -- "$@" "$2"/pip-*.whl && '
-    '"$1/venv/bin/python" "$5/pip" install -q --disable-pip-version-check --no-index '
-    '--no-compile --find-links "$2" "$3" && touch "$1/$4"'
-)
 
 
 @dataclass
@@ -104,8 +98,8 @@ class HostOps:
     def sh(self, argv: list[str], timeout: float = 120.0) -> str:
         return run(self.conn, argv, timeout=timeout)[1]
 
-    def script(self, body: str, args: dict[str, Any]) -> None:
-        self.sh(["python3", "-c", body, json.dumps(args)])
+    def script(self, body: str, args: dict[str, Any], timeout: float = 120.0) -> None:
+        self.sh(["python3", "-c", body, json.dumps(args)], timeout=timeout)
 
     def facts(self, files: tuple[str, ...], dirs: tuple[str, ...]) -> HostFacts:
         def run_argv(argv: list[str]) -> tuple[int, str, str]:
@@ -123,11 +117,9 @@ class HostOps:
         for name in names:
             put_file(self.conn, directory / name, f"{layout.WHEELS}/{name}")
 
-    def install(self, release: str, version: str) -> None:
-        target = str(layout.RELEASES / release)
-        argv = ["sh", "-c", INSTALL, "install", target, str(layout.WHEELS),
-                f"{PROJECT}=={version}", INSTALLED_MARK]  # fmt: skip
-        self.sh(argv, timeout=INSTALL_TIMEOUT)
+    def install(self, release: str, wheels: Sequence[str]) -> None:
+        """Unpack ``wheels`` into a fresh ``releases/<release>/venv`` (installer.INSTALL)."""
+        self.script(INSTALL, install_args(release, wheels, INSTALLED_MARK), INSTALL_TIMEOUT)
 
     def switch(self, release: str) -> None:
         self.script(

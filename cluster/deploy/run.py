@@ -10,19 +10,22 @@ from functools import partial
 from nornir.core.task import Result, Task
 from rich.console import Console
 
+from cluster.deploy.containerhost import deploy_container
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.hostrun import deploy_host, rollback_host
+from cluster.deploy.image import ensure_agent_image
 from cluster.deploy.lock import deploy_lock
 from cluster.deploy.outcome import HostOutcome, Progress, RunContext
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.summary import live_progress
-from cluster.deploy.wanted import Wanted, read_state_access, wanted_state
+from cluster.deploy.wanted import MULTIPLEX_SSH_CONFIG, Wanted, read_state_access, wanted_state
 from cluster.deploy.wheels import WheelSet, build_wheels
 from cluster.errors import ConfigError
 from cluster.inventory import HostSpec, Inventory, load_inventory
 from cluster.inventory.nornir_init import init_nornir
 from cluster.secret import Secret
 from cluster.secrets_file import require
+from cluster.testhosts import engine
 from cluster.units.secrets_env import REQUIRED
 
 HostFn = Callable[[HostSpec, RunContext], HostOutcome]
@@ -61,8 +64,9 @@ def wanted_for(
 ) -> Callable[[HostSpec], Wanted]:
     secrets = collect_secrets(settings, environ)
     key, known = read_state_access(settings.state_ssh_key, settings.state_known_hosts)
+    ssh_config = MULTIPLEX_SSH_CONFIG if settings.state_ssh_multiplex else None
     return partial(wanted_state, wheels=wheels, secrets=secrets, agent=settings.agent,
-                   state_key=key, state_known_hosts=known)  # fmt: skip
+                   state_key=key, state_known_hosts=known, ssh_config=ssh_config)  # fmt: skip
 
 
 def run(
@@ -85,9 +89,24 @@ def run(
             wanted = wanted_for(settings, wheels, environ)
         ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
                          heartbeat_reader(settings, hosts))  # fmt: skip
+        if not rollback and any(h.runtime == "container" and not h.container_image for h in hosts):
+            client = engine.client()
+            ctx.image = ensure_agent_image(client, wheels, settings.root, settings.container_base)
         with live_progress(console, [h.name for h in hosts], what) as report:
             ctx.progress = report
-            return run_hosts(inventory, hosts, ctx, rollback_host if rollback else deploy_host)
+            return run_hosts(inventory, hosts, ctx, rollback_any if rollback else deploy_any)
+
+
+def deploy_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
+    """systemd hosts over SSH; container hosts through the docker SDK."""
+    return deploy_container(spec, ctx) if spec.runtime == "container" else deploy_host(spec, ctx)
+
+
+def rollback_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
+    if spec.runtime == "container":
+        reason = "rollback of container hosts: deploy the previous release instead"
+        return HostOutcome(spec.name, "failed", reason=reason)
+    return rollback_host(spec, ctx)
 
 
 def run_hosts(
@@ -102,7 +121,7 @@ def run_hosts(
         if any(o.failed for o in outcomes) and number < len(batches):
             rest = [h for later in batches[number:] for h in later]
             reason = f"not attempted: batch {number} had a failure (rolling deploy stops)"
-            outcomes += [HostOutcome(h.name, "failed", reason=reason) for h in rest]
+            outcomes += [HostOutcome(h.name, "skipped", reason=reason) for h in rest]
             _report_all(ctx.progress, rest)
             break
     return outcomes
@@ -137,7 +156,7 @@ def _nornir_task(task: Task, fn: HostFn, ctx: RunContext, specs: dict[str, HostS
 
 def _report_all(report: Progress, hosts: Sequence[HostSpec]) -> None:
     for host in hosts:
-        report(host.name, "failed")
+        report(host.name, "skipped")
 
 
 def _no_wanted(host: HostSpec) -> Wanted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ class DeploySettings(BaseModel):
     state_known_hosts: Path | None = None  # the state host's key, as the agents see it
     state_url: str | None = None  # how the control host reads heartbeats (default: each host's)
     state_ssh_command: str | None = None  # GIT_SSH_COMMAND for that read
+    state_ssh_multiplex: bool = False  # agents reuse one ssh connection per state host
     agent: dict[str, Any] = Field(default_factory=dict)  # extra AgentConfig keys for every host
     limit: tuple[str, ...] = ()  # host or group names; empty: every host
     check: bool = False
@@ -40,6 +42,10 @@ class DeploySettings(BaseModel):
     connect_timeout: float = Field(default=10.0, gt=0)
     verify_timeout: float = Field(default=90.0, gt=0)
     keep_releases: int = Field(default=3, ge=2)
+    # runtime: container hosts, through the docker SDK of the local engine (see docs/deploy.md)
+    container_root: Path = Path("/")  # where the container host's files are, seen from here
+    container_network: str | None = None  # the docker network agent containers join
+    container_base: str | None = None  # FROM of the agent image (default: newest ccc-testhost)
 
     @property
     def cache_dir(self) -> Path:
@@ -64,6 +70,11 @@ def load_settings(
         if value is not None:
             layered[name] = value
     layered.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(layered.get("agent"), str):  # from the environment: a JSON object
+        try:
+            layered["agent"] = json.loads(layered["agent"])
+        except ValueError as exc:
+            raise ValidationError("deploy settings", [f"agent: not JSON: {exc}"]) from exc
     for key in ("limit", "tags"):
         if isinstance(layered.get(key), str):
             layered[key] = tuple(p.strip() for p in layered[key].split(",") if p.strip())

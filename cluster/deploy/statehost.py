@@ -51,8 +51,13 @@ class StateHost:
         )
 
 
-def start_state_host(state_dir: Path, prefix: str = PREFIX) -> StateHost:
-    """A fresh host named PREFIX-1 with an initialised bare state repo at /srv/state.git."""
+def start_state_host(
+    state_dir: Path, prefix: str = PREFIX, settings: bytes = SETTINGS
+) -> StateHost:
+    """A fresh host named PREFIX-1 with an initialised bare state repo at /srv/state.git.
+
+    ``settings`` is the repo's settings file: fast heartbeats for tests by default.
+    """
     hosts = up(1, prefix, state_dir / "host", say=lambda _: None)
     record = hosts.hosts[0]
     container = engine.get(engine.client(), record.name)
@@ -62,7 +67,7 @@ def start_state_host(state_dir: Path, prefix: str = PREFIX) -> StateHost:
     engine.put_file(container, "/root/.ssh", "authorized_keys", authorized, 0o600)
     with tempfile.TemporaryDirectory() as scratch:
         repo = Path(scratch) / "state.git"
-        init_state_repo(repo, settings=SETTINGS)
+        init_state_repo(repo, settings=settings)
         _copy_tree(container, repo, "/srv")
     known = state_dir / "agents_known_hosts"
     lines = known_hosts_lines(record.address, host_keys(container))

@@ -13,8 +13,8 @@ from rich.table import Table
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.outcome import Progress as Report
 
-STYLE = {"changed": "yellow", "ok": "green", "failed": "bold red"}
-DONE = ("changed", "ok", "failed")
+STYLE = {"changed": "yellow", "ok": "green", "failed": "bold red", "skipped": "magenta"}
+DONE = ("changed", "ok", "failed", "skipped")
 
 
 @contextmanager
@@ -53,7 +53,7 @@ def summary_table(outcomes: Sequence[HostOutcome], title: str) -> Table:
 
 def totals(outcomes: Sequence[HostOutcome]) -> str:
     counts = {s: sum(1 for o in outcomes if o.status == s) for s in DONE}
-    return ", ".join(f"{n} {s}" for s, n in counts.items())
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "skipped")
 
 
 def print_summary(console: Console, outcomes: Sequence[HostOutcome], title: str) -> None:

@@ -97,6 +97,7 @@ def wanted_state(
     agent: Mapping[str, Any],
     state_key: Secret | None = None,
     state_known_hosts: str | None = None,
+    ssh_config: str | None = None,
 ) -> Wanted:
     """The files and release ``host`` should have; pure apart from nothing (no I/O here)."""
     config = agent_config(host, **agent)
@@ -112,7 +113,22 @@ def wanted_state(
     if state_known_hosts is not None:
         path = str(layout.SSH_DIR / "known_hosts")
         files.append(plain_file(path, state_known_hosts, 0o644, USER, USER))
+    if ssh_config is not None:
+        files.append(plain_file(str(layout.SSH_DIR / "config"), ssh_config, 0o600, USER, USER))
     return Wanted(host.name, wheels.release, wheels.version, wheels, tuple(files), DIRS)
+
+
+# Agents reach the state repo with a new ssh per git command (several a second with short
+# polls); a master connection per state host saves those handshakes on both ends. Keep-alives
+# find a dead link within seconds, after which the next command connects afresh.
+MULTIPLEX_SSH_CONFIG = """# Written by claude-cluster deploy: one connection per state host, reused.
+Host *
+    ControlMaster auto
+    ControlPath ~/.ssh/cm-%C
+    ControlPersist 60
+    ServerAliveInterval 3
+    ServerAliveCountMax 2
+"""
 
 
 def read_state_access(

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
 
+from cluster.deploy.bytecode import compile_wheels
 from cluster.errors import ClusterError
 
 PROJECT = "claude-code-cluster"
@@ -90,12 +91,11 @@ def checksums(paths: Iterable[Path]) -> dict[str, str]:
 
 def pip_wheel_argv(python: Path, project: Path, wheel_dir: Path) -> list[str]:
     return [str(python), "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input",
-            "--wheel-dir", str(wheel_dir), "pip", str(project)]  # fmt: skip
-    # pip's own wheel rides along: hosts run pip from it (python pip.whl/pip), no ensurepip.
+            "--wheel-dir", str(wheel_dir), str(project)]  # fmt: skip
 
 
 def install_argv(release: PurePosixPath, wheel_dir: PurePosixPath, version: str) -> list[str]:
-    """What a host runs, offline, to fill ``release/venv`` from the pushed wheels."""
+    """The pip equivalent of what hosts run (remote.INSTALL) to fill ``release/venv``, offline."""
     return [str(release / "venv" / "bin" / "pip"), "install", "--no-index", "--find-links",
             str(wheel_dir), f"{PROJECT}=={version}"]  # fmt: skip
 
@@ -119,6 +119,7 @@ def build_wheels(
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
         (runner or _run)(pip_wheel_argv(python or Path(sys.executable), root, scratch))
+        compile_wheels(scratch, cache_root / "compiled")
         manifest = checksums(scratch.glob("*.whl"))
         if not any(name.startswith(PROJECT.replace("-", "_")) for name in manifest):
             raise BuildError(f"pip wheel left no {PROJECT} wheel in {scratch}")

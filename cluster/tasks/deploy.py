@@ -33,8 +33,10 @@ def _finish(outcomes: list[Any], console: Console, title: str) -> None:
 
     print_summary(console, outcomes, title)
     failed = [o.host for o in outcomes if o.failed]
-    if failed:
-        raise Exit(f"{title} failed on {len(failed)} host(s): {', '.join(failed)}", code=1)
+    skipped = [o.host for o in outcomes if o.status == "skipped"]
+    if failed or skipped:
+        also = f"; skipped {', '.join(skipped)}" if skipped else ""
+        raise Exit(f"{title} failed on {len(failed)} host(s): {', '.join(failed)}{also}", code=1)
 
 
 @task(help=HELP)

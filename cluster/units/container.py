@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,9 +61,13 @@ def container_spec(
     )
 
 
-def docker_run_kwargs(spec: ContainerSpec, environment: Mapping[str, Secret]) -> dict[str, Any]:
+def docker_run_kwargs(
+    spec: ContainerSpec, environment: Mapping[str, Secret], host_root: str = "/"
+) -> dict[str, Any]:
     """Keyword arguments for ``docker.from_env().containers.run`` (the SDK has no env_file:
     the applier reads ``spec.env_file`` on the host and passes its variables here).
+    ``host_root`` is where the container host's ``/`` is for the engine (a scratch directory
+    when a local engine stands in for a container host).
     """
     return {
         "image": spec.image,
@@ -72,7 +77,11 @@ def docker_run_kwargs(spec: ContainerSpec, environment: Mapping[str, Secret]) ->
         "user": spec.user,
         "environment": {name: value.reveal() for name, value in environment.items()},
         "volumes": {
-            m.path: {"bind": m.path, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts
+            posixpath.join(host_root, m.path.lstrip("/")): {
+                "bind": m.path,
+                "mode": "ro" if m.read_only else "rw",
+            }
+            for m in spec.mounts
         },
         "restart_policy": {"Name": spec.restart_policy},
         "read_only": spec.read_only_root,
