@@ -17,13 +17,13 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import ssh_fanout  # noqa: E402
 from cluster.deploy.run import run  # noqa: E402
 from cluster.deploy.statehost import start_state_host  # noqa: E402
 from cluster.deploy.testbed import SECRETS, testbed_settings, write_inventory  # noqa: E402
 from cluster.deploy.wheels import build_wheels  # noqa: E402
 from cluster.state.init import SETTINGS as REPO_DEFAULTS  # noqa: E402
 from cluster.testhosts.hosts import down, up  # noqa: E402
-from cluster.testhosts.model import HostSet  # noqa: E402
 
 PREFIX = "ccc-bench"
 # The agents' own defaults (poll every 5 s, heartbeats as the state repo says), not the test
@@ -40,21 +40,6 @@ def freeze(target: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, target / name)
     return target
-
-
-def ssh_fanout(hosts: HostSet) -> float:
-    """Wall time of `ssh HOST true` to every host at once (a fresh handshake each)."""
-    paths = hosts.paths
-    argv = ["ssh", "-i", str(paths.private_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
-    started = time.perf_counter()
-    procs = [subprocess.Popen([*argv, "-p", str(h.port), "root@127.0.0.1", "true"])
-             for h in hosts.hosts]
-    codes = [p.wait(timeout=120) for p in procs]
-    elapsed = time.perf_counter() - started
-    if any(codes):
-        raise SystemExit(f"bare ssh failed: exit codes {codes}")
-    return elapsed
 
 
 def timed_deploy(settings, console: Console) -> tuple[float, dict[str, int], dict[str, object]]:

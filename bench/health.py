@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,29 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import ssh_fanout  # noqa: E402
 from cluster.deploy.statehost import start_state_host  # noqa: E402
 from cluster.deploy.testbed import write_inventory  # noqa: E402
 from cluster.health.gather import HealthSettings, check_fleet  # noqa: E402
 from cluster.testhosts.hosts import down, up  # noqa: E402
-from cluster.testhosts.model import HostSet  # noqa: E402
 
 PREFIX = "ccc-ops-bench"
 STATE_PREFIX = "ccc-ops-bench-state"
-
-
-def ssh_fanout(hosts: HostSet) -> float:
-    """Wall time of `ssh HOST true` to every host at once (a fresh handshake each)."""
-    paths = hosts.paths
-    argv = ["ssh", "-i", str(paths.private_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
-    started = time.perf_counter()
-    procs = [subprocess.Popen([*argv, "-p", str(h.port), "root@127.0.0.1", "true"])
-             for h in hosts.hosts]
-    codes = [p.wait(timeout=120) for p in procs]
-    elapsed = time.perf_counter() - started
-    if any(codes):
-        raise SystemExit(f"bare ssh failed: exit codes {codes}")
-    return elapsed
 
 
 def timed_health(settings: HealthSettings) -> tuple[float, dict[str, int]]:
