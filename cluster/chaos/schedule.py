@@ -20,7 +20,7 @@ class Fault:
     seconds: float
 
 
-LONG_CUT_SECONDS = 15.0
+LONG_CUT_SECONDS = 20.0
 
 
 def plan(seed: int, span: float, count: int, lease: float) -> list[Fault]:
@@ -43,8 +43,8 @@ def plan(seed: int, span: float, count: int, lease: float) -> list[Fault]:
         at = round(index * slot + rng.uniform(0, slot * 0.5), 2)
         seconds = _duration(rng, kind, lease)
         if kind == "cut" and not long_cut:
-            # One cut outlasts ssh's ConnectTimeout (10 s), so that the cut-off agent surely
-            # sees its remote fail; shorter cuts may only slow an ls-remote down.
+            # One cut outlasts ssh's ConnectTimeout and keep-alive window (10 s each), so that
+            # the cut-off agent surely sees its remote fail; shorter cuts may only stall it.
             seconds, long_cut = max(seconds, LONG_CUT_SECONDS), True
         faults.append(Fault(at, kind, round(seconds, 2)))
     return faults

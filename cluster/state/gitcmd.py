@@ -37,7 +37,10 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "GIT_CONFIG_NOSYSTEM": "1",
         }
     )
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
+    # Keep-alives turn a connection that went silent (a cut network) into an error within
+    # ~10 s instead of a git command stalled until its timeout.
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10 "
+                   "-o ServerAliveInterval=5 -o ServerAliveCountMax=2")
     if extra:
         env.update(extra)
     return env
