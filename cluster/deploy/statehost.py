@@ -8,10 +8,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
 from cluster.state.init import init_state_repo
 from cluster.testhosts import engine
-from cluster.testhosts.files import write_atomic
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
 from cluster.testhosts.sshkeys import generate_keypair, known_hosts_lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from cluster.atomicfile import write_atomic
 from cluster.errors import ConfigError, ValidationError
 from cluster.inventory.load import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE, load_inventory
 
@@ -111,15 +111,5 @@ def _write_validated(root: Path, text: bytes) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace hosts.yaml atomically, keeping the mode the operator gave it."""
+    write_atomic(path, data, path.stat().st_mode & 0o7777 if path.exists() else 0o644)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
 from cluster.testhosts import engine
-from cluster.testhosts.files import write_atomic
 from cluster.testhosts.hosts import host_keys, wait_ready
 from cluster.testhosts.model import HostRecord
 from cluster.testhosts.readiness import poll, ssh_banner

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
 from cluster.testhosts import engine
-from cluster.testhosts.files import write_atomic
 from cluster.testhosts.image import Say, ensure_image
 from cluster.testhosts.inventory import write_inventory
 from cluster.testhosts.model import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from cluster.testhosts.files import write_atomic
+from cluster.atomicfile import write_atomic
 from cluster.testhosts.model import LOOPBACK, NETWORK, HostRecord, StatePaths
 
 GROUP = "testhosts"
