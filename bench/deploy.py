@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from bench.fanout import ssh_fanout  # noqa: E402
 from cluster.deploy.run import run  # noqa: E402
 from cluster.deploy.statehost import start_state_host  # noqa: E402
-from cluster.deploy.testbed import SECRETS, testbed_settings, write_inventory  # noqa: E402
+from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings, write_inventory  # noqa: E402
 from cluster.deploy.wheels import build_wheels  # noqa: E402
 from cluster.state.init import SETTINGS as REPO_DEFAULTS  # noqa: E402
 from cluster.testhosts.hosts import down, up  # noqa: E402
@@ -32,14 +31,6 @@ PREFIX = "ccc-bench"
 AGENT = {"runner": "scratch"}
 STATE_SETTINGS = REPO_DEFAULTS  # the state repo's defaults (15 s heartbeats), not the tests' 2 s
 MULTIPLEX = True  # agents keep one ssh connection to the state host (deploy's opt-in)
-
-
-def freeze(target: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "cluster", target / "cluster", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, target / name)
-    return target
 
 
 def timed_deploy(settings, console: Console) -> tuple[float, dict[str, int], dict[str, object]]:
@@ -74,7 +65,7 @@ def bench(count: int, repeat: int) -> dict[str, object]:
                                      settings=STATE_SETTINGS)
             hosts = up(count, PREFIX, base / "hosts", say=lambda _: None)
             write_inventory(base / "inventory", hosts, state)
-            source = freeze(base / "source")  # others' edits meanwhile must not make a release
+            source = freeze_source(ROOT, base / "source")
             settings = testbed_settings(source, base / "inventory", ROOT / ".cluster", state,
                                         workers=max(10, count), agent=AGENT,
                                         state_ssh_multiplex=MULTIPLEX)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from rich.console import Console
 from cluster.deploy import testbed
 from cluster.deploy.run import run
 from cluster.deploy.statehost import StateHost, start_state_host
+from cluster.deploy.testbed import freeze_source
 from cluster.errors import ClusterError, HostError
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
@@ -80,10 +80,3 @@ def deploy(bed: Bed, source: Path) -> None:
         raise ClusterError(f"chaos bed: deploy failed: {failed}")
 
 
-def freeze_source(root: Path, target: Path) -> Path:
-    """A copy of the project to build the release from: others' edits must not leak in."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
-    shutil.copytree(root / "cluster", target / "cluster", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(root / name, target / name)
-    return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,13 @@ def testbed_settings(
     }  # fmt: skip
     base.update(overrides)
     return DeploySettings(**base)
+
+
+def freeze_source(root: Path, target: Path) -> Path:
+    """A copy of the project to build the release from: others' edits meanwhile must not make
+    a new release in the middle of a test or a benchmark."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
+    shutil.copytree(root / "cluster", target / "cluster", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, target / name)
+    return target

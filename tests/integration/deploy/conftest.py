@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import run
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.statehost import StateHost, start_state_host
-from cluster.deploy.testbed import SECRETS, testbed_settings
+from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings
 from cluster.testhosts import engine
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
@@ -73,7 +72,7 @@ def deploy_env(
     try:
         state = start_state_host(base / "state")
         hosts = up(COUNT, PREFIX, base / "hosts", say=lambda _: None)
-        source = freeze_source(base / "source")
+        source = freeze_source(ROOT, base / "source")
         env = DeployEnv(hosts, state, base / "inventory", base / "work", {}, source)
         write_inventory(env)
         yield env
@@ -99,10 +98,3 @@ def converged(deploy_env: DeployEnv, first_deploy: dict[str, HostOutcome]) -> De
     return deploy_env
 
 
-def freeze_source(target: Path) -> Path:
-    """pyproject.toml, README.md and cluster/ as they are now (what a release is built from)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
-    shutil.copytree(ROOT / "cluster", target / "cluster", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, target / name)
-    return target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import pytest
 from cluster.deploy import testbed
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.statehost import StateHost, start_state_host
-from cluster.deploy.testbed import AGENT, testbed_settings
+from cluster.deploy.testbed import AGENT, freeze_source, testbed_settings
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.health.model import FleetHealth
 from cluster.testhosts import engine
@@ -77,7 +76,7 @@ def ops_env(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         state = start_state_host(base / "state", STATE_PREFIX)
         hosts = up(COUNT, PREFIX, base / "hosts", say=lambda _: None)
-        source = _freeze(base / "source")
+        source = freeze_source(ROOT, base / "source")
         work = base / "work"
         work.mkdir()
         WHEELS.mkdir(parents=True, exist_ok=True)
@@ -102,9 +101,3 @@ def deployed(ops_env: OpsEnv) -> OpsEnv:
     return ops_env
 
 
-def _freeze(target: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
-    shutil.copytree(ROOT / "cluster", target / "cluster", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, target / name)
-    return target
