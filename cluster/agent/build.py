@@ -1,4 +1,8 @@
-"""Turn an AgentConfig into a ready runner: secrets, executors, forge. Fails at start-up."""
+"""Turn an AgentConfig into a ready runner: secrets, executors, forge. Fails at start-up.
+
+Executors and forges are imported where they are built: an agent loads the SDKs (anthropic,
+PyGithub) only when its configuration uses them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,8 @@ from pathlib import Path
 
 from cluster.agent.config import AgentConfig
 from cluster.agent.executors.base import Executor
-from cluster.agent.executors.claude import DEFAULT_MODEL, ClaudeExecutor
-from cluster.agent.executors.claude_code import ClaudeCodeExecutor
-from cluster.agent.executors.command import CommandExecutor
 from cluster.agent.forge import Forge, LocalForge
-from cluster.agent.forge_github import GitHubForge
 from cluster.agent.runner import CommandRunner, Runner
-from cluster.agent.taskrunner import TaskRunner
 from cluster.secret import Secret
 from cluster.secrets_file import lookup, require
 
@@ -23,6 +22,10 @@ def agent_home(config: AgentConfig) -> Path:
 
 def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secret]]:
     """Construct every configured executor now, so a missing key stops the agent at start."""
+    from cluster.agent.executors.claude import DEFAULT_MODEL, ClaudeExecutor
+    from cluster.agent.executors.claude_code import ClaudeCodeExecutor
+    from cluster.agent.executors.command import CommandExecutor
+
     executors: dict[str, Executor] = {}
     secrets: list[Secret] = []
     for kind in config.executors:
@@ -45,6 +48,8 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
 
 def build_forge(config: AgentConfig) -> Forge:
     if config.forge == "github":
+        from cluster.agent.forge_github import GitHubForge
+
         token = require("GITHUB_TOKEN", config.secrets_file)
         return GitHubForge(token, base_url=config.github_base_url)
     records = config.pull_request_dir or agent_home(config) / "pull-requests"
@@ -55,6 +60,8 @@ def build_runner(config: AgentConfig) -> Runner:
     home = agent_home(config)
     if config.runner == "scratch":
         return CommandRunner(home)
+    from cluster.agent.taskrunner import TaskRunner
+
     executors, secrets = build_executors(config)
     runner = TaskRunner(home, build_forge(config), executors, secrets=secrets)
     runner.prune(config.keep_failed_workspaces_hours)

@@ -1,4 +1,9 @@
-"""The `claude` executor: a Messages API tool-use loop, confined to the workspace, under budgets."""
+"""The `claude` executor: a Messages API tool-use loop, confined to the workspace, under budgets.
+
+The SDK is imported on the first task, not at start-up: ``import anthropic`` loads some 3,000
+modules (about a second of CPU and 60 MB per agent), which an agent that never runs a `claude`
+task, or has not yet, should not pay before its first heartbeat.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
-
-import anthropic
-from anthropic.types import MessageParam, ToolParam, ToolResultBlockParam
+from typing import TYPE_CHECKING, Any, cast
 
 from cluster.agent.executors.base import (
     Budget,
@@ -24,6 +26,10 @@ from cluster.agent.executors.base import (
 from cluster.agent.tools import TOOL_SCHEMAS, Toolbox
 from cluster.errors import ConfigError, SecretMissing
 from cluster.secret import Secret, mask
+
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic.types import MessageParam, ToolParam, ToolResultBlockParam
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_BACKOFF = 60.0
@@ -169,16 +175,27 @@ class ClaudeExecutor:
         self._max_output_tokens = max_output_tokens
         self._command_timeout = command_timeout
         self._default_backoff = default_backoff
-        # Retries are the agent's business: a rate limit pauses claiming instead of sleeping here.
-        self._client = anthropic.Anthropic(
-            api_key=api_key.reveal(), base_url=base_url, max_retries=0
-        )
+        self._base_url = base_url
+        self._client_: anthropic.Anthropic | None = None
+
+    @property
+    def _client(self) -> anthropic.Anthropic:
+        if self._client_ is None:
+            import anthropic
+
+            # Retries are the agent's business: a rate limit pauses claiming, not a sleep here.
+            self._client_ = anthropic.Anthropic(
+                api_key=self._key.reveal(), base_url=self._base_url, max_retries=0
+            )
+        return self._client_
 
     def system_prompt(self, specialty: str) -> str:
         extra = self._prompts.get(specialty, f"Your specialty is {specialty}.")
         return f"{BASE_PROMPT}\n\n{extra}"
 
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
+        import anthropic
+
         deadline = time.monotonic() + request.timeout
         toolbox = Toolbox(request.workspace, env=request.env, command_timeout=self._command_timeout)
         messages: list[MessageParam] = [{"role": "user", "content": request.prompt}]
@@ -247,7 +264,7 @@ class ClaudeExecutor:
                 model=self._model,
                 max_tokens=max_tokens,
                 system=self.system_prompt(request.specialty),
-                tools=cast(list[ToolParam], TOOL_SCHEMAS),
+                tools=cast("list[ToolParam]", TOOL_SCHEMAS),
                 messages=messages,
                 timeout=max(deadline - time.monotonic(), 0.001),
             )
