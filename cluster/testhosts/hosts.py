@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 from pathlib import Path
+
+from filelock import FileLock
 
 from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
@@ -55,15 +58,16 @@ def up(
     paths = StatePaths(state_dir or default_state_dir())
     handle = engine.client()
     image = ensure_image(handle, recipe, say=say)
-    engine.ensure_network(handle, NETWORK, SUBNET, GATEWAY)
     _remove_set(handle, name_prefix)
     generate_keypair(paths.private_key, comment=f"ccc-testhosts-{name_prefix}")
     public_key = paths.public_key.read_bytes()
     containers = []
-    for index in range(1, count + 1):
-        container = _start(handle, image, f"{name_prefix}-{index}", name_prefix)
-        engine.put_file(container, "/root/.ssh", "authorized_keys", public_key, 0o600)
-        containers.append(container)
+    with network_lock():  # another set's `down` must not remove the network under these
+        engine.ensure_network(handle, NETWORK, SUBNET, GATEWAY)
+        for index in range(1, count + 1):
+            container = _start(handle, image, f"{name_prefix}-{index}", name_prefix)
+            engine.put_file(container, "/root/.ssh", "authorized_keys", public_key, 0o600)
+            containers.append(container)
     say(f"started {count} container(s) from {image}; waiting for systemd and sshd")
     hosts = [wait_ready(container) for container in containers]
     pairs = zip(containers, hosts, strict=True)
@@ -79,8 +83,15 @@ def down(name_prefix: str | None = None) -> list[str]:
     """
     handle = engine.client()
     removed = _remove_set(handle, name_prefix)
-    engine.remove_network(handle, NETWORK)
+    with network_lock():
+        engine.remove_network(handle, NETWORK)
     return removed
+
+
+def network_lock() -> FileLock:
+    """One machine-wide lock on the shared network's life: sets brought up and down at once
+    (two test suites, two terminals) neither create it twice nor remove it under each other."""
+    return FileLock(str(Path(tempfile.gettempdir()) / f"{NETWORK}.network.lock"))
 
 
 def wait_ready(container: engine.Container) -> HostRecord:
