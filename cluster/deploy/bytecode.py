@@ -1,4 +1,10 @@
-"""Wheels with their bytecode inside, compiled once on the control host instead of on every host."""
+"""Wheels with their bytecode inside, compiled once on the control host instead of on every host.
+
+A wheel that hosts unpack gets ``__pycache__/*.pyc`` entries (where the import system looks
+beside a file). A wheel that hosts import in place (cluster.deploy.zipsafe) gets ``module.pyc``
+beside each ``module.py`` and an entry for each directory, which is where ``zipimport`` looks
+(it reads no ``__pycache__``, and finds a namespace package only by its directory entry).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 
 # Fixed entry times keep a compiled wheel's checksum stable across rebuilds.
@@ -31,12 +38,13 @@ print(json.dumps(sorted({getattr(m, "__file__", None) or "" for m in list(sys.mo
 """
 
 
-def compile_wheels(directory: Path, cache: Path) -> None:
+def compile_wheels(directory: Path, cache: Path, in_place: Collection[str] = frozenset()) -> None:
     """Replace each wheel in ``directory`` by a compiled twin, cached by the original's sha256.
 
-    Only the modules the agent imports when it starts are compiled (every byte more is written
-    on every host); when they cannot be told, every module is. A file that is no zip archive
-    is left as it is (it is shipped as built).
+    Of an unpacked wheel only the modules the agent imports when it starts are compiled (every
+    file more is written on every host); when they cannot be told, every module is. A wheel
+    named in ``in_place`` has every module compiled: its bytecode costs bytes, not files. A
+    file that is no zip archive is left as it is (it is shipped as built).
     """
     cache.mkdir(parents=True, exist_ok=True)
     for wheel in directory.glob(f"{SKIP[0]}*.whl"):
@@ -44,14 +52,17 @@ def compile_wheels(directory: Path, cache: Path) -> None:
     wheels = [w for w in sorted(directory.glob("*.whl")) if zipfile.is_zipfile(w)]
     started = started_modules(wheels)
     for wheel in wheels:
+        zipped = wheel.name in in_place
         with zipfile.ZipFile(wheel) as archive:
             mine = sorted(set(archive.namelist()) & started) if started is not None else None
+        if zipped:
+            mine = None
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        key = hashlib.sha256(repr(mine).encode()).hexdigest()[:12]
+        key = hashlib.sha256(repr((mine, zipped)).encode()).hexdigest()[:12]
         cached = cache / f"{digest}-{key}.whl"
         if not cached.is_file():
             scratch = cache / f".{digest}-{key}.tmp"
-            compile_wheel(wheel, scratch, mine)
+            compile_wheel(wheel, scratch, mine, zipped=zipped)
             scratch.replace(cached)
         shutil.copyfile(cached, wheel)
 
@@ -72,24 +83,40 @@ def started_modules(wheels: list[Path]) -> frozenset[str] | None:
         return frozenset(f.removeprefix(root) for f in files if f.startswith(root))
 
 
-def compile_wheel(source: Path, target: Path, only: list[str] | None = None) -> None:
-    """Write ``target``: every entry of ``source`` plus ``__pycache__/*.pyc`` for its modules
-    (those named in ``only``, when given).
+def compile_wheel(
+    source: Path, target: Path, only: list[str] | None = None, *, zipped: bool = False
+) -> None:
+    """Write ``target``: every entry of ``source`` plus bytecode for its modules (those named
+    in ``only``, when given): in ``__pycache__``, or beside each module when ``zipped``.
     """
     with tempfile.TemporaryDirectory(prefix="ccc-bytecode-") as scratch:
         tree = Path(scratch)
         with zipfile.ZipFile(source) as wheel:
             names = [i.filename for i in wheel.infolist() if not i.is_dir()]
             wheel.extractall(tree)
-        # A fixed path inside the .pyc keeps it reproducible; importlib sets the real one on load.
+        # A fixed path inside the .pyc keeps it reproducible; importlib sets the real one on load
+        # (and tracebacks of zipped modules read their source through the zipimport loader).
         for name in only if only is not None else [n for n in names if n.endswith(".py")]:
             path = str(tree / name)
-            py_compile.compile(path, importlib.util.cache_from_source(path), f"/wheel/{name}",
-                               doraise=False, invalidation_mode=MODE, quiet=2)  # fmt: skip
+            cfile = path + "c" if zipped else importlib.util.cache_from_source(path)
+            py_compile.compile(path, cfile, f"/wheel/{name}", doraise=False,
+                               invalidation_mode=MODE, quiet=2)  # fmt: skip
         compiled = sorted(str(p.relative_to(tree)) for p in tree.rglob("*.pyc"))
+        files = names + [c for c in compiled if c not in names]
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as out:
-            for name in names + [c for c in compiled if c not in names]:
+            for name in directories(files) if zipped else []:
+                info = zipfile.ZipInfo(name, EPOCH)
+                info.external_attr = (0o40755 << 16) | 0x10  # a directory, also for MS-DOS
+                out.writestr(info, b"")
+            for name in files:
                 info = zipfile.ZipInfo(name, EPOCH)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = ((tree / name).stat().st_mode & 0o777 | 0o100000) << 16
                 out.writestr(info, (tree / name).read_bytes())
+
+
+def directories(names: Collection[str]) -> list[str]:
+    """Every directory (``a/``, ``a/b/``) holding one of ``names``, parents first."""
+    seen = {"/".join(name.split("/")[:depth]) + "/"
+            for name in names for depth in range(1, name.count("/") + 1)}  # fmt: skip
+    return sorted(seen)

@@ -126,7 +126,7 @@ def _apply_one(ops: HostOps, action: Action, wanted: Wanted) -> None:
     elif kind == "push_wheels":
         ops.push_wheels(wanted.wheels.directory, action.items)
     elif kind == "install":
-        ops.install(wanted.release, tuple(wanted.wheels.manifest))
+        ops.install(wanted.release, tuple(wanted.wheels.manifest), wanted.wheels.in_place)
     elif kind == "switch":
         ops.switch(wanted.release)
     elif kind == "write":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,9 +117,10 @@ class HostOps:
         for name in names:
             put_file(self.conn, directory / name, f"{layout.WHEELS}/{name}")
 
-    def install(self, release: str, wheels: Sequence[str]) -> None:
-        """Unpack ``wheels`` into a fresh ``releases/<release>/venv`` (installer.INSTALL)."""
-        self.script(INSTALL, install_args(release, wheels, INSTALLED_MARK), INSTALL_TIMEOUT)
+    def install(self, release: str, wheels: Sequence[str], in_place: Collection[str]) -> None:
+        """Fill a fresh ``releases/<release>/venv`` with ``wheels`` (installer.INSTALL)."""
+        args = install_args(release, wheels, INSTALLED_MARK, in_place)
+        self.script(INSTALL, args, INSTALL_TIMEOUT)
 
     def switch(self, release: str) -> None:
         self.script(

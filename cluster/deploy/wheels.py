@@ -15,10 +15,12 @@ from pathlib import Path, PurePosixPath
 from filelock import FileLock
 
 from cluster.deploy.bytecode import compile_wheels
+from cluster.deploy.zipsafe import in_place
 from cluster.errors import ClusterError
 
 PROJECT = "claude-code-cluster"
 MANIFEST = "manifest.json"
+IN_PLACE = "in-place.json"  # the wheels hosts import in place (cluster.deploy.zipsafe)
 HASH_INPUTS = ("pyproject.toml", "README.md")  # README: pyproject's readme is wheel metadata
 PACKAGE_DIR = "cluster"
 _SKIP = ("__pycache__", ".mypy_cache", ".pytest_cache")
@@ -39,6 +41,7 @@ class WheelSet:
     source_hash: str
     manifest: dict[str, str]
     built: bool  # False when the cache already held this build
+    in_place: frozenset[str] = frozenset()  # imported as archives on hosts, not unpacked
 
     @property
     def release(self) -> str:
@@ -114,32 +117,39 @@ def build_wheels(
     with FileLock(str(cache_root / ".lock")):
         cached = _read_manifest(final)
         if cached is not None:
-            return WheelSet(final, version, digest, cached, built=False)
+            manifest, zipped = cached
+            return WheelSet(final, version, digest, manifest, built=False, in_place=zipped)
         scratch = cache_root / f".{final.name}.tmp"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
         (runner or _run)(pip_wheel_argv(python or Path(sys.executable), root, scratch))
-        compile_wheels(scratch, cache_root / "compiled")
+        zipped = in_place(scratch.glob("*.whl"))
+        compile_wheels(scratch, cache_root / "compiled", zipped)
         manifest = checksums(scratch.glob("*.whl"))
         if not any(name.startswith(PROJECT.replace("-", "_")) for name in manifest):
             raise BuildError(f"pip wheel left no {PROJECT} wheel in {scratch}")
+        zipped &= manifest.keys()
+        (scratch / IN_PLACE).write_text(json.dumps(sorted(zipped), indent=1) + "\n")
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         shutil.rmtree(final, ignore_errors=True)  # a half-copied leftover, never a complete build
         scratch.replace(final)
-    return WheelSet(final, version, digest, manifest, built=True)
+    return WheelSet(final, version, digest, manifest, built=True, in_place=zipped)
 
 
-def _read_manifest(directory: Path) -> dict[str, str] | None:
-    """The manifest if every file it lists is present; None means build again."""
+def _read_manifest(directory: Path) -> tuple[dict[str, str], frozenset[str]] | None:
+    """The manifest and the in-place names if every file listed is there; None: build again."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
+        zipped = json.loads((directory / IN_PLACE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(manifest, dict) or not manifest:
+    if not isinstance(manifest, dict) or not manifest or not isinstance(zipped, list):
         return None
     if not all((directory / name).is_file() for name in manifest):
         return None
-    return {str(name): str(digest) for name, digest in manifest.items()}
+    if not set(zipped) <= set(manifest):
+        return None
+    return {str(k): str(v) for k, v in manifest.items()}, frozenset(map(str, zipped))
 
 
 def _run(argv: list[str]) -> None:

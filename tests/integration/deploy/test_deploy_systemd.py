@@ -42,7 +42,23 @@ def test_first_deploy_converges_every_host_and_verifies_heartbeats(
         assert beat.pid == int(pid), (name, beat, pid)
 
 
-def test_secrets_are_0600_owned_by_the_service_user(converged: DeployEnv):
+RELEASE_PROBE = """
+import importlib.metadata as md, anthropic, github, cluster.agent.executors.claude as claude
+anthropic.Anthropic(api_key="unused", base_url="http://127.0.0.1:9")
+print(type(anthropic.__loader__).__name__, anthropic.__file__.endswith(".pyc"),
+      md.version("anthropic") == anthropic.__version__, type(claude.__loader__).__name__)
+"""
+
+
+def test_the_release_imports_pure_wheels_in_place_as_the_service_user(converged: DeployEnv):
+    name = converged.names[0]
+    python = str(layout.CURRENT / "venv" / "bin" / "python")
+    argv = ["runuser", "-u", layout.SERVICE_USER, "--", python, "-c", RELEASE_PROBE]
+    code, out, err = converged.exec(name, argv)
+    assert (code, out.split()) == (0, ["zipimporter", "True", "True", "SourceFileLoader"]), err
+    _, count, _ = converged.exec(name, ["sh", "-c", f"find {layout.CURRENT}/ -type f | wc -l"])
+    assert int(count) < 3000, count  # unpacked, the release was ~8,700 files
+
     name = converged.names[0]
     for path in (layout.SECRETS_ENV, layout.SSH_DIR / "id_ed25519"):
         _, out, _ = converged.exec(name, ["stat", "-c", "%a %U %G", str(path)])
