@@ -30,8 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "ccc-demo"
 STATE_PREFIX = "ccc-demo-state"
 FINISH_SECONDS = 600.0
-# Placeholders when the operator has none: the offline demo uses neither the API nor GitHub.
-OFFLINE_SECRETS = {"ANTHROPIC_API_KEY": "offline-demo-no-key", "GITHUB_TOKEN": "offline-demo"}
 
 
 def run_demo_hosts(root: Path, count: int, keep: bool = False) -> int:
@@ -49,8 +47,7 @@ def run_demo_hosts(root: Path, count: int, keep: bool = False) -> int:
                  "executors": ["claude", "command"] if use_claude else ["command"]}
         settings = testbed.testbed_settings(ROOT, inventory, root / "work", state, agent=agent,
                                             verify_timeout=180.0)
-        environ = {**OFFLINE_SECRETS, **os.environ}
-        outcomes = run(settings, console, environ=environ)
+        outcomes = run(settings, console)  # secrets: only ANTHROPIC_API_KEY, with Claude
         if any(o.failed for o in outcomes):
             console.print("[red]deploy failed[/]: see the summary above")
             return 1

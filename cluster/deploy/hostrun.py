@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+from cluster.deploy.diffs import file_diffs
 from cluster.deploy.outcome import HostOutcome, RunContext
 from cluster.deploy.plan import Action, Plan, plan_host
 from cluster.deploy.preflight import preflight
@@ -16,7 +16,6 @@ from cluster.deploy.verify import verify_systemd
 from cluster.deploy.wanted import Wanted
 from cluster.errors import ClusterError, ConfigError, HostError
 from cluster.inventory.model import HostSpec
-from cluster.secret import mask
 from cluster.transport import connect
 from cluster.units import layout
 
@@ -92,7 +91,8 @@ def _converge(
             return HostOutcome(spec.name, "failed", reason=f"preflight: {text}")
     plan = plan_host(facts, wanted, settings.keep_releases).only(settings.tags)
     actions = tuple(str(a) for a in plan.actions)
-    diffs = _diffs(ops, plan, wanted) if settings.diff else ()
+    written = [f for f in wanted.files if f.path in plan.of("write")]
+    diffs = file_diffs(written, ops.read, wanted.secrets) if settings.diff else ()
     if settings.check or not plan.changed:
         return HostOutcome(spec.name, "changed" if plan.changed else "ok", actions, diffs=diffs)
     try:
@@ -160,21 +160,6 @@ def _undo(ops: HostOps, plan: Plan, before: str | None, ctx: RunContext) -> str:
         return f"release {before} and the files before this run"
     except ClusterError as exc:
         return f"rollback failed too: {exc}"
-
-
-def _diffs(ops: HostOps, plan: Plan, wanted: Wanted) -> tuple[str, ...]:
-    out = []
-    for spec in wanted.files:
-        if spec.path not in plan.of("write"):
-            continue
-        if spec.secret:
-            out.append(f"--- {spec.path} (secret: contents masked)\n+++ {spec.path}\n{spec.shown}")
-            continue
-        old = (ops.read(spec.path) or b"").decode("utf-8", errors="replace")
-        lines = difflib.unified_diff(old.splitlines(True), spec.shown.splitlines(True),
-                                     f"{spec.path} (host)", f"{spec.path} (wanted)")  # fmt: skip
-        out.append(mask("".join(lines), wanted.secrets))
-    return tuple(out)
 
 
 def rollback_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:

@@ -8,9 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from nornir.core.task import Result, Task
+from pydantic import ValidationError
 from rich.console import Console
 
-from cluster.deploy.containerhost import deploy_container
+from cluster.deploy.containerhost import deploy_container, rollback_container
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.hostrun import deploy_host, rollback_host
 from cluster.deploy.image import ensure_agent_image
@@ -20,13 +21,14 @@ from cluster.deploy.settings import DeploySettings
 from cluster.deploy.summary import live_progress
 from cluster.deploy.wanted import MULTIPLEX_SSH_CONFIG, Wanted, read_state_access, wanted_state
 from cluster.deploy.wheels import WheelSet, build_wheels
-from cluster.errors import ConfigError
+from cluster.errors import ConfigError, SecretMissing
 from cluster.inventory import HostSpec, Inventory, load_inventory
 from cluster.inventory.nornir_init import init_nornir
 from cluster.secret import Secret
-from cluster.secrets_file import require
+from cluster.secrets_file import lookup
 from cluster.testhosts import engine
-from cluster.units.secrets_env import REQUIRED
+from cluster.units.agent_yaml import agent_config
+from cluster.units.secrets_env import SECRET_NAMES, agent_needs
 
 HostFn = Callable[[HostSpec, RunContext], HostOutcome]
 
@@ -45,7 +47,33 @@ def select(inventory: Inventory, limit: Sequence[str]) -> list[HostSpec]:
 def collect_secrets(
     settings: DeploySettings, environ: Mapping[str, str] | None
 ) -> dict[str, Secret]:
-    return {name: require(name, settings.secrets_file, environ) for name in REQUIRED}
+    """Every secret deploy knows that the environment or the secrets file sets."""
+    found = {name: lookup(name, settings.secrets_file, environ) for name in SECRET_NAMES}
+    return {name: secret for name, secret in found.items() if secret}
+
+
+def check_secrets(
+    settings: DeploySettings, hosts: Sequence[HostSpec], secrets: Mapping[str, Secret]
+) -> None:
+    """Refuse the run before any host is touched when a selected agent lacks a secret it needs.
+
+    A host whose agent configuration is itself invalid is left to fail on its own.
+    """
+    missing: dict[tuple[str, str], list[str]] = {}
+    for host in hosts:
+        try:
+            needs = agent_needs(agent_config(host, **settings.agent))
+        except (ConfigError, ValidationError):
+            continue
+        for name, why in needs.required.items():
+            if name not in secrets:
+                missing.setdefault((name, why), []).append(host.name)
+    if missing:
+        where = f"the environment or {settings.secrets_file}" if settings.secrets_file else (
+            "the environment")
+        raise SecretMissing("; ".join(
+            f"{name} is not set (looked in {where}): {why} needs it on {', '.join(names)}"
+            for (name, why), names in sorted(missing.items())))  # fmt: skip
 
 
 def heartbeat_reader(settings: DeploySettings, hosts: Sequence[HostSpec]) -> HeartbeatReader | None:
@@ -85,6 +113,7 @@ def run(
         if rollback:
             wanted: Callable[[HostSpec], Wanted] = _no_wanted
         else:
+            check_secrets(settings, hosts, collect_secrets(settings, environ))
             wheels = build_wheels(settings.root, settings.cache_dir)
             wanted = wanted_for(settings, wheels, environ)
         ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
@@ -104,8 +133,7 @@ def deploy_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
 
 def rollback_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
     if spec.runtime == "container":
-        reason = "rollback of container hosts: deploy the previous release instead"
-        return HostOutcome(spec.name, "failed", reason=reason)
+        return rollback_container(spec, ctx)
     return rollback_host(spec, ctx)
 
 

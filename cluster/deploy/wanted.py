@@ -13,7 +13,7 @@ from cluster.inventory.model import HostSpec
 from cluster.secret import MASK, Secret
 from cluster.units import layout
 from cluster.units.agent_yaml import agent_config, render_agent_config
-from cluster.units.secrets_env import render_secrets_env
+from cluster.units.secrets_env import agent_needs, render_secrets_env
 from cluster.units.systemd import render_unit, unit_spec
 
 ROOT = "root"
@@ -101,7 +101,8 @@ def wanted_state(
 ) -> Wanted:
     """The files and release ``host`` should have; pure apart from nothing (no I/O here)."""
     config = agent_config(host, **agent)
-    env = render_secrets_env(secrets)
+    needs = agent_needs(config)
+    env = render_secrets_env({k: v for k, v in secrets.items() if k in needs.names}, needs.required)
     files = [
         plain_file(str(layout.UNIT_PATH), render_unit(unit_spec(config)), 0o644),
         plain_file(str(layout.AGENT_CONFIG), render_agent_config(config), 0o640, ROOT, USER),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from cluster.agent.config import AgentConfig
 from cluster.errors import ConfigError
 from cluster.secret import MASK, Secret
 
-REQUIRED = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")
+SECRET_NAMES = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")  # all deploy ever writes to a host
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Read the same by systemd's EnvironmentFile= and docker's --env-file, which quote differently:
 # values with neither quotes, spaces, '$', '\' nor newlines need no quoting in either.
@@ -30,8 +31,32 @@ class SecretsFile:
         return f"SecretsFile(sha256={self.sha256[:12]}, masked={self.masked!r})"
 
 
+@dataclass(frozen=True)
+class Needs:
+    """The secrets an agent uses: those it cannot start without, and those it uses if given."""
+
+    required: dict[str, str]  # name -> what needs it
+    optional: dict[str, str]
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.required) | set(self.optional)
+
+
+def agent_needs(config: AgentConfig) -> Needs:
+    """Least privilege: a host gets only the secrets its agent's configuration uses."""
+    required, optional = {}, {}
+    if "claude" in config.executors:
+        required["ANTHROPIC_API_KEY"] = "the claude executor"
+    elif "claude-code" in config.executors:
+        optional["ANTHROPIC_API_KEY"] = "the claude-code executor"
+    if config.forge == "github":
+        required["GITHUB_TOKEN"] = "forge: github"  # noqa: S105 - who needs it, not a value
+    return Needs(required, optional)
+
+
 def render_secrets_env(
-    secrets: Mapping[str, Secret], required: tuple[str, ...] = REQUIRED
+    secrets: Mapping[str, Secret], required: Collection[str] = ()
 ) -> SecretsFile:
     """KEY=value lines in sorted order; every ``required`` name must be set and non-empty."""
     missing = [name for name in required if not secrets.get(name)]

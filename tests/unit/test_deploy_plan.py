@@ -136,7 +136,9 @@ def test_tags_keep_only_their_actions() -> None:
 
 
 def test_secrets_never_appear_in_plan_text() -> None:
-    want = wanted()
+    want = wanted(executors=["claude"], forge="github")
+    env = next(f for f in want.files if f.path == ENV)
+    assert all(value in env.body.reveal() for value in SECRETS.values())  # both are written
     fresh = HostFacts(host="agent-1", python=(3, 11, 2), venv=True)
     plan = plan_host(fresh, want)
     text = "\n".join(str(a) for a in plan.actions) + repr(plan) + repr(want)
@@ -156,3 +158,22 @@ def test_the_optional_ssh_config_is_a_0600_file_of_the_service_user() -> None:
     assert [(f.mode, f.owner, f.group) for f in config] == [(0o600, *(layout.SERVICE_USER,) * 2)]
     assert "ControlMaster auto" in config[0].shown
     assert not any(f.path.endswith("/config") for f in wanted().files)  # off by default
+
+
+@pytest.mark.parametrize(
+    ("agent", "written"),
+    [
+        ({}, set()),  # command executor, local forge: no secret at all
+        ({"executors": ["claude"]}, {"ANTHROPIC_API_KEY"}),
+        ({"executors": ["claude-code"]}, {"ANTHROPIC_API_KEY"}),  # used when given
+        ({"forge": "github"}, {"GITHUB_TOKEN"}),
+        ({"executors": ["command", "claude"], "forge": "github"}, set(SECRETS)),
+    ],
+)
+def test_a_host_gets_only_the_secrets_its_agent_uses(
+    agent: dict[str, Any], written: set[str]
+) -> None:
+    env = next(f for f in wanted(**agent).files if f.path == ENV)
+    names = {line.split("=")[0] for line in env.body.reveal().splitlines() if "=" in line}
+    assert names == written
+    assert env.mode == 0o600 and env.secret

@@ -128,7 +128,7 @@ def test_secrets_env_has_masked_twin() -> None:
 
 def test_secrets_env_refuses_missing_and_unquotable_values() -> None:
     with pytest.raises(ConfigError, match="not set: GITHUB_TOKEN"):
-        render_secrets_env({"ANTHROPIC_API_KEY": Secret("sk-ant-x1234")})
+        render_secrets_env({"ANTHROPIC_API_KEY": Secret("sk-ant-x1234")}, ["GITHUB_TOKEN"])
     with pytest.raises(ConfigError, match="GITHUB_TOKEN has characters") as caught:
         render_secrets_env({**SECRETS, "GITHUB_TOKEN": Secret("abc $secret-value")})
     assert "secret-value" not in str(caught.value)

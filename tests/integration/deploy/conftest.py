@@ -23,6 +23,9 @@ from cluster.testhosts.model import HostSet
 ROOT = Path(__file__).resolve().parents[3]
 PREFIX = "ccc-deploy"  # not ccc-it (tests/integration/conftest.py) nor invoke's ccc-host
 COUNT = 3
+# Configured for Claude and GitHub, so deploy writes both secrets (a host gets only those its
+# agent uses); the scratch runner runs command tasks and never builds the executor or forge.
+AGENT = {**testbed.AGENT, "executors": ["command", "claude"], "forge": "github"}
 
 
 @dataclass
@@ -42,6 +45,7 @@ class DeployEnv:
         write_inventory(self)
 
     def settings(self, **overrides: Any) -> DeploySettings:
+        overrides.setdefault("agent", AGENT)
         return testbed_settings(self.source, self.inventory, self.work, self.state, **overrides)
 
     def deploy(self, **overrides: Any) -> dict[str, HostOutcome]:

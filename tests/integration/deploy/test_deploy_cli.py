@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, SECRETS, DeployEnv  # type: ignore[import-not-found]
+from conftest import AGENT, ROOT, SECRETS, DeployEnv  # type: ignore[import-not-found]
 
-from cluster.deploy.testbed import AGENT
 from cluster.units import layout
 
 pytestmark = pytest.mark.integration

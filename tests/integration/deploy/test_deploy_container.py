@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
-from conftest import SECRETS, DeployEnv  # type: ignore[import-not-found]
+from conftest import AGENT, SECRETS, DeployEnv  # type: ignore[import-not-found]
 from rich.console import Console
 
 from cluster.deploy import testbed
@@ -26,6 +26,7 @@ from cluster.state.client import Identity, StateClient
 from cluster.state.submit import submit
 from cluster.testhosts import engine
 from cluster.testhosts.model import NETWORK
+from cluster.units import layout
 
 pytestmark = pytest.mark.integration
 NAME = "ccc-deploy-ctr"
@@ -53,14 +54,20 @@ def container_env(deploy_env: DeployEnv, tmp_path_factory: pytest.TempPathFactor
             container.remove(force=True)
 
 
-def _deploy(env: DeployEnv, overrides: dict[str, Any]) -> HostOutcome:
+def _deploy(env: DeployEnv, overrides: dict[str, Any], rollback: bool = False) -> HostOutcome:
     rest = dict(overrides)
+    rest.setdefault("agent", AGENT)
     settings = testbed.testbed_settings(
         env.source, rest.pop("inventory"), env.work, env.state, **rest
     )
-    outcomes = run(settings, Console(width=160, force_terminal=False), environ=SECRETS)
+    console = Console(width=160, force_terminal=False)
+    outcomes = run(settings, console, rollback=rollback, environ=SECRETS)
     assert [o.host for o in outcomes] == [NAME]
     return outcomes[0]
+
+
+def _rollback(env: DeployEnv, overrides: dict[str, Any]) -> HostOutcome:
+    return _deploy(env, overrides, rollback=True)
 
 
 def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
@@ -106,3 +113,94 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
 
     again = _deploy(deploy_env, container_env)
     assert (again.status, again.actions) == ("ok", ())
+
+
+def _on_root(overrides: dict[str, Any], path: PurePosixPath) -> Path:
+    return Path(overrides["container_root"]) / str(path).lstrip("/")
+
+
+def test_an_unverified_container_agent_is_put_back(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    client = engine.client()
+    before = client.containers.get(container_name(NAME))
+    config = _on_root(container_env, layout.AGENT_CONFIG)
+    config_before = config.read_bytes()
+    broken = {**testbed.AGENT, "state": "ssh://root@172.29.231.254/nowhere.git"}  # no such host
+    outcome = _deploy(deploy_env, {**container_env, "agent": broken, "verify_timeout": 8.0})
+    assert outcome.failed and "not verified within" in outcome.reason, outcome
+    assert outcome.rolled_back == "the container and the files before this run"
+    after = client.containers.get(container_name(NAME))
+    assert (after.id, after.status) == (before.id, "running")  # the very container, started again
+    assert config.read_bytes() == config_before
+    assert not list(config.parent.glob("*.previous"))
+    aside = client.containers.list(all=True, filters={"name": f"{container_name(NAME)}-previous"})
+    assert aside == []
+    assert _deploy(deploy_env, container_env).status == "ok"  # back where it was
+
+
+def test_rollback_runs_the_image_the_container_replaced(
+    deploy_env: DeployEnv, container_env: dict[str, Any], tmp_path: Path
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    client = engine.client()
+    built = client.containers.get(container_name(NAME)).attrs["Config"]["Image"]
+    other = "claude-cluster-agent:ccc-test-next"  # the same image under another tag
+    client.images.get(built).tag(other)
+    inventory = Path(container_env["inventory"])
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    original = yaml.safe_dump(hosts)
+    hosts[NAME]["data"]["container_image"] = other
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    state = deploy_env.state
+    reader = HeartbeatReader(state.control_url, tmp_path / "mirror.git", state.control_ssh_command)
+    try:
+        moved = _deploy(deploy_env, container_env)
+        assert (moved.status, moved.actions) == ("changed", (f"run: {other}",)), moved
+        rolled = _rollback(deploy_env, container_env)
+        assert (rolled.status, rolled.actions) == ("changed", (f"run: {built}",)), rolled
+        current = client.containers.get(container_name(NAME))
+        assert current.attrs["Config"]["Image"] == built and current.status == "running"
+        beat = reader.beat(NAME)
+        assert beat is not None and beat.state == "running", beat
+        again = _rollback(deploy_env, container_env)  # rollback twice: forward again
+        assert again.actions == (f"run: {other}",), again
+    finally:
+        (inventory / "hosts.yaml").write_text(original)
+    assert _deploy(deploy_env, container_env).actions == (f"run: {built}",)
+    client.images.remove(other)
+
+
+def test_rollback_without_a_previous_image_fails_and_changes_nothing(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    client = engine.client()
+    for container in client.containers.list(all=True, filters={"name": NAME}):
+        container.remove(force=True)
+    first = _deploy(deploy_env, container_env)  # a fresh container replaces nothing
+    assert first.status == "changed", first
+    before = client.containers.get(container_name(NAME)).id
+    rolled = _rollback(deploy_env, container_env)
+    assert rolled.failed and rolled.reason == "no previous image to return to", rolled
+    assert client.containers.get(container_name(NAME)).id == before
+
+
+def test_diff_shows_the_container_hosts_files_with_secrets_masked(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    config = _on_root(container_env, layout.AGENT_CONFIG)
+    secrets = _on_root(container_env, layout.SECRETS_ENV)
+    snapshot = {p: p.read_bytes() for p in (config, secrets)}
+    config.write_text(config.read_text() + "# local edit\n")
+    secrets.write_text(secrets.read_text() + "EXTRA=1\n")
+    edited = {p: p.read_bytes() for p in (config, secrets)}
+    checked = _deploy(deploy_env, {**container_env, "check": True, "diff": True})
+    text = "\n".join(checked.diffs)
+    assert checked.status == "changed" and "-# local edit" in text, checked
+    assert f"--- {layout.SECRETS_ENV} (secret: contents masked)" in text
+    assert all(value not in text for value in SECRETS.values())
+    assert {p: p.read_bytes() for p in (config, secrets)} == edited  # check mode wrote nothing
+    assert _deploy(deploy_env, container_env).status == "changed"
+    assert {p: p.read_bytes() for p in (config, secrets)} == snapshot

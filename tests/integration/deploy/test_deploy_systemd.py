@@ -63,6 +63,10 @@ def test_the_release_imports_pure_wheels_in_place_as_the_service_user(converged:
     for path in (layout.SECRETS_ENV, layout.SSH_DIR / "id_ed25519"):
         _, out, _ = converged.exec(name, ["stat", "-c", "%a %U %G", str(path)])
         assert out.split() == ["600", layout.SERVICE_USER, layout.SERVICE_USER], (path, out)
+    _, env, _ = converged.exec(name, ["cat", str(layout.SECRETS_ENV)])
+    assert sorted(line for line in env.splitlines() if not line.startswith("#")) == sorted(
+        f"{key}={value}" for key, value in SECRETS.items()
+    )
     _, shell, _ = converged.exec(name, ["getent", "passwd", layout.SERVICE_USER])
     assert shell.strip().endswith(":/var/lib/claude-cluster:/usr/sbin/nologin")
 
