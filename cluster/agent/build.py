@@ -42,7 +42,9 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
             key_or_none = lookup("ANTHROPIC_API_KEY", config.secrets_file)
             if key_or_none is not None:
                 secrets.append(key_or_none)
-            executors[kind] = ClaudeCodeExecutor(model=config.model, api_key=key_or_none)
+            executors[kind] = ClaudeCodeExecutor(
+                model=config.model, api_key=key_or_none, task_flags=config.claude_code_task_args
+            )
     return executors, secrets
 
 

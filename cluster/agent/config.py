@@ -32,6 +32,7 @@ class AgentConfig(BaseModel):
     runner: Literal["repo", "scratch"] = "repo"
     executors: tuple[Literal["claude", "claude-code", "command"], ...] = ("command",)
     model: str | None = None
+    claude_code_task_args: tuple[str, ...] = ()  # CLI flags a task's executor.args may use
     anthropic_base_url: str | None = None
     prompts: dict[str, str] = Field(default_factory=dict)
     forge: Literal["local", "github"] = "local"
@@ -49,7 +50,7 @@ class AgentConfig(BaseModel):
             raise ValueError(f"unsafe agent id {value!r}: expected {ID_RULE}")
         return value
 
-    @field_validator("specialties", "executors", mode="before")
+    @field_validator("specialties", "executors", "claude_code_task_args", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -120,6 +120,9 @@ class TaskRunner:
         executor = self.executors.get(spec.executor.kind)
         if executor is None:
             raise _Stop("invalid", f"executor {spec.executor.kind!r} is not available here")
+        problem = executor.refusal(spec.executor.model, spec.executor.args)
+        if problem is not None:
+            raise _Stop("invalid", f"executor {spec.executor.kind}: {problem}")
         with self._step(att, cancel, "workspace"):
             url = self.forge.clone_url(spec.repo)
             ws = att.workspace = self.workspaces.prepare(
@@ -167,6 +170,7 @@ class TaskRunner:
             task_id=spec.id, workspace=ws.path, prompt=prompt,
             specialty=spec.specialty, budget=Budget(**spec.budget.model_dump()),
             timeout=att.remaining(), log_path=att.log, env=self._task_env(att, prompt_file),
+            model=spec.executor.model, args=spec.executor.args,
         )
         with self._step(att, cancel, "executor"):
             outcome = executor.run(request)

@@ -42,6 +42,10 @@ class ExecutorSpec(BaseModel):
             raise ValueError("kind 'command' needs a non-empty 'command'")
         if self.kind != "command" and self.command is not None:
             raise ValueError(f"'command' is only for kind 'command', not {self.kind!r}")
+        if self.kind != "claude-code" and self.args:
+            raise ValueError(f"'args' is only for kind 'claude-code', not {self.kind!r}")
+        if self.kind == "command" and self.model is not None:
+            raise ValueError("'model' is for the claude executors, not kind 'command'")
         return self
 
 

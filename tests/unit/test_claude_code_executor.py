@@ -157,3 +157,34 @@ def test_timeout_kills_the_cli(fake_cli: Path, tmp_path: Path) -> None:
         tmp_path, result(), timeout=0.5, executor=ClaudeCodeExecutor(grace=0.2), FAKE_SLEEP="300"
     )
     assert (outcome.ok, outcome.limit) == (False, "timeout")
+
+
+def test_task_model_and_allowed_args_reach_the_cli(fake_cli: Path, tmp_path: Path) -> None:
+    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6", task_flags=("--append-system-prompt",))
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    req = ExecutionRequest(task_id="t-8", workspace=workspace, prompt="p", specialty="backend",
+                           budget=Budget(), timeout=30.0, log_path=tmp_path / "t-8.log", env={},
+                           model="claude-opus-4-1",
+                           args=("--append-system-prompt", "Be brief."))  # fmt: skip
+    argv = executor.argv(req)
+    assert argv[argv.index("--append-system-prompt") + 1] == "Be brief."
+    assert argv[argv.index("--model") + 1] == "claude-opus-4-1"
+    assert executor.refusal(None, req.args) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--dangerously-skip-permissions",), "'--dangerously-skip-permissions' is not allowed"),
+        (("--add-dir=/",), "'--add-dir' is not allowed"),
+        (("stray",), "'stray' is no flag's value"),
+        (("--append-system-prompt", "a", "b"), "'b' is no flag's value"),
+    ],
+)
+def test_task_args_outside_the_operators_allowlist_are_refused(
+    fake_cli: Path, args: tuple[str, ...], reason: str
+) -> None:
+    executor = ClaudeCodeExecutor(task_flags=("--append-system-prompt",))
+    assert reason in (executor.refusal(None, args) or "")
+    assert "(allowed: none)" in (ClaudeCodeExecutor().refusal(None, ("--verbose",)) or "")

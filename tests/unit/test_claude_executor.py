@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
-from cluster.agent.executors.claude import ClaudeExecutor, Price
+from cluster.agent.executors.claude import DEFAULT_PRICES, ClaudeExecutor, Price, price_for
 from cluster.errors import ConfigError, SecretMissing
 from cluster.secret import Secret
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -191,3 +192,24 @@ def test_custom_specialty_prompt(anthropic_api: FakeAnthropic) -> None:
     ex = executor(anthropic_api, prompts={"docs": "You write documentation."})
     assert ex.system_prompt("docs").endswith("You write documentation.")
     assert "backend" not in ex.system_prompt("docs")
+
+
+def test_the_tasks_model_is_asked_for_and_priced(
+    anthropic_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    anthropic_api.reply_text("Done.", input_tokens=1000, output_tokens=100)
+    req = replace(request(tmp_path), model="claude-haiku-4-5-20251001")
+    outcome = executor(anthropic_api).run(req)
+    assert outcome.ok, outcome.error
+    (sent,) = anthropic_api.message_requests()
+    assert sent["model"] == "claude-haiku-4-5-20251001"
+    haiku = price_for("claude-haiku-4-5", DEFAULT_PRICES)
+    assert outcome.cost_usd == pytest.approx(haiku.cost(1000, 100))
+
+
+def test_a_model_without_a_price_or_args_are_refused(anthropic_api: FakeAnthropic) -> None:
+    claude = executor(anthropic_api)
+    assert claude.refusal(None, ()) is None
+    assert claude.refusal("claude-opus-4-1", ()) is None
+    assert "no price for model 'mystery-model'" in (claude.refusal("mystery-model", ()) or "")
+    assert "takes no args" in (claude.refusal(None, ("--verbose",)) or "")

@@ -60,6 +60,10 @@ class Scripted:
     act: Callable[[ExecutionRequest], ExecutionOutcome]
     name: str = "claude"
     requests: list[ExecutionRequest] = field(default_factory=list)
+    refuse: str | None = None
+
+    def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
+        return self.refuse
 
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
         self.requests.append(request)
@@ -165,6 +169,24 @@ def test_cancel_and_missing_executor(tmp_path: Path, remote: Path) -> None:
     assert stopped.status == "stopped" and "claim was lost" in stopped.reason
     missing = local_runner(tmp_path).run(held(task(remote, None)), threading.Event())
     assert missing.status == "invalid" and "'claude' is not available" in missing.reason
+
+
+def test_the_tasks_model_and_args_reach_the_executor(tmp_path: Path, remote: Path) -> None:
+    scripted = Scripted(fixes, name="claude-code")
+    runner = local_runner(tmp_path, **{"claude-code": scripted})
+    executor = {"kind": "claude-code", "model": "claude-opus-4-1", "args": ["--verbose"]}
+    report = runner.run(held(task(remote, None, executor=executor)), threading.Event())
+    assert report.status == "succeeded", report.reason
+    assert [(r.model, r.args) for r in scripted.requests] == [("claude-opus-4-1", ("--verbose",))]
+
+
+def test_a_refused_request_is_invalid_before_any_work(tmp_path: Path, remote: Path) -> None:
+    scripted = Scripted(fixes, refuse="no price for model 'mystery'")
+    runner = local_runner(tmp_path, claude=scripted)
+    report = runner.run(held(task(remote, None, executor={"model": "mystery"})), threading.Event())
+    assert report.status == "invalid"
+    assert report.reason == "executor claude: no price for model 'mystery'"
+    assert scripted.requests == [] and not (tmp_path / "agent" / "workspaces").exists()
 
 
 class MirroredGitHub(GitHubForge):

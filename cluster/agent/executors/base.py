@@ -38,6 +38,8 @@ class ExecutionRequest:
     timeout: float
     log_path: Path
     env: Mapping[str, str]
+    model: str | None = None  # the task's model, instead of the agent's
+    args: tuple[str, ...] = ()  # the task's extra CLI arguments (claude-code only)
 
 
 @dataclass
@@ -58,6 +60,11 @@ class Executor(Protocol):
     """Runs one request to completion; raises only :class:`RateLimited` on purpose."""
 
     name: str
+
+    def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
+        """Why a task asking for ``model`` and ``args`` cannot run here (None: it can); asked
+        before the attempt starts, so that such a task is invalid instead of failing each try."""
+        ...
 
     def run(self, request: ExecutionRequest) -> ExecutionOutcome: ...
 

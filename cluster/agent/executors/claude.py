@@ -170,7 +170,8 @@ class ClaudeExecutor:
             raise SecretMissing(f"the claude executor needs an Anthropic API key ({key_source})")
         self._key = api_key
         self._model = model
-        self._price = price_for(model, prices)
+        self._prices = prices
+        price_for(model, prices)  # an agent whose own model has no price does not start
         self._prompts = {**SPECIALTY_PROMPTS, **(prompts or {})}
         self._max_output_tokens = max_output_tokens
         self._command_timeout = command_timeout
@@ -193,15 +194,31 @@ class ClaudeExecutor:
         extra = self._prompts.get(specialty, f"Your specialty is {specialty}.")
         return f"{BASE_PROMPT}\n\n{extra}"
 
+    def _model_for(self, request: ExecutionRequest) -> str:
+        return request.model or self._model
+
+    def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
+        if args:
+            return "the claude executor takes no args (they are for claude-code)"
+        try:
+            price_for(model or self._model, self._prices)
+        except ConfigError as exc:
+            return str(exc)  # budgets in USD need the model's price
+        return None
+
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
         import anthropic
 
+        problem = self.refusal(request.model, request.args)
+        if problem is not None:
+            return ExecutionOutcome(ok=False, summary="", error=problem)
         deadline = time.monotonic() + request.timeout
         toolbox = Toolbox(request.workspace, env=request.env, command_timeout=self._command_timeout)
         messages: list[MessageParam] = [{"role": "user", "content": request.prompt}]
         tally = _Tally()
         log = _TurnLog(request.log_path, self._key)
-        log.line(f"task {request.task_id}: model {self._model}, budget {request.budget}")
+        log.line(f"task {request.task_id}: model {self._model_for(request)}, "
+                 f"budget {request.budget}")
         while True:
             limit = tally.exhausted(request.budget)
             if limit is None and time.monotonic() >= deadline:
@@ -261,7 +278,7 @@ class ClaudeExecutor:
             max_tokens = max(1, min(max_tokens, left))
         try:
             message = self._client.messages.create(
-                model=self._model,
+                model=self._model_for(request),
                 max_tokens=max_tokens,
                 system=self.system_prompt(request.specialty),
                 tools=cast("list[ToolParam]", TOOL_SCHEMAS),
@@ -274,7 +291,8 @@ class ClaudeExecutor:
         reply = _parse(message)
         tally.input_tokens += reply.input_tokens
         tally.output_tokens += reply.output_tokens
-        tally.cost_usd += self._price.cost(reply.input_tokens, reply.output_tokens)
+        price = price_for(self._model_for(request), self._prices)
+        tally.cost_usd += price.cost(reply.input_tokens, reply.output_tokens)
         tally.last_text = reply.text or tally.last_text
         return reply
 

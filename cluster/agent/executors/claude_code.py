@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class ClaudeCodeExecutor:
         api_key: Secret | None = None,
         home: Path | None = None,
         extra_args: Sequence[str] = DEFAULT_ARGS,
+        task_flags: Collection[str] = (),
         default_backoff: float = DEFAULT_BACKOFF,
         grace: float = GRACE_SECONDS,
     ) -> None:
@@ -64,13 +65,29 @@ class ClaudeCodeExecutor:
         self._api_key = api_key
         self._home = home
         self._extra_args = list(extra_args)
+        self._task_flags = frozenset(task_flags)
         self._default_backoff = default_backoff
         self._grace = grace
 
+    def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
+        """A task's args may use only the flags this agent's operator allowed
+        (``claude_code_task_args``): others could widen what the CLI may do on the host."""
+        del model
+        for index, arg in enumerate(args):
+            flag = arg.split("=", 1)[0]
+            if arg.startswith("-") and flag not in self._task_flags:
+                allowed = ", ".join(sorted(self._task_flags)) or "none"
+                return f"task arg {flag!r} is not allowed on this agent (allowed: {allowed})"
+            if not arg.startswith("-") and (index == 0 or not args[index - 1].startswith("-")):
+                return f"task arg {arg!r} is no flag's value"
+        return None
+
     def argv(self, request: ExecutionRequest) -> list[str]:
-        argv = [self.binary, "-p", request.prompt, "--output-format", "json", *self._extra_args]
-        if self._model:
-            argv += ["--model", self._model]
+        argv = [self.binary, "-p", request.prompt, "--output-format", "json", *self._extra_args,
+                *request.args]  # fmt: skip
+        model = request.model or self._model
+        if model:
+            argv += ["--model", model]
         if request.budget.max_turns is not None:
             argv += ["--max-turns", str(request.budget.max_turns)]
         return argv

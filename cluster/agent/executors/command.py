@@ -90,6 +90,9 @@ class CommandExecutor:
     def __init__(self, *, grace: float = GRACE_SECONDS) -> None:
         self._grace = grace
 
+    def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
+        return "the command executor takes no model or args" if model or args else None
+
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with request.log_path.open("ab") as log:
