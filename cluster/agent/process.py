@@ -1,51 +1,96 @@
-"""Run a shell command in its own process group, killed whole on timeout or cancel."""
+"""Task processes: each the leader of its own process group, with an environment of its own,
+and killed whole on timeout, on cancel, and when it exits (nothing it started outlives it).
+
+Every process the agent starts for a task goes through here: the command executor, the Claude
+Code CLI, the claude executor's `run_command` tool, verify commands and the scratch runner.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-GRACE_SECONDS = 3.0
+GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of a group
+CANCEL_POLL = 0.05
 
 
 @dataclass(frozen=True)
-class ProcessResult:
+class Finished:
+    """How a process group ended: its leader's exit code, or ``None`` when it was stopped."""
+
     returncode: int | None
-    timed_out: bool
-    cancelled: bool
-    duration_s: float
+    timed_out: bool = False
+    cancelled: bool = False
+    duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.cancelled
+        return self.returncode == 0
 
 
-def kill_group(pgid: int, grace: float = GRACE_SECONDS,
-               leader: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is left after ``grace`` seconds.
+def child_env(workspace: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a task's processes: a minimal base plus ``extra``, never the agent's
+    own environment (it holds the agent's secrets)."""
+    base = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "HOME": str(workspace),
+    }
+    return {**base, **extra}
 
-    The leader is reaped as it goes: an unreaped leader is a zombie that keeps the group
-    'alive' to ``killpg(pgid, 0)`` and would make every kill wait the whole grace period.
+
+def run_in_group(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    output: BinaryIO,
+    errors: BinaryIO | None = None,
+    grace: float = GRACE_SECONDS,
+    cancel: threading.Event | None = None,
+) -> Finished:
+    """Run ``argv`` as the leader of a new process group, stdout into ``output`` and stderr into
+    ``errors`` (default: ``output`` too).
+
+    On timeout, or when ``cancel`` is set, the whole group gets SIGTERM, then SIGKILL after
+    ``grace`` seconds. Whatever the command left running in its group is killed when it exits.
     """
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if leader is not None:
-                leader.poll()
+    started = time.monotonic()
+    deadline = started + max(timeout, 0.0)
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if errors is None else errors,
+        start_new_session=True,
+    )
+    try:
+        while True:
+            left = deadline - time.monotonic()
             try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
+                returncode = proc.wait(timeout=max(0.0, min(left, CANCEL_POLL) if cancel else left))
+                return Finished(returncode, duration_s=time.monotonic() - started)
+            except subprocess.TimeoutExpired:
+                pass
+            timed_out = time.monotonic() >= deadline
+            if timed_out or (cancel is not None and cancel.is_set()):
+                _stop_group(proc, grace)
+                return Finished(None, timed_out, not timed_out, time.monotonic() - started)
+    finally:
+        # Also reached on KeyboardInterrupt and friends: never leave the group behind.
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def run_shell(
@@ -53,36 +98,36 @@ def run_shell(
     cwd: Path,
     timeout: float,
     log_path: Path,
+    env: Mapping[str, str],
     cancel: threading.Event | None = None,
-    env: dict[str, str] | None = None,
-) -> ProcessResult:
-    started = time.monotonic()
+) -> Finished:
+    """``bash -c command`` through :func:`run_in_group`, its output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            ["bash", "-c", command], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-        )
-        deadline = started + timeout
-        timed_out = cancelled = False
-        while True:
-            try:
-                proc.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() >= deadline:
-                timed_out = True
-            elif cancel is not None and cancel.is_set():
-                cancelled = True
-            else:
-                continue
-            kill_group(proc.pid, leader=proc)
-            proc.wait()
-            break
-        # The leader may be gone while its children live on: end the group either way.
-        kill_group(proc.pid, grace=0.5, leader=proc)
-        log.write(f"[exit {proc.returncode}{' timeout' if timed_out else ''}]\n".encode())
-    return ProcessResult(proc.returncode, timed_out, cancelled, time.monotonic() - started)
+        finished = run_in_group(["bash", "-c", command], cwd=cwd, env=env, timeout=timeout,
+                                output=log, cancel=cancel)  # fmt: skip
+        ending = "timeout" if finished.timed_out else "cancelled" if finished.cancelled else ""
+        log.write(f"[exit {finished.returncode}{' ' + ending if ending else ''}]\n".encode())
+    return finished
+
+
+def _stop_group(leader: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the group, then wait up to ``grace`` for all of it to go (reaping the leader:
+    an unreaped leader is a zombie that keeps the group alive to ``killpg(pgid, 0)``)."""
+    _signal_group(leader.pid, signal.SIGTERM)
+    until = time.monotonic() + grace
+    while time.monotonic() < until:
+        leader.poll()
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # The group id is the leader's pid (start_new_session); it is gone once every member exited.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

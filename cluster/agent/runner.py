@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from cluster.agent.process import run_shell
+from cluster.agent.process import child_env, run_shell
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 
@@ -54,7 +54,11 @@ class CommandRunner:
         for step, command in (("executor", spec.executor.command), ("verify", spec.verify)):
             if command is None:
                 continue
-            result = run_shell(command, workspace, max(0.0, deadline - time.time()), log, cancel)
+            # The task's own environment, never the agent's: that holds the agent's secrets.
+            env = child_env(workspace, {"CLUSTER_TASK_ID": held.key,
+                                        "CLUSTER_ATTEMPT": str(held.claim.attempt)})
+            result = run_shell(command, workspace, max(0.0, deadline - time.time()), log, env,
+                               cancel)  # fmt: skip
             if result.timed_out:
                 status, reason = "timed_out", f"{step} exceeded the task timeout of {spec.timeout}s"
             elif result.cancelled:

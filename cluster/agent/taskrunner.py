@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.agent.executors.base import Budget, ExecutionRequest, Executor, RateLimited
-from cluster.agent.executors.command import child_env
 from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
-from cluster.agent.process import run_shell
+from cluster.agent.process import child_env, run_shell
 from cluster.agent.runner import AttemptReport, AttemptStatus
 from cluster.agent.workspace import GitIdentity, Workspace, Workspaces
 from cluster.errors import ClusterError
@@ -197,7 +196,7 @@ class TaskRunner:
     def _verify(self, att: _Attempt, cancel: threading.Event, ws: Workspace, cmd: str) -> None:
         self._check(att, cancel, "verify")
         env = child_env(ws.path, self._task_env(att, att.log.with_suffix(".prompt.md")))
-        result = run_shell(cmd, ws.path, att.remaining(), att.log, cancel, env=env)
+        result = run_shell(cmd, ws.path, att.remaining(), att.log, env, cancel)
         if result.timed_out:
             raise _Stop("timed_out", f"verify exceeded the task timeout of {att.spec.timeout}s")
         if result.cancelled:

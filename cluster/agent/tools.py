@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from cluster.agent.executors.command import child_env, run_in_group
+from cluster.agent.process import child_env, run_in_group
 from cluster.errors import ClusterError
 
 SKIPPED_DIRS = frozenset({".git"})

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest, LimitName, RateLimited
-from cluster.agent.executors.command import GRACE_SECONDS, child_env, run_in_group
+from cluster.agent.process import GRACE_SECONDS, child_env, run_in_group
 from cluster.errors import ClusterError
 from cluster.secret import Secret, mask
 

@@ -2,84 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest
+from cluster.agent.process import GRACE_SECONDS, child_env, run_in_group
 
-GRACE_SECONDS = 2.0
 TAIL_BYTES = 2000
-
-
-@dataclass(frozen=True)
-class Finished:
-    """How a process group ended: its leader's exit code, or ``None`` when the timeout hit."""
-
-    returncode: int | None
-    timed_out: bool
-
-
-def child_env(workspace: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a task's processes: a minimal base plus ``extra``, never the agent's
-    own environment (it holds the agent's secrets)."""
-    base = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "LANG": "C.UTF-8",
-        "HOME": str(workspace),
-    }
-    return {**base, **extra}
-
-
-def run_in_group(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float,
-    output: BinaryIO,
-    errors: BinaryIO | None = None,
-    grace: float = GRACE_SECONDS,
-) -> Finished:
-    """Run ``argv`` as the leader of a new process group, stdout into ``output`` and stderr into
-    ``errors`` (default: ``output`` too).
-
-    On timeout the whole group gets SIGTERM, then SIGKILL after ``grace`` seconds. Whatever the
-    command left running in its group is killed too when it exits: nothing a task starts may
-    outlive it and keep writing to the workspace.
-    """
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=subprocess.STDOUT if errors is None else errors,
-        start_new_session=True,
-    )
-    try:
-        returncode = proc.wait(timeout=max(timeout, 0.0))
-    except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-        return Finished(returncode=None, timed_out=True)
-    finally:
-        # Also reached on KeyboardInterrupt and friends: never leave the group behind.
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return Finished(returncode=returncode, timed_out=False)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    # The group id is the leader's pid (start_new_session); it is gone once every member exited.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 class CommandExecutor:
