@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic import ValidationError as PydanticError
 
-from cluster.errors import ConfigError, ValidationError
+from cluster import layers
+from cluster.errors import ConfigError
 from cluster.state.ids import ID_RULE, is_safe_id
 
 
@@ -76,18 +75,6 @@ def load_agent_config(
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: expected a mapping of settings")
         layered.update(body)
-    env = os.environ if environ is None else environ
-    for name in AgentConfig.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is not None:
-            layered[name] = value
-    layered.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        return AgentConfig.model_validate(layered)
-    except PydanticError as exc:
-        where = str(path) if path else "agent settings"
-        problems = [
-            f"'{'.'.join(str(p) for p in e['loc'])}': {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
-        raise ValidationError(where, problems) from exc
+    layered.update(layers.environment(AgentConfig, ENV_PREFIX, environ))
+    layered.update(layers.given(flags))
+    return layers.validate(AgentConfig, layered, str(path) if path else "agent settings")

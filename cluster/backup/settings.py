@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
 
-from cluster.errors import ConfigError, ValidationError
+from cluster import layers
+from cluster.errors import ConfigError
 
 ENV_PREFIX = "CLUSTER_BACKUP_"
 _LISTS = ("config",)
@@ -72,18 +71,9 @@ def load_settings(
     flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> BackupSettings:
     """Layer CLUSTER_BACKUP_<FIELD> variables and then ``flags`` (None or "": not given)."""
-    env = os.environ if environ is None else environ
-    layered: dict[str, Any] = {}
-    for name in BackupSettings.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value:
-            layered[name] = value
-    layered.update({k: v for k, v in flags.items() if v not in (None, "", [], ())})
+    layered: dict[str, Any] = layers.environment(BackupSettings, ENV_PREFIX, environ)
+    layered.update(layers.given(flags))
     for key in _LISTS:
         if isinstance(layered.get(key), str):
             layered[key] = tuple(p for p in layered[key].split(",") if p.strip())
-    try:
-        return BackupSettings.model_validate(layered)
-    except PydanticError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ValidationError("backup settings", problems) from exc
+    return layers.validate(BackupSettings, layered, "backup settings")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
 
+from cluster import layers
 from cluster.errors import ValidationError
 
 ENV_PREFIX = "CLUSTER_DEPLOY_"
@@ -63,13 +62,8 @@ def load_settings(
     flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> DeploySettings:
     """Layer CLUSTER_DEPLOY_<FIELD> variables and then ``flags`` (None: not given)."""
-    env = os.environ if environ is None else environ
-    layered: dict[str, Any] = {}
-    for name in DeploySettings.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is not None:
-            layered[name] = value
-    layered.update({k: v for k, v in flags.items() if v is not None})
+    layered: dict[str, Any] = layers.environment(DeploySettings, ENV_PREFIX, environ)
+    layered.update(layers.given(flags))
     if isinstance(layered.get("agent"), str):  # from the environment: a JSON object
         try:
             layered["agent"] = json.loads(layered["agent"])
@@ -81,8 +75,4 @@ def load_settings(
     unknown = set(layered.get("tags", ())) - set(TAGS)
     if unknown:
         raise ValidationError("deploy --tags", [f"unknown tags {sorted(unknown)}: use {TAGS}"])
-    try:
-        return DeploySettings.model_validate(layered)
-    except PydanticError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ValidationError("deploy settings", problems) from exc
+    return layers.validate(DeploySettings, layered, "deploy settings")
