@@ -39,8 +39,8 @@ IDS = {ROOT: 0, USER: UID}
 DIRS = (*layout.WRITABLE, layout.SSH_DIR, layout.ETC)
 
 
-def container_name(host: str) -> str:
-    return f"{layout.CONTAINER_NAME}-{host}"
+class PutBackFailed(ClusterError):
+    """The new container failed, and so did putting the previous one back."""
 
 
 def on_host(root: Path, path: str) -> Path:
@@ -90,9 +90,11 @@ def _converge(spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
     if actions[-1].startswith("run"):
         labels = {FINGERPRINT: print_, PREVIOUS_IMAGE: _previous_image(current, image)}
         try:
-            _replace(client, current, _run_kwargs(cspec, labels, ctx), spec.name, ctx)
+            _replace(client, current, cspec, _run_kwargs(cspec, labels, ctx), ctx)
         except ClusterError as exc:
             back = _restore(written)
+            if isinstance(exc, PutBackFailed):
+                back = "the files before this run; the previous container could not be put back"
             reason = str(exc).removeprefix(f"{spec.name}: ")
             return HostOutcome(spec.name, "failed", tuple(actions), reason, diffs,
                                rolled_back=back)  # fmt: skip
@@ -102,7 +104,7 @@ def _converge(spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
 
 def _rollback(spec: HostSpec, ctx: RunContext) -> HostOutcome:
     client = engine.client()
-    name = container_name(spec.name)
+    name = layout.container_name(spec.name)
     current = _find(client, name)
     previous = current.labels.get(PREVIOUS_IMAGE, "") if current is not None else ""
     if current is None or not previous:
@@ -115,14 +117,14 @@ def _rollback(spec: HostSpec, ctx: RunContext) -> HostOutcome:
     # A fingerprint no deploy computes: the next deploy runs the wanted image again.
     labels = {FINGERPRINT: f"rollback-{previous}", PREVIOUS_IMAGE: _image_of(current)}
     cspec = _spec(spec, ctx, previous)
-    _replace(client, current, _run_kwargs(cspec, labels, ctx), spec.name, ctx)
+    _replace(client, current, cspec, _run_kwargs(cspec, labels, ctx), ctx)
     return HostOutcome(spec.name, "changed", actions)
 
 
 def _spec(spec: HostSpec, ctx: RunContext, image: str) -> ContainerSpec:
     config = agent_config(spec, **ctx.settings.agent)
     cspec = container_spec(config, image, f"{UID}:{UID}")
-    return replace(cspec, name=container_name(spec.name))
+    return replace(cspec, name=layout.container_name(spec.name))
 
 
 def _run_kwargs(cspec: ContainerSpec, labels: Mapping[str, str], ctx: RunContext) -> dict[str, Any]:
@@ -138,8 +140,8 @@ def _run_kwargs(cspec: ContainerSpec, labels: Mapping[str, str], ctx: RunContext
 def _replace(
     client: engine.Client,
     current: engine.Container | None,
+    cspec: ContainerSpec,
     kwargs: dict[str, Any],
-    agent: str,
     ctx: RunContext,
 ) -> None:
     """Run ``kwargs`` in place of ``current`` and verify it; on failure put ``current`` back.
@@ -147,8 +149,8 @@ def _replace(
     ``current`` is stopped first (one agent of a name at a time) and kept aside, renamed,
     until the new container is verified.
     """
-    name = kwargs["name"]
-    aside = _set_aside(client, current, name)
+    name, agent = cspec.name, cspec.hostname
+    aside = _set_aside(client, current, name, cspec.stop_timeout)
     ctx.progress(agent, "run")
     since = time.time()
     container = None
@@ -157,18 +159,21 @@ def _replace(
             container = client.containers.run(**kwargs)
         ctx.progress(agent, "verify")
         _verify(container, agent, since, ctx)
-    except ClusterError:
+    except ClusterError as failure:
         ctx.progress(agent, "rolling back")
-        with engine.translated(f"put back {name}"):
-            if container is not None:
-                container.remove(force=True)
-            else:  # the run itself failed: a created, unstarted container may hold the name
-                for stray in client.containers.list(all=True, filters={"name": f"^{name}$"}):
-                    stray.remove(force=True)
-            if aside is not None:
-                aside.rename(name)
-                if current is not None and current.status == "running":
-                    aside.start()
+        try:
+            with engine.translated(f"put back {name}"):
+                if container is not None:
+                    container.remove(force=True)
+                else:  # the run itself failed: a created, unstarted container may hold the name
+                    for stray in client.containers.list(all=True, filters={"name": f"^{name}$"}):
+                        stray.remove(force=True)
+                if aside is not None:
+                    aside.rename(name)
+                    if current is not None and current.status == "running":  # as listed
+                        aside.start()
+        except ClusterError as exc:
+            raise PutBackFailed(f"{failure}; {exc}") from failure
         raise
     if aside is not None:
         with engine.translated(f"remove {aside.name}"):
@@ -176,14 +181,14 @@ def _replace(
 
 
 def _set_aside(
-    client: engine.Client, current: engine.Container | None, name: str
+    client: engine.Client, current: engine.Container | None, name: str, stop_timeout: int
 ) -> engine.Container | None:
     with engine.translated(f"set aside {name}"):
         for stale in client.containers.list(all=True, filters={"name": f"^{name}{ASIDE}$"}):
             stale.remove(force=True)  # left by a run that died before it could clean up
         if current is None:
             return None
-        current.stop()  # SIGTERM: the agent releases what it holds, within its stop timeout
+        current.stop(timeout=stop_timeout)  # SIGTERM: the agent releases what it holds
         current.rename(name + ASIDE)
         return current
 

@@ -63,11 +63,11 @@ print(json.dumps(out))
 """
 
 
-def probe_argv(runtime: str, metrics_port: int | None) -> list[str]:
+def probe_argv(runtime: str, metrics_port: int | None, agent: str) -> list[str]:
     args = {
         "runtime": runtime,
         "unit": layout.UNIT_NAME,
-        "container": layout.CONTAINER_NAME,
+        "container": layout.container_name(agent),
         "current": str(layout.CURRENT),
         "base": str(layout.BASE),
         "metrics_port": metrics_port,
@@ -77,7 +77,7 @@ def probe_argv(runtime: str, metrics_port: int | None) -> list[str]:
 
 def run_probe(run: Run, host: str, runtime: str, metrics_port: int | None) -> HostProbe:
     """Run the probe through ``run``; HostError when it fails or prints something else."""
-    code, out, err = run(probe_argv(runtime, metrics_port))
+    code, out, err = run(probe_argv(runtime, metrics_port, host))
     if code != 0:
         tail = " | ".join(err.strip().splitlines()[-3:]) or "(no stderr)"
         raise HostError(host, f"health probe exited {code}: {tail}")

@@ -13,6 +13,8 @@ from cluster.transport import run
 from cluster.units import layout
 
 STOP_TIMEOUT = 120.0  # the unit's TimeoutStopSec covers the agent's stop grace
+# docker's SIGTERM-to-SIGKILL wait (its default is 10 s): longer than any agent's stop grace.
+CONTAINER_STOP_SECONDS = 90
 
 
 @contextmanager
@@ -30,18 +32,21 @@ def service(ops: HostOps, runtime: str, verb: str) -> None:
     ``stop`` and ``remove`` send SIGTERM and wait: the agent stops claiming and releases what
     it holds (not counted as an attempt) within its stop grace.
     """
-    argv = service_argv(runtime, verb)
+    argv = service_argv(runtime, verb, ops.name)
     code, _, err = run(ops.conn, argv, check=False, timeout=STOP_TIMEOUT)
     if code != 0:
         tail = " | ".join(err.strip().splitlines()[-3:]) or "(no stderr)"
         raise HostError(ops.name, f"{verb} of the agent failed: {argv[0]} exited {code}: {tail}")
 
 
-def service_argv(runtime: str, verb: str) -> list[str]:
+def service_argv(runtime: str, verb: str, agent: str) -> list[str]:
     if runtime == "container":
-        name = layout.CONTAINER_NAME
+        name, wait = layout.container_name(agent), str(CONTAINER_STOP_SECONDS)
         if verb == "remove":
-            return ["sh", "-c", 'docker stop "$1" && docker rm "$1"', "remove", name]
+            script = 'docker stop --time "$1" "$2" && docker rm "$2"'
+            return ["sh", "-c", script, "remove", wait, name]
+        if verb in ("stop", "restart"):
+            return ["docker", verb, "--time", wait, name]
         return ["docker", verb, name]
     if verb == "remove":
         return ["systemctl", "disable", "--now", "--quiet", layout.UNIT_NAME]

@@ -29,7 +29,7 @@ def logs_argv(spec: HostSpec, task: str | None, follow: bool, lines: int) -> lis
         return ["sh", "-c", script]
     if spec.runtime == "container":
         return ["docker", "logs", "--tail", str(lines), *(["-f"] if follow else []),
-                layout.CONTAINER_NAME]  # fmt: skip
+                layout.container_name(spec.name)]  # fmt: skip
     return ["journalctl", "-u", layout.UNIT_NAME, "--no-pager", "-n", str(lines),
             *(["-f"] if follow else [])]  # fmt: skip
 

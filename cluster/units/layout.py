@@ -26,6 +26,12 @@ WRITABLE = (WORKSPACE, LOGS, STATE_DIR)
 CONTAINER_NAME = "claude-cluster-agent"
 
 
+def container_name(agent: str) -> str:
+    """``claude-cluster-agent-<agent>``: the agent container, named the same by deploy, health,
+    logs and the day-two verbs (unique even when one engine stands in for several hosts)."""
+    return f"{CONTAINER_NAME}-{agent}"
+
+
 def release_dir(version: str, source_hash: str) -> PurePosixPath:
     """``/opt/claude-cluster/releases/<version>-<hash>``: one per distinct build."""
     return RELEASES / f"{version}-{source_hash}"

@@ -17,6 +17,9 @@ from cluster.health.probe import parse_metrics, probe_argv, run_probe
 from cluster.health.render import as_json, print_health
 from cluster.health.verdict import fleet_health, host_health
 from cluster.inventory import HostSpec
+from cluster.ops.hosts import service_argv
+from cluster.ops.logs import logs_argv
+from cluster.units import layout
 
 METRICS = """# HELP claude_cluster_tasks_running tasks
 # TYPE claude_cluster_tasks_running gauge
@@ -53,10 +56,24 @@ def test_run_probe_parses_and_reports_failures():
 
 
 def test_probe_argv_carries_the_port_and_runtime():
-    argv = probe_argv("container", 9999)
+    argv = probe_argv("container", 9999, "h1")
     assert argv[:2] == ["python3", "-c"]
     assert json.loads(argv[3])["metrics_port"] == 9999
     assert json.loads(argv[3])["runtime"] == "container"
+
+
+def test_every_verb_names_the_agent_container_as_deploy_does() -> None:
+    name = layout.container_name("agent-1")
+    assert name == "claude-cluster-agent-agent-1"
+    assert json.loads(probe_argv("container", None, "agent-1")[3])["container"] == name
+    for verb in ("start", "stop", "restart", "remove"):
+        argv = service_argv("container", verb, "agent-1")
+        assert argv[-1] == name, argv
+    assert service_argv("container", "stop", "agent-1")[2:4] == ["--time", "90"]
+    host = HostSpec(name="agent-1", hostname="127.0.0.1", username="root",
+                    specialties=("backend",), state_repo="ssh://git@127.0.0.1/srv/state.git",
+                    runtime="container")
+    assert logs_argv(host, None, False, 20)[-1] == name
 
 
 def test_transient_failures_are_retried_permanent_ones_are_not():

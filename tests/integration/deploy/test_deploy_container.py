@@ -17,7 +17,6 @@ from conftest import AGENT, SECRETS, DeployEnv  # type: ignore[import-not-found]
 from rich.console import Console
 
 from cluster.deploy import testbed
-from cluster.deploy.containerhost import container_name
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.image import UID
 from cluster.deploy.outcome import HostOutcome
@@ -78,7 +77,7 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert first.status == "changed", first.reason
     assert any(a.startswith("run: claude-cluster-agent:") for a in first.actions), first.actions
 
-    container = engine.client().containers.get(container_name(NAME))
+    container = engine.client().containers.get(layout.container_name(NAME))
     host_config, config = container.attrs["HostConfig"], container.attrs["Config"]
     assert container.status == "running"
     assert host_config["ReadonlyRootfs"] is True
@@ -124,18 +123,19 @@ def test_an_unverified_container_agent_is_put_back(
 ) -> None:
     assert _deploy(deploy_env, container_env).status in ("changed", "ok")
     client = engine.client()
-    before = client.containers.get(container_name(NAME))
+    before = client.containers.get(layout.container_name(NAME))
     config = _on_root(container_env, layout.AGENT_CONFIG)
     config_before = config.read_bytes()
     broken = {**testbed.AGENT, "state": "ssh://root@172.29.231.254/nowhere.git"}  # no such host
     outcome = _deploy(deploy_env, {**container_env, "agent": broken, "verify_timeout": 8.0})
     assert outcome.failed and "not verified within" in outcome.reason, outcome
     assert outcome.rolled_back == "the container and the files before this run"
-    after = client.containers.get(container_name(NAME))
+    after = client.containers.get(layout.container_name(NAME))
     assert (after.id, after.status) == (before.id, "running")  # the very container, started again
     assert config.read_bytes() == config_before
     assert not list(config.parent.glob("*.previous"))
-    aside = client.containers.list(all=True, filters={"name": f"{container_name(NAME)}-previous"})
+    aside_name = f"{layout.container_name(NAME)}-previous"
+    aside = client.containers.list(all=True, filters={"name": aside_name})
     assert aside == []
     assert _deploy(deploy_env, container_env).status == "ok"  # back where it was
 
@@ -145,7 +145,7 @@ def test_rollback_runs_the_image_the_container_replaced(
 ) -> None:
     assert _deploy(deploy_env, container_env).status in ("changed", "ok")
     client = engine.client()
-    built = client.containers.get(container_name(NAME)).attrs["Config"]["Image"]
+    built = client.containers.get(layout.container_name(NAME)).attrs["Config"]["Image"]
     other = "claude-cluster-agent:ccc-test-next"  # the same image under another tag
     client.images.get(built).tag(other)
     inventory = Path(container_env["inventory"])
@@ -160,7 +160,7 @@ def test_rollback_runs_the_image_the_container_replaced(
         assert (moved.status, moved.actions) == ("changed", (f"run: {other}",)), moved
         rolled = _rollback(deploy_env, container_env)
         assert (rolled.status, rolled.actions) == ("changed", (f"run: {built}",)), rolled
-        current = client.containers.get(container_name(NAME))
+        current = client.containers.get(layout.container_name(NAME))
         assert current.attrs["Config"]["Image"] == built and current.status == "running"
         beat = reader.beat(NAME)
         assert beat is not None and beat.state == "running", beat
@@ -180,10 +180,10 @@ def test_rollback_without_a_previous_image_fails_and_changes_nothing(
         container.remove(force=True)
     first = _deploy(deploy_env, container_env)  # a fresh container replaces nothing
     assert first.status == "changed", first
-    before = client.containers.get(container_name(NAME)).id
+    before = client.containers.get(layout.container_name(NAME)).id
     rolled = _rollback(deploy_env, container_env)
     assert rolled.failed and rolled.reason == "no previous image to return to", rolled
-    assert client.containers.get(container_name(NAME)).id == before
+    assert client.containers.get(layout.container_name(NAME)).id == before
 
 
 def test_diff_shows_the_container_hosts_files_with_secrets_masked(
