@@ -6,10 +6,16 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.agent.executors.base import Budget, ExecutionRequest, Executor, RateLimited
+from cluster.agent.executors.base import (
+    Budget,
+    ExecutionOutcome,
+    ExecutionRequest,
+    Executor,
+    RateLimited,
+)
 from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
 from cluster.agent.process import child_env, run_shell
 from cluster.agent.runner import AttemptReport, AttemptStatus
@@ -42,13 +48,9 @@ class _Attempt:
     started: float = field(default_factory=time.time)
     clock: float = field(default_factory=time.monotonic)
     workspace: Workspace | None = None
-    summary: str = ""
     head: str | None = None
     pull_request: str | None = None
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+    executed: ExecutionOutcome | None = None  # what the executor reported, summary masked
 
     def remaining(self) -> float:
         return self.spec.timeout - (time.monotonic() - self.clock)
@@ -173,9 +175,8 @@ class TaskRunner:
         )
         with self._step(att, cancel, "executor"):
             outcome = executor.run(request)
-        att.summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
-        att.turns, att.cost_usd = outcome.turns, outcome.cost_usd
-        att.input_tokens, att.output_tokens = outcome.input_tokens, outcome.output_tokens
+        summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
+        att.executed = replace(outcome, summary=summary)
         if cancel.is_set():
             raise _Stop("stopped", "executor stopped: the claim was lost or the agent stops")
         if outcome.limit == "timeout":
@@ -223,8 +224,9 @@ class TaskRunner:
         lines.append(f"Verified with `{spec.verify}`." if spec.verify else "No verify command.")
         if spec.issue is not None and is_slug(spec.repo):
             lines += ["", f"Closes #{spec.issue}"]
-        if att.summary.strip():
-            lines += ["", "Executor summary:", "", "```", att.summary.strip()[-1500:], "```"]
+        summary = att.executed.summary.strip() if att.executed else ""
+        if summary:
+            lines += ["", "Executor summary:", "", "```", summary[-1500:], "```"]
         return mask("\n".join(lines) + "\n", self.secrets)
 
     def _check(self, att: _Attempt, cancel: threading.Event, step: str) -> None:
@@ -251,12 +253,13 @@ class TaskRunner:
 
     def _outcome(self, att: _Attempt) -> Outcome:
         finished = time.time()
+        run = att.executed or ExecutionOutcome(ok=False, summary="")
         return Outcome(
             started_at=att.started, finished_at=finished,
-            duration_s=round(finished - att.started, 3), summary=att.summary,
+            duration_s=round(finished - att.started, 3), summary=run.summary,
             branch=att.workspace.branch if att.workspace else None, head=att.head,
-            pull_request=att.pull_request, turns=att.turns, input_tokens=att.input_tokens,
-            output_tokens=att.output_tokens, cost_usd=att.cost_usd, log=str(att.log),
+            pull_request=att.pull_request, turns=run.turns, input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens, cost_usd=run.cost_usd, log=str(att.log),
         )
 
     def _mask_log(self, log: Path) -> None:
