@@ -11,27 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cluster.demo import sample_repo
 from cluster.state.checker import check
 from cluster.state.client import Identity, StateClient
 from cluster.state.records import Release, Result
 from tests.fakes.anthropic_api import DEFAULT_KEY, FakeAnthropic
 from tests.helpers import ROOT, commit_files, git, make_state, task_doc, task_files
-
-BUGGY = "def add(a, b):\n    return a - b\n"
-TEST = "from calc import add\nassert add(2, 3) == 5, 'add is broken'\nprint('ok')\n"
-
-
-def sample_repo(tmp_path: Path) -> Path:
-    """A bare target repo whose test fails until calc.add is fixed."""
-    work, bare = tmp_path / "sample-src", tmp_path / "sample.git"
-    work.mkdir()
-    git(["init", "-q", "-b", "main"], work)
-    (work / "calc.py").write_text(BUGGY)
-    (work / "test_calc.py").write_text(TEST)
-    git(["add", "."], work)
-    git(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "init"], work)
-    git(["clone", "-q", "--bare", str(work), str(bare)], tmp_path)
-    return bare
 
 
 def fix_task(task_id: str, repo: Path, **extra: Any) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from rich.console import Console
 
 from cluster.deploy import testbed
@@ -16,6 +18,9 @@ from cluster.deploy.run import run
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.statehost import StateHost, start_state_host
 from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings
+from cluster.state.client import Identity, StateClient
+from cluster.state.records import Result
+from cluster.state.submit import submit
 from cluster.testhosts import engine
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
@@ -61,6 +66,28 @@ class DeployEnv:
     def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
         """Look inside a host over docker exec (the trusted channel), not over the deploy's SSH."""
         return engine.exec_argv(engine.get(engine.client(), host), argv)
+
+
+def command_task_result(state: StateHost, work: Path, task_id: str, specialty: str) -> Result:
+    """Submit an `echo hi` command task to the state repo; its result, within 90 s.
+
+    The caller points GIT_SSH_COMMAND at the state host (``state.control_ssh_command``).
+    """
+    task = {"id": task_id, "title": f"say hello ({task_id})", "specialty": specialty,
+            "repo": "demo/sample", "executor": {"kind": "command", "command": "echo hi"},
+            "verify": "true"}  # fmt: skip
+    path = work / f"{task_id}.yaml"
+    path.write_text(yaml.safe_dump(task))
+    client = StateClient(state.control_url, work / "client", Identity("tester"))
+    try:
+        submit(client, [path])
+        deadline = time.monotonic() + 90
+        while (result := client.snapshot().result(task_id)) is None:
+            assert time.monotonic() < deadline, f"no result for {task_id} within 90s"
+            time.sleep(0.5)
+    finally:
+        client.close()
+    return result
 
 
 def write_inventory(env: DeployEnv) -> None:

@@ -6,14 +6,18 @@ its files live under a scratch directory that stands for the host's ``/``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
-from conftest import AGENT, SECRETS, DeployEnv  # type: ignore[import-not-found]
+from conftest import (  # type: ignore[import-not-found]
+    AGENT,
+    SECRETS,
+    DeployEnv,
+    command_task_result,
+)
 from rich.console import Console
 
 from cluster.deploy import testbed
@@ -21,8 +25,6 @@ from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.image import UID
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import run
-from cluster.state.client import Identity, StateClient
-from cluster.state.submit import submit
 from cluster.testhosts import engine
 from cluster.testhosts.model import NETWORK
 from cluster.units import layout
@@ -94,20 +96,7 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert beat is not None and beat.state == "running" and beat.host == NAME, beat
 
     monkeypatch.setenv("GIT_SSH_COMMAND", state.control_ssh_command)
-    task = {"id": "ctr-cmd-1", "title": "say hello from a container", "specialty": SPECIALTY,
-            "repo": "demo/sample", "executor": {"kind": "command", "command": "echo hi"},
-            "verify": "true"}  # fmt: skip
-    path = tmp_path / "ctr-cmd-1.yaml"
-    path.write_text(yaml.safe_dump(task))
-    client = StateClient(state.control_url, tmp_path / "client", Identity("tester"))
-    try:
-        submit(client, [path])
-        deadline = time.monotonic() + 90
-        while (result := client.snapshot().result("ctr-cmd-1")) is None:
-            assert time.monotonic() < deadline, "no result for ctr-cmd-1 within 90s"
-            time.sleep(0.5)
-    finally:
-        client.close()
+    result = command_task_result(state, tmp_path, "ctr-cmd-1", SPECIALTY)
     assert result.status == "succeeded" and result.agent == NAME, result
 
     again = _deploy(deploy_env, container_env)

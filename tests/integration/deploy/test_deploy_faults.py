@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DeployEnv  # type: ignore[import-not-found]
+from conftest import DeployEnv, command_task_result  # type: ignore[import-not-found]
 
 from cluster.deploy.lock import DeployLocked, deploy_lock
 from cluster.deploy.outcome import HostOutcome
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import run_git
-from cluster.state.submit import submit
 from cluster.testhosts.faults import (
     regenerate_host_key,
     start_host,
@@ -117,20 +115,7 @@ def test_a_deployed_agent_completes_a_command_task(
     converged: DeployEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("GIT_SSH_COMMAND", converged.state.control_ssh_command)
-    task = {"id": "deploy-cmd-1", "title": "say hello", "specialty": "backend",
-            "repo": "demo/sample", "executor": {"kind": "command", "command": "echo hi"},
-            "verify": "true"}  # fmt: skip
-    path = tmp_path / "deploy-cmd-1.yaml"
-    path.write_text(yaml.safe_dump(task))
-    client = StateClient(converged.state.control_url, tmp_path / "client", Identity("tester"))
-    try:
-        submit(client, [path])
-        deadline = time.monotonic() + 90
-        while (result := client.snapshot().result("deploy-cmd-1")) is None:
-            assert time.monotonic() < deadline, "no result for deploy-cmd-1 within 90s"
-            time.sleep(0.5)
-    finally:
-        client.close()
+    result = command_task_result(converged.state, tmp_path, "deploy-cmd-1", "backend")
     assert result.status == "succeeded", result
     assert result.agent in converged.names
     mirror = tmp_path / "mirror.git"
