@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cluster.errors import ConfigError, SecretMissing
@@ -36,12 +36,21 @@ def read_secrets_file(path: Path) -> dict[str, Secret]:
 
 def lookup(name: str, path: Path | None, environ: Mapping[str, str] | None = None) -> Secret | None:
     """``name`` from the environment first, then from the secrets file; None when unset."""
+    return lookup_all((name,), path, environ).get(name)
+
+
+def lookup_all(
+    names: Sequence[str], path: Path | None, environ: Mapping[str, str] | None = None
+) -> dict[str, Secret]:
+    """Each of ``names`` that is set: from the environment first, else from the secrets file,
+    which is read once, and only when the environment lacks one of them."""
     env = os.environ if environ is None else environ
-    if env.get(name):
-        return Secret(env[name])
-    if path is not None and path.exists():
-        return read_secrets_file(path).get(name)
-    return None
+    found = {name: Secret(env[name]) for name in names if env.get(name)}
+    if len(found) < len(names) and path is not None and path.exists():
+        in_file = read_secrets_file(path)
+        missing = [name for name in names if name not in found and name in in_file]
+        found.update({name: in_file[name] for name in missing})
+    return found
 
 
 def require(name: str, path: Path | None, environ: Mapping[str, str] | None = None) -> Secret:

@@ -53,10 +53,10 @@ def compile_wheels(directory: Path, cache: Path, in_place: Collection[str] = fro
     started = started_modules(wheels)
     for wheel in wheels:
         zipped = wheel.name in in_place
-        with zipfile.ZipFile(wheel) as archive:
-            mine = sorted(set(archive.namelist()) & started) if started is not None else None
-        if zipped:
-            mine = None
+        mine = None  # every module
+        if started is not None and not zipped:
+            with zipfile.ZipFile(wheel) as archive:
+                mine = sorted(set(archive.namelist()) & started)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         key = hashlib.sha256(repr((mine, zipped)).encode()).hexdigest()[:12]
         cached = cache / f"{digest}-{key}.whl"

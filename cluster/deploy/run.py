@@ -25,7 +25,7 @@ from cluster.errors import ConfigError, SecretMissing
 from cluster.inventory import HostSpec, Inventory, load_inventory
 from cluster.inventory.nornir_init import init_nornir
 from cluster.secret import Secret
-from cluster.secrets_file import lookup
+from cluster.secrets_file import lookup_all
 from cluster.testhosts import engine
 from cluster.units.agent_yaml import agent_config
 from cluster.units.secrets_env import SECRET_NAMES, agent_needs
@@ -48,7 +48,7 @@ def collect_secrets(
     settings: DeploySettings, environ: Mapping[str, str] | None
 ) -> dict[str, Secret]:
     """Every secret deploy knows that the environment or the secrets file sets."""
-    found = {name: lookup(name, settings.secrets_file, environ) for name in SECRET_NAMES}
+    found = lookup_all(SECRET_NAMES, settings.secrets_file, environ)
     return {name: secret for name, secret in found.items() if secret}
 
 
@@ -88,9 +88,8 @@ def heartbeat_reader(settings: DeploySettings, hosts: Sequence[HostSpec]) -> Hea
 
 
 def wanted_for(
-    settings: DeploySettings, wheels: WheelSet, environ: Mapping[str, str] | None
+    settings: DeploySettings, wheels: WheelSet, secrets: Mapping[str, Secret]
 ) -> Callable[[HostSpec], Wanted]:
-    secrets = collect_secrets(settings, environ)
     key, known = read_state_access(settings.state_ssh_key, settings.state_known_hosts)
     ssh_config = MULTIPLEX_SSH_CONFIG if settings.state_ssh_multiplex else None
     return partial(wanted_state, wheels=wheels, secrets=secrets, agent=settings.agent,
@@ -113,9 +112,10 @@ def run(
         if rollback:
             wanted: Callable[[HostSpec], Wanted] = _no_wanted
         else:
-            check_secrets(settings, hosts, collect_secrets(settings, environ))
+            secrets = collect_secrets(settings, environ)
+            check_secrets(settings, hosts, secrets)
             wheels = build_wheels(settings.root, settings.cache_dir)
-            wanted = wanted_for(settings, wheels, environ)
+            wanted = wanted_for(settings, wheels, secrets)
         ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
                          heartbeat_reader(settings, hosts))  # fmt: skip
         if not rollback and any(h.runtime == "container" and not h.container_image for h in hosts):
