@@ -194,9 +194,6 @@ class ClaudeExecutor:
         extra = self._prompts.get(specialty, f"Your specialty is {specialty}.")
         return f"{BASE_PROMPT}\n\n{extra}"
 
-    def _model_for(self, request: ExecutionRequest) -> str:
-        return request.model or self._model
-
     def refusal(self, model: str | None, args: tuple[str, ...]) -> str | None:
         if args:
             return "the claude executor takes no args (they are for claude-code)"
@@ -212,13 +209,14 @@ class ClaudeExecutor:
         problem = self.refusal(request.model, request.args)
         if problem is not None:
             return ExecutionOutcome(ok=False, summary="", error=problem)
+        model = request.model or self._model
+        price = price_for(model, self._prices)
         deadline = time.monotonic() + request.timeout
         toolbox = Toolbox(request.workspace, env=request.env, command_timeout=self._command_timeout)
         messages: list[MessageParam] = [{"role": "user", "content": request.prompt}]
         tally = _Tally()
         log = _TurnLog(request.log_path, self._key)
-        log.line(f"task {request.task_id}: model {self._model_for(request)}, "
-                 f"budget {request.budget}")
+        log.line(f"task {request.task_id}: model {model}, budget {request.budget}")
         while True:
             limit = tally.exhausted(request.budget)
             if limit is None and time.monotonic() >= deadline:
@@ -227,7 +225,7 @@ class ClaudeExecutor:
                 log.line(f"stopped: {limit} reached")
                 return tally.outcome(False, f"budget exhausted: {limit}", limit)
             try:
-                reply = self._turn(request, messages, tally, deadline)
+                reply = self._turn(request, model, price, messages, tally, deadline)
             except _Malformed as exc:
                 log.line(f"error: {exc}")
                 return tally.outcome(False, log.masked(str(exc)))
@@ -267,6 +265,8 @@ class ClaudeExecutor:
     def _turn(
         self,
         request: ExecutionRequest,
+        model: str,
+        price: Price,
         messages: list[MessageParam],
         tally: _Tally,
         deadline: float,
@@ -278,7 +278,7 @@ class ClaudeExecutor:
             max_tokens = max(1, min(max_tokens, left))
         try:
             message = self._client.messages.create(
-                model=self._model_for(request),
+                model=model,
                 max_tokens=max_tokens,
                 system=self.system_prompt(request.specialty),
                 tools=cast("list[ToolParam]", TOOL_SCHEMAS),
@@ -291,7 +291,6 @@ class ClaudeExecutor:
         reply = _parse(message)
         tally.input_tokens += reply.input_tokens
         tally.output_tokens += reply.output_tokens
-        price = price_for(self._model_for(request), self._prices)
         tally.cost_usd += price.cost(reply.input_tokens, reply.output_tokens)
         tally.last_text = reply.text or tally.last_text
         return reply
