@@ -20,7 +20,8 @@ from typing import Any
 
 from cluster.deploy.diffs import file_diffs
 from cluster.deploy.image import UID
-from cluster.deploy.outcome import HostOutcome, RunContext
+from cluster.deploy.outcome import HostOutcome, RunContext, failure_reason, timed
+from cluster.deploy.remote import BACKUP_SUFFIX, TMP_SUFFIX
 from cluster.deploy.verify import POLL, VerifyFailed
 from cluster.deploy.wanted import ROOT, USER, FileSpec, Wanted
 from cluster.errors import ClusterError, ConfigError
@@ -34,7 +35,6 @@ from cluster.units.container import ContainerSpec, container_spec, docker_run_kw
 FINGERPRINT = "claude-cluster.fingerprint"  # label: equal fingerprints, nothing to recreate
 PREVIOUS_IMAGE = "claude-cluster.previous-image"  # label: what `rollback` returns to
 ASIDE = "-previous"  # the replaced container's name suffix while its successor is verified
-BACKUP = ".previous"  # a file's content before this run, until the run is verified
 IDS = {ROOT: 0, USER: UID}
 DIRS = (*layout.WRITABLE, layout.SSH_DIR, layout.ETC)
 
@@ -63,9 +63,9 @@ def _outcome(spec: HostSpec, ctx: RunContext, work: Callable[[], HostOutcome]) -
     try:
         outcome = work()
     except ClusterError as exc:
-        outcome = HostOutcome(spec.name, "failed", reason=str(exc).removeprefix(f"{spec.name}: "))
+        outcome = HostOutcome(spec.name, "failed", reason=failure_reason(exc, spec.name))
     ctx.progress(spec.name, outcome.status)
-    return replace(outcome, seconds=round(time.monotonic() - started, 2))
+    return timed(outcome, started)
 
 
 def _converge(spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
@@ -95,7 +95,7 @@ def _converge(spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
             back = _restore(written)
             if isinstance(exc, PutBackFailed):
                 back = "the files before this run; the previous container could not be put back"
-            reason = str(exc).removeprefix(f"{spec.name}: ")
+            reason = failure_reason(exc, spec.name)
             return HostOutcome(spec.name, "failed", tuple(actions), reason, diffs,
                                rolled_back=back)  # fmt: skip
     _drop_backups(written)
@@ -247,7 +247,7 @@ def _write(root: Path, files: list[FileSpec]) -> list[Path]:
     written = []
     for spec in files:
         path = on_host(root, spec.path)
-        tmp = path.with_name(path.name + ".deploy-tmp")
+        tmp = path.with_name(path.name + TMP_SUFFIX)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(spec.body.reveal().encode())
@@ -263,7 +263,7 @@ def _write(root: Path, files: list[FileSpec]) -> list[Path]:
 
 
 def _backup(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP)
+    return path.with_name(path.name + BACKUP_SUFFIX)  # as systemd hosts keep them
 
 
 def _restore(written: list[Path]) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from cluster.deploy.diffs import file_diffs
-from cluster.deploy.outcome import HostOutcome, RunContext
+from cluster.deploy.outcome import HostOutcome, RunContext, failure_reason, timed
 from cluster.deploy.plan import Action, Plan, plan_host
 from cluster.deploy.preflight import preflight
 from cluster.deploy.remote import HostOps
@@ -71,9 +71,9 @@ def deploy_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
             phase.add("connect", time.monotonic() - connecting)
             outcome = _converge(ops, spec, wanted, ctx, phase)
     except ClusterError as exc:
-        outcome = HostOutcome(spec.name, "failed", reason=_reason(exc, spec.name))
+        outcome = HostOutcome(spec.name, "failed", reason=failure_reason(exc, spec.name))
     ctx.progress(spec.name, outcome.status)
-    return replace(_timed(outcome, started), phases=phase.items())
+    return replace(timed(outcome, started), phases=phase.items())
 
 
 def _converge(
@@ -104,7 +104,7 @@ def _converge(
         if plan.has("write"):
             ops.discard_backups(plan.of("write"))
     except ClusterError as exc:
-        reason = _reason(exc, spec.name)
+        reason = failure_reason(exc, spec.name)
         back = _undo(ops, plan, facts.current, ctx)
         return HostOutcome(spec.name, "failed", actions, reason, diffs, rolled_back=back)
     return HostOutcome(spec.name, "changed", actions, diffs=diffs)
@@ -182,14 +182,7 @@ def rollback_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
                 actions = (f"switch: {facts.previous}", "restart")
                 outcome = HostOutcome(spec.name, "changed", actions)
     except ClusterError as exc:
-        outcome = HostOutcome(spec.name, "failed", reason=_reason(exc, spec.name))
+        outcome = HostOutcome(spec.name, "failed", reason=failure_reason(exc, spec.name))
     ctx.progress(spec.name, outcome.status)
-    return _timed(outcome, started)
+    return timed(outcome, started)
 
-
-def _reason(exc: ClusterError, host: str) -> str:
-    return str(exc).removeprefix(f"{host}: ")
-
-
-def _timed(outcome: HostOutcome, started: float) -> HostOutcome:
-    return replace(outcome, seconds=round(time.monotonic() - started, 2))

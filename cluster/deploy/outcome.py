@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from cluster.deploy.heartbeats import HeartbeatReader
@@ -34,6 +35,16 @@ class HostOutcome:
     @property
     def failed(self) -> bool:
         return self.status == "failed"
+
+
+def failure_reason(exc: Exception, host: str) -> str:
+    """What went wrong on ``host``, without its name in front (the summary row names it)."""
+    return str(exc).removeprefix(f"{host}: ")
+
+
+def timed(outcome: HostOutcome, started: float) -> HostOutcome:
+    """``outcome`` with the seconds since ``started`` (a ``time.monotonic()`` reading)."""
+    return replace(outcome, seconds=round(time.monotonic() - started, 2))
 
 
 @dataclass
