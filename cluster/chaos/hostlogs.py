@@ -1,4 +1,4 @@
-"""The agents' event files on the hosts, read over docker exec and counted by event."""
+"""The agents' event files and units on the hosts, read over docker exec (the trusted channel)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def read_events(hosts: Sequence[str]) -> EventCounts:
             if event.get("event") == "claimed" and event.get("takeover"):
                 counts["takeover"] += 1
     return counts
+
+
+def agent_state(host: str, lines: int = 15) -> str:
+    """The agent unit's state, restarts and last journal lines: why an agent is not back."""
+    container = engine.get(engine.client(), host)
+    _, shown, _ = engine.exec_argv(container, [
+        "systemctl", "show", layout.UNIT_NAME, "--no-pager",
+        "-p", "ActiveState,SubState,Result,NRestarts,ExecMainStatus,MainPID"])  # fmt: skip
+    _, journal, _ = engine.exec_argv(container, [
+        "journalctl", "-u", layout.UNIT_NAME, "-n", str(lines), "--no-pager",
+        "-o", "short-unix"])  # fmt: skip
+    state = " ".join(shown.split())
+    return f"{host}: {state}\n{journal.rstrip()}"

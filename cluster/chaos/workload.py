@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from cluster.chaos.bed import Bed
-from cluster.chaos.hostlogs import EventCounts, read_events
+from cluster.chaos.hostlogs import EventCounts, agent_state, read_events
 from cluster.chaos.inject import FaultRecord, Injector
 from cluster.chaos.reclaim import Reclaim, reclaims
 from cluster.chaos.schedule import plan
@@ -24,7 +24,7 @@ from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import run_git
 from cluster.state.records import TERMINAL, Claim
 from cluster.state.submit import submit
-from cluster.testhosts.readiness import poll, ssh_banner
+from cluster.testhosts.readiness import NotReady, poll, ssh_banner
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,11 @@ def run_scenario(bed: Bed, scenario: Scenario) -> Outcome:
             ids = _submit_under_faults(bed, scenario, client, injector)
             _poll(lambda: _all_terminal(client, ids), "every task terminal",
                   scenario.finish_timeout)  # fmt: skip
-            _poll(lambda: _all_back(client, bed), "every agent heartbeating again",
-                  scenario.recover_timeout)  # fmt: skip
+            try:
+                _poll(lambda: _all_back(client, bed), "every agent heartbeating again",
+                      scenario.recover_timeout)  # fmt: skip
+            except NotReady as exc:
+                raise NotReady(f"{exc}\n{_why_not_back(client, bed, injector.records)}") from exc
         finally:
             watcher.close()
             client.close()
@@ -148,6 +151,17 @@ def _all_back(client: StateClient, bed: Bed) -> tuple[bool, str]:
     missing = [n for n in bed.names if n not in online]
     ports = [h.port for h in bed.hosts.hosts if not ssh_banner(h.port)[0]]
     return not missing and not ports, f"offline agents {missing}, sshd down on ports {ports}"
+
+
+def _why_not_back(client: StateClient, bed: Bed, faults: list[FaultRecord]) -> str:
+    """For each agent not back: the faults it had, its unit and its journal."""
+    online = {hb.id for hb in client.snapshot().online_agents()}
+    out = []
+    for name in (n for n in bed.names if n not in online):
+        had = [f"{f.kind} at {f.at:.0f} for {f.seconds:.0f}s ({f.detail})"
+               for f in faults if f.host == name]  # fmt: skip
+        out.append(f"faults on {name}: {'; '.join(had) or 'none'}\n{agent_state(name)}")
+    return "\n".join(out)
 
 
 def _poll(check: Callable[[], tuple[bool, str]], what: str, timeout: float) -> None:

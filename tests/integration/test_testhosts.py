@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from nornir import InitNornir
 
+from cluster.chaos.hostlogs import agent_state
 from cluster.errors import HostError, HostKeyMismatch
 from cluster.testhosts import engine, faults
 from cluster.testhosts.hosts import down
@@ -170,3 +171,14 @@ def test_down_of_an_unknown_set_removes_nothing(testhosts: HostSet) -> None:
     assert down(f"{testhosts.name_prefix}-none") == []
     running = engine.labelled(engine.client(), testhosts.name_prefix)
     assert len(running) == len(testhosts.hosts)
+
+
+def test_agent_state_tells_a_hosts_unit_and_journal(testhosts: HostSet) -> None:
+    name = testhosts.hosts[0].name
+    told = agent_state(name)  # no agent deployed here: the unit is unknown to systemd
+    first, *journal = told.splitlines()
+    assert first.startswith(f"{name}: "), told
+    assert {"ActiveState=inactive", "SubState=dead", "NRestarts=0", "MainPID=0"} <= set(
+        first.split()
+    ), told
+    assert journal == ["-- No entries --"], told
