@@ -24,6 +24,9 @@ from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.watch import Waker
 
 MAX_BACKOFF = 30.0
+# A task whose claim was refused while its ref did not move (its lock held, by a live writer
+# or a dead one: see cluster.state.reflocks) is skipped for a while, doubling up to the cap.
+FIRST_COOL, MAX_COOL = 0.5, 8.0
 
 
 @dataclass
@@ -33,6 +36,13 @@ class Running:
     future: Future[AttemptReport]
     lost: bool = False
     report: AttemptReport | None = None  # finished but not yet published (remote away)
+
+
+@dataclass(frozen=True)
+class Cooling:
+    tip: str | None  # the task's claim ref when the claim was refused
+    until: float
+    delay: float
 
 
 @dataclass
@@ -46,6 +56,7 @@ class LoopState:
     backoff: float = 0.0
     idle_since: float | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
+    cooling: dict[str, Cooling] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
 
 
@@ -55,6 +66,8 @@ class Agent:
         self.runner = runner
         self.events = events
         self.client = StateClient(config.state, config.workdir / config.id, Identity(config.id))
+        self.client.remote.on_stale_lock = lambda lock: self.events.emit(
+            "stale_lock_cleared", lock=str(lock))
         self.waker = Waker(self.client.remote.path)
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
@@ -174,6 +187,7 @@ class Agent:
                      self.st.paused_until]
         if self.st.first_seen:  # tasks matched to others may become ours, step by step
             deadlines.append(now + STAGGER)
+        deadlines += [c.until for c in self.st.cooling.values()]
         finished = [v.record for v in snap.claims.values() if isinstance(v.record, Result)]
         if finished:
             oldest = min(r.finished_at or snap.taken_at for r in finished)
@@ -200,7 +214,11 @@ class Agent:
         if free <= 0:
             return 0
         now = time.time()
-        candidates = claimable(snap, self.config.specialties, self.st.running, now)
+        # A refusal is explained once someone wrote the task's ref (or the task left the queue).
+        self.st.cooling = {k: c for k, c in self.st.cooling.items()
+                           if k in snap.tasks and snap.claim_tip(k) == c.tip}
+        candidates = [t for t in claimable(snap, self.config.specialties, self.st.running, now)
+                      if t.key not in self.st.cooling or self.st.cooling[t.key].until <= now]
         self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
         mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
                         self.st.first_seen, now)
@@ -212,12 +230,22 @@ class Agent:
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
             elif got is None:
                 self.metrics.rejected.inc()
-                self.events.emit("claim_rejected", task.key)
+                cool = self._cool(snap, task.key)
+                self.events.emit("claim_rejected", task.key, retry_in=cool.delay)
                 break  # the view is stale: re-read before trying again
             else:
                 self._start(got)
                 claimed += 1
         return claimed
+
+    def _cool(self, snap: Snapshot, key: str) -> Cooling:
+        """Skip ``key`` for a while, longer each time its claim is refused on the same tip,
+        so that one ref nobody can write does not keep this agent from other work."""
+        tip = snap.claim_tip(key)
+        last = self.st.cooling.get(key)
+        delay = min(MAX_COOL, last.delay * 2) if last and last.tip == tip else FIRST_COOL
+        entry = self.st.cooling[key] = Cooling(tip, time.time() + delay, delay)
+        return entry
 
     def _start(self, held: Held) -> None:
         self.counters["claimed"] += 1

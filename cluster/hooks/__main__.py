@@ -18,9 +18,15 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         if argv[0] == "pre-receive":
-            from cluster.hooks.receive import judge
+            from cluster.hooks.receive import clear_stale_locks, judge
 
-            problems = judge(Path(os.environ.get("GIT_DIR", ".")).resolve(), sys.stdin)
+            git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+            lines = sys.stdin.readlines()
+            problems = judge(git_dir, lines)
+            if not problems:
+                for lock in clear_stale_locks(git_dir, lines):
+                    print(f"pre-receive: removed {lock}, left by a writer that died",
+                          file=sys.stderr)
             verdict = "push refused by the state repo's rules (docs/hooks.md)"
         else:
             from cluster.hooks.precommit import check_staged

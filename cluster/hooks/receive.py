@@ -8,6 +8,7 @@ from pathlib import Path
 from cluster.hooks.claimref import check_agent, check_claim
 from cluster.hooks.mainref import check_main
 from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
+from cluster.state.reflocks import clear_stale
 
 OTHER_REF = "only refs/heads/main, refs/claims/<key> and refs/agents/<id> exist in a state repo"
 
@@ -29,3 +30,13 @@ def judge(git_dir: Path, lines: Iterable[str]) -> list[str]:
         return problems
     finally:
         push.close()
+
+
+def clear_stale_locks(git_dir: Path, lines: Iterable[str]) -> list[Path]:
+    """Remove the locks that dead writers left on the refs an accepted push writes (they
+    would fail it: see cluster.state.reflocks); return those removed."""
+    updates = parse_updates(lines)
+    locks = [git_dir / f"{u.ref}.lock" for u in updates]
+    if any(u.new is None for u in updates):
+        locks.append(git_dir / "packed-refs.lock")  # git takes it to delete a ref
+    return clear_stale(locks, git_dir)

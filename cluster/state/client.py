@@ -6,7 +6,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +125,7 @@ class StateClient:
             tree = store.tree(entry.sha)
         return True
 
-    def renew(self, held: Iterable[Held], heartbeat: Heartbeat | None,
+    def renew(self, held: Sequence[Held], heartbeat: Heartbeat | None,
               heartbeat_tip: str | None) -> tuple[dict[str, Held], set[str], str | None]:
         """Extend every lease in one push (with the heartbeat). Returns the renewed claims,
         the keys whose claim was lost, and the new heartbeat tip."""
@@ -150,6 +150,12 @@ class StateClient:
         report = self.remote.push(updates)
         lost = {key for key in renewed if claim_ref(key) in report.rejected}
         self.rejected_pushes += len(report.rejected)
+        if lost:  # only a claim ref that moved is lost; one whose lock was held is still ours
+            refs = self.remote.refs()
+            for item in held:
+                if item.key in lost and refs.get(claim_ref(item.key)) == item.tip:
+                    lost.discard(item.key)
+                    renewed[item.key] = item
         if heartbeat is not None and agent_ref(heartbeat.id) in report.rejected:
             # Someone else wrote our heartbeat ref (a restarted twin): start over unconditionally.
             refs = self.remote.refs()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import GitError, RemoteUnavailable
+from cluster.state.reflocks import locks_named
 
 # Messages by which git says the remote itself is not there (as opposed to a lost CAS).
 _UNREACHABLE = (
@@ -103,6 +104,7 @@ class RefUpdate:
 class PushReport:
     accepted: frozenset[str]
     rejected: frozenset[str]
+    locks: tuple[Path, ...] = ()  # lock files git found held (see reflocks)
 
     @property
     def ok(self) -> bool:
@@ -135,7 +137,7 @@ def push(
     if atomic and rejected:
         rejected |= accepted  # "atomic push failed" lines mark the rest as rejected too
         accepted.clear()
-    return PushReport(frozenset(accepted), frozenset(rejected))
+    return PushReport(frozenset(accepted), frozenset(rejected), tuple(locks_named(done.stderr)))
 
 
 def list_refs(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cluster.errors import RemoteUnavailable
 from cluster.state.gitcmd import PushReport, RefUpdate, raise_for, run_git
+from cluster.state.reflocks import locks_named
 
 ZERO = "0" * 40
 # What git says when an expected old value does not hold, or another writer holds the ref's
@@ -70,6 +71,7 @@ def update_refs(git_dir: Path, updates: Sequence[RefUpdate], *, atomic: bool) ->
     groups = [list(updates)] if atomic else [[u] for u in updates]
     accepted: set[str] = set()
     rejected: set[str] = set()
+    locks: list[Path] = []
     for group in groups:
         lines = []
         for u in group:
@@ -83,6 +85,7 @@ def update_refs(git_dir: Path, updates: Sequence[RefUpdate], *, atomic: bool) ->
             accepted |= refs
         elif any(marker in done.stderr for marker in _LOST):
             rejected |= refs
+            locks += locks_named(done.stderr)
         else:
             raise_for(["git", "update-ref", "--stdin"], done)
-    return PushReport(frozenset(accepted), frozenset(rejected))
+    return PushReport(frozenset(accepted), frozenset(rejected), tuple(dict.fromkeys(locks)))

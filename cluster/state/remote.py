@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cluster.errors import ConfigError, RemoteUnavailable
-from cluster.state.gitcmd import PushReport, RefUpdate, list_refs, push, run_git
+from cluster.state.gitcmd import PushReport, RefUpdate, list_refs, push, raise_for, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.localrefs import read_refs, update_refs
+from cluster.state.reflocks import clear_stale, locks_named
 
 REF_PATTERNS = ("refs/heads/main", "refs/claims", "refs/agents")
 LS_REMOTE_PATTERNS = ("refs/heads/main", "refs/claims/*", "refs/agents/*")
@@ -31,6 +33,13 @@ def local_path(url: str) -> Path | None:
     return Path(url).expanduser().resolve()
 
 
+def local_files(url: str) -> Path | None:
+    """Where the repository's files are on this machine: a plain path or a ``file://`` URL."""
+    if url.startswith("file://"):
+        return Path(unquote(urlsplit(url).path))
+    return local_path(url)
+
+
 class StateRemote:
     """Reads and writes the state repo at ``url``.
 
@@ -49,6 +58,8 @@ class StateRemote:
             self._ensure_mirror()
         self.store = ObjectStore(self.mirror)
         self._have: set[str] = set()
+        self.files = local_files(url)
+        self.on_stale_lock: Callable[[Path], None] = lambda lock: None
 
     @property
     def is_local(self) -> bool:
@@ -79,13 +90,33 @@ class StateRemote:
         return refs
 
     def fetch(self) -> None:
-        run_git(
-            ["fetch", "--quiet", "--prune", "--no-tags", self.url, *FETCH_SPECS],
-            git_dir=self.mirror,
-            timeout=120,
-        )
+        """Bring the mirror up to date; a lock a killed fetch left in it is cleared once stale."""
+        argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *FETCH_SPECS]
+        done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
+        if done.returncode != 0:
+            cleared = clear_stale(locks_named(done.stderr), self.mirror)
+            for lock in cleared:
+                self.on_stale_lock(lock)
+            if cleared:
+                done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
+        if done.returncode != 0:
+            raise_for(["git", *argv], done)
 
     def push(self, updates: Sequence[RefUpdate], *, atomic: bool = False) -> PushReport:
+        """CAS ``updates``. Locks a dead writer left on refs we can reach are cleared (see
+        ``reflocks``) and what they blocked is written once more."""
+        report = self._push(updates, atomic)
+        if not report.locks or self.files is None:
+            return report
+        cleared = clear_stale(report.locks, self.files)
+        if not cleared:
+            return report
+        for lock in cleared:
+            self.on_stale_lock(lock)
+        again = self._push([u for u in updates if u.ref in report.rejected], atomic)
+        return PushReport(report.accepted | again.accepted, again.rejected, again.locks)
+
+    def _push(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport:
         if self.path is not None:
             return update_refs(self.path, updates, atomic=atomic)
         report = push(self.mirror, self.url, updates, atomic=atomic)

@@ -56,6 +56,10 @@ class Snapshot:
     store: ObjectStore
     _results: dict[str, Result] = field(default_factory=dict)
 
+    def claim_tip(self, key: str) -> str | None:
+        view = self.claims.get(key)
+        return view.tip if view is not None else None
+
     def result(self, key: str) -> Result | None:
         """The terminal result of ``key``: from its claim ref or from the archive."""
         view = self.claims.get(key)

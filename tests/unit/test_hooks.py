@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from cluster.state.gitobj import ObjectStore
 from cluster.state.ids import archive_path
 from cluster.state.init import init_state_repo
 from cluster.state.records import Heartbeat, Record, Result
+from cluster.state.reflocks import STALE_LOCK_SECONDS
 from cluster.state.submit import cancel
 from tests.helpers import ROOT, git, poll, task_doc
 
@@ -363,3 +365,17 @@ def test_agents_run_the_protocol_without_a_refusal(
     for proc in started:
         assert proc.saw("result_fenced") is None and proc.saw("claim_lost") is None
     assert not log.exists() or log.read_text() == "", log.read_text()
+
+
+def test_a_stale_lock_on_the_server_is_cleared_by_the_hook(person: Person, state: Path) -> None:
+    lock = state / "refs/heads/main.lock"  # as a writer that died mid-update leaves it
+    lock.write_text("1" * 40 + "\n")
+    person.commit({"tasks/t1.yaml": task_yaml("t1")})
+    young = person.push()
+    assert young.returncode != 0 and lock.exists()  # git refuses: its writer may be alive
+    then = time.time() - STALE_LOCK_SECONDS - 1
+    os.utime(lock, (then, then))
+    done = person.push()
+    accepted(done)
+    assert f"pre-receive: removed {lock}" in done.stderr and not lock.exists()
+    assert git(["--git-dir", str(state), "show", "main:tasks/t1.yaml"], ROOT) == task_yaml("t1")
