@@ -159,9 +159,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
-    from cluster.agent.build import build_runner
+    from cluster.agent.build import agent_home, build_runner
     from cluster.agent.config import load_agent_config
     from cluster.agent.events import EventLog, setup_logging
+    from cluster.agent.instance import hold
     from cluster.agent.loop import Agent
 
     setup_logging(args.log_level, json_lines=args.log_json)
@@ -178,12 +179,15 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
+    instance = hold(agent_home(config), config.id)  # before anything is written under it
     runner = build_runner(config)  # a missing key or token fails here, before any claim
     secrets = list(getattr(runner, "secrets", []))  # masked in every log line and event
     agent = Agent(config, runner, EventLog(config.id, config.events_path, secrets))
+    agent.client.remote.clear_mirror_locks()  # the mirror is ours alone: left by the dead
     agent.client.remote.check()
     agent.install_signal_handlers()
-    return agent.run()
+    with instance:
+        return agent.run()
 
 
 def build_parser() -> argparse.ArgumentParser:

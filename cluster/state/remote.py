@@ -89,6 +89,17 @@ class StateRemote:
             self._have = set(refs.values())
         return refs
 
+    def clear_mirror_locks(self) -> list[Path]:
+        """Remove every ref lock in the mirror. Only for a process that holds the mirror alone
+        (an agent: cluster.agent.instance), for which any lock there is a dead process's."""
+        if self.path is not None:
+            return []
+        found = [*self.mirror.glob("*.lock"), *(self.mirror / "refs").rglob("*.lock")]
+        for lock in found:
+            lock.unlink(missing_ok=True)
+            self.on_stale_lock(lock)
+        return found
+
     def fetch(self) -> None:
         """Bring the mirror up to date; a lock a killed fetch left in it is cleared once stale."""
         argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *FETCH_SPECS]
