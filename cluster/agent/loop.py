@@ -368,7 +368,7 @@ class Agent:
                 continue
             result = Result(task=task.key, status=status,  # type: ignore[arg-type]
                             attempt=0, agent=self.config.id, reason=reason)
-            if self.client.write_terminal(task.key, result, None):
+            if self.client.write_terminal(snap, task.key, result, None):
                 self.counters["judged"] = self.counters.get("judged", 0) + 1
                 self.events.emit("judged", task.key, status=status, reason=reason)
 

@@ -93,7 +93,7 @@ class StateClient:
                         reason=f"lease of {record.agent} expired on the last attempt "
                                f"({record.attempt} of {task.spec.max_attempts})",
                     )
-                    return lost if self.write_terminal(task.key, lost, view.tip) else None
+                    return lost if self.write_terminal(snap, task.key, lost, view.tip) else None
         claim = Claim(
             task=task.key, agent=self.identity.name, host=self.identity.host,
             pid=self.identity.pid, attempt=attempt, claimed_at=now, renewed_at=now,
@@ -103,13 +103,20 @@ class StateClient:
         verb = "take over" if takeover else "claim"
         message = f"{verb} {task.key} attempt {attempt} by {self.identity.name}"
         tip = self._commit(claim, (parent,) if parent else (), message)
-        if not self._cas(claim_ref(task.key), tip, parent):
+        if not self._write(snap, task.key, tip, parent):
             return None
-        held = Held(task.key, tip, claim, task)
-        if self._archived_since(snap, task.key):
-            self._cas(claim_ref(task.key), None, tip)  # withdrawn: it was finished already
-            return None
-        return held
+        return Held(task.key, tip, claim, task)
+
+    def _write(self, snap: Snapshot, key: str, tip: str, parent: str | None) -> bool:
+        """CAS ``key``'s claim ref from ``parent`` to ``tip``. A ref created from nothing is
+        withdrawn when a fold archived the task after ``snap`` was read: the fold had deleted
+        the ref this CAS expected absent (see the protocol: Claim)."""
+        if not self._cas(claim_ref(key), tip, parent):
+            return False
+        if parent is None and self._archived_since(snap, key):
+            self._cas(claim_ref(key), None, tip)  # withdrawn: it was finished already
+            return False
+        return True
 
     def _archived_since(self, snap: Snapshot, key: str) -> bool:
         """Did a fold archive ``key`` after ``snap`` was read? (See the protocol: Claim.)"""
@@ -178,11 +185,12 @@ class StateClient:
             raise RemoteUnavailable(f"could not publish {held.key} yet; will retry")
         return False
 
-    def write_terminal(self, key: str, result: Result, expected: str | None) -> bool:
+    def write_terminal(self, snap: Snapshot, key: str, result: Result,
+                       expected: str | None) -> bool:
         """A terminal result without a claim (invalid, dependency failed, cancel, lost)."""
         message = f"result {key}: {result.status} ({result.reason or result.agent})"
         tip = self._commit(result, (expected,) if expected else (), message)
-        return self._cas(claim_ref(key), tip, expected)
+        return self._write(snap, key, tip, expected)
 
     def stop_heartbeat(self, heartbeat: Heartbeat, tip: str | None) -> None:
         new = self._commit(heartbeat, (), f"heartbeat {heartbeat.id}")

@@ -94,6 +94,6 @@ def cancel(client: StateClient, key: str, reason: str) -> Result:
         attempt = view.record.attempt if view else 0
         result = Result(task=key, status="cancelled", attempt=attempt,
                         agent=client.identity.name, reason=reason)
-        if client.write_terminal(key, result, view.tip if view else None):
+        if client.write_terminal(snap, key, result, view.tip if view else None):
             return result
     raise ClusterError(f"task {key!r} kept changing: gave up cancelling after {MAX_TRIES} tries")

@@ -131,6 +131,40 @@ def test_claim_made_from_a_stale_view_of_a_folded_task_is_withdrawn(
     assert check(repo).tasks["t1"] == ("done", "succeeded")
 
 
+def test_terminal_result_written_from_a_stale_view_of_a_folded_task_is_withdrawn(
+        repo: Path, tmp_path: Path) -> None:
+    # Two agents judge the same task from views read before a fold archived it: a CI run saw
+    # the second one's result accepted (its ref, deleted by the fold, was absent as expected).
+    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    stale_view = b.snapshot()
+    snap = a.snapshot()
+    first = Result(task="t1", status="invalid", attempt=0, agent="a", reason="judged by a")
+    assert a.write_terminal(snap, "t1", first, None)
+    assert a.fold(a.snapshot(), limit=10) == 1
+    late = Result(task="t1", status="invalid", attempt=0, agent="b", reason="judged by b")
+    assert b.write_terminal(stale_view, "t1", late, None) is False
+    assert "refs/claims/t1" not in list_refs(["refs/claims"], git_dir=repo)
+    assert check(repo).tasks["t1"] == ("done", "invalid")
+    assert b.snapshot().result("t1") == first
+
+
+def test_cancel_racing_a_fold_says_the_task_already_finished(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, op = client(repo, tmp_path, "a"), client(repo, tmp_path, "operator")
+    pending = op.snapshot()
+    snap = a.snapshot()
+    held = a.claim(snap, snap.tasks["t1"], lease=30)
+    assert isinstance(held, Held) and a.finish(held, done(held, "a"))
+    assert a.fold(a.snapshot(), limit=10) == 1
+    # The operator's first look predates the claim, the result and the fold.
+    reads = iter([pending])
+    fresh = op.snapshot
+    monkeypatch.setattr(op, "snapshot", lambda: next(reads, None) or fresh())
+    with pytest.raises(ClusterError, match="already finished: succeeded"):
+        cancel(op, "t1", "not needed")
+    assert check(repo).tasks["t1"] == ("done", "succeeded")
+
+
 def test_cancel_fences_the_holder(repo: Path, tmp_path: Path) -> None:
     a, op = client(repo, tmp_path, "a"), client(repo, tmp_path, "operator")
     snap = a.snapshot()
