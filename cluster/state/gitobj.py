@@ -155,15 +155,20 @@ class ObjectStore:
         raw = f"{kind} {len(body)}\0".encode() + body
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
         target = self.git_dir / "objects" / sha[:2] / sha[2:]
-        if not target.exists():
-            if not (self.git_dir / "objects").is_dir():
-                # Never re-create a repo that was moved away: that would fork the state.
-                raise RemoteUnavailable(f"{self.git_dir} has no object store (moved away?)")
+        if target.exists():
+            return sha
+        if not (self.git_dir / "objects").is_dir():
+            # Never re-create a repo that was moved away: that would fork the state.
+            raise RemoteUnavailable(f"{self.git_dir} has no object store (moved away?)")
+        try:  # mkdir without parents: a repo that vanishes from here on is not re-created
             target.parent.mkdir(exist_ok=True)
             temp = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
             temp.write_bytes(zlib.compress(raw, 1))
             temp.chmod(0o444)
             temp.replace(target)
+        except OSError as exc:  # the repo went away (or filled up) mid-write
+            raise RemoteUnavailable(f"could not store object {sha} in {self.git_dir}: {exc}") \
+                from exc
         return sha
 
     def write_blob(self, data: bytes) -> str:

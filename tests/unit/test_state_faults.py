@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from cluster.errors import RemoteUnavailable
 from cluster.state.checker import check
+from cluster.state.gitobj import ObjectStore
 from cluster.state.records import Claim
 from tests.helpers import commit_files, make_state, poll, task_doc, task_files
 
@@ -82,7 +84,10 @@ def test_remote_gone_for_a_while_agents_back_off_and_converge(
          lambda: "every agent to notice the remote is gone: "
          + repr({p.id: (p.saw("remote_unavailable"), p.events()[-3:]) for p in procs}))
     shutil.move(away, repo)
-    poll(lambda: all(p.saw("remote_back") for p in procs), 60, "every agent to reconnect")
+    poll(lambda: all(p.saw("remote_back") for p in procs), 60,
+         lambda: "every agent to reconnect:\n" + "\n".join(
+             f"{p.id} (exit {p.proc.poll()}):\n{p.tail()}" for p in procs
+             if not p.saw("remote_back")))
     closer = agents(url, "closer", lease=5, heartbeat=0.5, exit_when_idle=True, poll_s=0.5)
     assert closer.wait(120) == 0, closer.tail()
     report = check(repo)
@@ -108,3 +113,23 @@ def test_sigterm_releases_held_work_without_burning_the_attempt(
     assert again["attempt"] == 1
     history = check(repo).histories["long"]
     assert [r.status for r in history.records.values() if not isinstance(r, Claim)] == ["paused"]
+
+
+def test_repo_moved_away_in_the_middle_of_an_object_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CI run that moved the repo mid-write saw an agent die of FileNotFoundError instead
+    # of backing off: the write must say "remote unavailable" and never re-create the repo.
+    repo = make_state(tmp_path, settings())
+    store = ObjectStore(repo)
+    mkdir = Path.mkdir
+
+    def moved_first(self: Path, *args: Any, **kwargs: Any) -> None:
+        if repo.exists():
+            repo.rename(tmp_path / "state.git.away")
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", moved_first)
+    with pytest.raises(RemoteUnavailable, match="could not store object"):
+        store.write_blob(b"written while the repo moves away\n")
+    assert not repo.exists()
+    store.close()
