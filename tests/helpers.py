@@ -33,6 +33,11 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], 
         time.sleep(interval)
 
 
+def state_url(repo: Path, style: str) -> str:
+    """A plain path takes the ref-transaction path; file:// takes push and fetch, like ssh."""
+    return f"file://{repo}" if style == "file" else str(repo)
+
+
 def make_state(tmp_path: Path, settings: dict[str, Any] | None = None) -> Path:
     repo = tmp_path / "state.git"
     text = yaml.safe_dump(settings).encode() if settings else b"{}\n"

@@ -158,11 +158,9 @@ class StateClient:
         lost = {key for key in renewed if claim_ref(key) in report.rejected}
         self.rejected_pushes += len(report.rejected)
         if lost:  # only a claim ref that moved is lost; one whose lock was held is still ours
-            refs = self.remote.refs()
-            for item in held:
-                if item.key in lost and refs.get(claim_ref(item.key)) == item.tip:
-                    lost.discard(item.key)
-                    renewed[item.key] = item
+            for item in self._unmoved([h for h in held if h.key in lost]):
+                lost.discard(item.key)
+                renewed[item.key] = item
         if heartbeat is not None and agent_ref(heartbeat.id) in report.rejected:
             # Someone else wrote our heartbeat ref (a restarted twin): start over unconditionally.
             refs = self.remote.refs()
@@ -180,10 +178,16 @@ class StateClient:
         tip = self._commit(record, (held.tip,), message)
         if self._cas(claim_ref(held.key), tip, held.tip):
             return True
-        if self.remote.refs().get(claim_ref(held.key)) == held.tip:
+        if self._unmoved([held]):
             # Still ours: the write failed for another reason (a lock held for a moment).
             raise RemoteUnavailable(f"could not publish {held.key} yet; will retry")
         return False
+
+    def _unmoved(self, held: Sequence[Held]) -> list[Held]:
+        """Those of ``held`` whose claim ref still holds their commit (a refused write whose
+        ref did not move was stopped by a lock, not by another writer)."""
+        refs = self.remote.refs()
+        return [item for item in held if refs.get(claim_ref(item.key)) == item.tip]
 
     def write_terminal(self, snap: Snapshot, key: str, result: Result,
                        expected: str | None) -> bool:

@@ -157,10 +157,9 @@ class ObjectStore:
         target = self.git_dir / "objects" / sha[:2] / sha[2:]
         if target.exists():
             return sha
-        if not (self.git_dir / "objects").is_dir():
-            # Never re-create a repo that was moved away: that would fork the state.
-            raise RemoteUnavailable(f"{self.git_dir} has no object store (moved away?)")
-        try:  # mkdir without parents: a repo that vanishes from here on is not re-created
+        # mkdir without parents: a repo moved away (before or during this write) is never
+        # re-created, which would fork the state; the write fails as the remote being away.
+        try:
             target.parent.mkdir(exist_ok=True)
             temp = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
             temp.write_bytes(zlib.compress(raw, 1))

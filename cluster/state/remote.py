@@ -104,12 +104,8 @@ class StateRemote:
         """Bring the mirror up to date; a lock a killed fetch left in it is cleared once stale."""
         argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *FETCH_SPECS]
         done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
-        if done.returncode != 0:
-            cleared = clear_stale(locks_named(done.stderr), self.mirror)
-            for lock in cleared:
-                self.on_stale_lock(lock)
-            if cleared:
-                done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
+        if done.returncode != 0 and self._cleared(locks_named(done.stderr), self.mirror):
+            done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
         if done.returncode != 0:
             raise_for(["git", *argv], done)
 
@@ -117,15 +113,17 @@ class StateRemote:
         """CAS ``updates``. Locks a dead writer left on refs we can reach are cleared (see
         ``reflocks``) and what they blocked is written once more."""
         report = self._push(updates, atomic)
-        if not report.locks or self.files is None:
+        if self.files is None or not self._cleared(report.locks, self.files):
             return report
-        cleared = clear_stale(report.locks, self.files)
-        if not cleared:
-            return report
-        for lock in cleared:
-            self.on_stale_lock(lock)
         again = self._push([u for u in updates if u.ref in report.rejected], atomic)
         return PushReport(report.accepted | again.accepted, again.rejected, again.locks)
+
+    def _cleared(self, locks: Sequence[Path], git_dir: Path) -> bool:
+        """Clear the stale ones among ``locks``, say so, and tell whether any was."""
+        cleared = clear_stale(locks, git_dir)
+        for lock in cleared:
+            self.on_stale_lock(lock)
+        return bool(cleared)
 
     def _push(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport:
         if self.path is not None:

@@ -118,14 +118,19 @@ def test_fold_archives_and_deletes_claim_refs_atomically(repo: Path, tmp_path: P
     assert check(repo).summary()["done"] == 2
 
 
+def run_and_archive(agent: StateClient, key: str) -> None:
+    """``agent`` claims ``key``, succeeds and folds it into the archive."""
+    snap = agent.snapshot()
+    held = agent.claim(snap, snap.tasks[key], lease=30)
+    assert isinstance(held, Held) and agent.finish(held, done(held, agent.identity.name))
+    assert agent.fold(agent.snapshot(), limit=10) == 1
+
+
 def test_claim_made_from_a_stale_view_of_a_folded_task_is_withdrawn(
         repo: Path, tmp_path: Path) -> None:
     a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
     stale_view = b.snapshot()
-    snap = a.snapshot()
-    held = a.claim(snap, snap.tasks["t1"], lease=30)
-    assert isinstance(held, Held) and a.finish(held, done(held, "a"))
-    assert a.fold(a.snapshot(), limit=10) == 1
+    run_and_archive(a, "t1")
     assert b.claim(stale_view, stale_view.tasks["t1"], lease=30) is None
     assert "refs/claims/t1" not in list_refs(["refs/claims"], git_dir=repo)
     assert check(repo).tasks["t1"] == ("done", "succeeded")
@@ -152,10 +157,7 @@ def test_cancel_racing_a_fold_says_the_task_already_finished(
         repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a, op = client(repo, tmp_path, "a"), client(repo, tmp_path, "operator")
     pending = op.snapshot()
-    snap = a.snapshot()
-    held = a.claim(snap, snap.tasks["t1"], lease=30)
-    assert isinstance(held, Held) and a.finish(held, done(held, "a"))
-    assert a.fold(a.snapshot(), limit=10) == 1
+    run_and_archive(a, "t1")
     # The operator's first look predates the claim, the result and the fold.
     reads = iter([pending])
     fresh = op.snapshot

@@ -13,7 +13,7 @@ from cluster.errors import RemoteUnavailable
 from cluster.state.checker import check
 from cluster.state.gitobj import ObjectStore
 from cluster.state.records import Claim
-from tests.helpers import commit_files, make_state, poll, task_doc, task_files
+from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
 
 LEASE = 2.0
 
@@ -22,17 +22,12 @@ def settings() -> dict[str, float]:
     return {"fold_delay_seconds": 0.2, "skew_seconds": 0.2, "retry_backoff_seconds": 0.1}
 
 
-def url_of(repo: Path, style: str) -> str:
-    """A plain path takes the ref-transaction path; file:// takes push and fetch, like ssh."""
-    return f"file://{repo}" if style == "file" else str(repo)
-
-
 @pytest.mark.parametrize("style", ["path", "file"])
 def test_sigkilled_holder_is_taken_over_and_the_task_finishes_once(
         tmp_path: Path, agents: Any, style: str) -> None:
     repo = make_state(tmp_path, settings())
     commit_files(repo, task_files([task_doc("slow", command="sleep 1")]), tmp_path / "p")
-    url = url_of(repo, style)
+    url = state_url(repo, style)
     first = agents(url, "first", lease=LEASE, heartbeat=0.5, poll_s=0.2)
     poll(lambda: first.saw("claimed", "slow"), 30, "the first agent to claim")
     first.signal(signal.SIGKILL)
@@ -74,7 +69,7 @@ def test_remote_gone_for_a_while_agents_back_off_and_converge(
     repo = make_state(tmp_path, settings())
     docs = [task_doc(f"w{i:02d}", command="sleep 0.3") for i in range(30)]
     commit_files(repo, task_files(docs), tmp_path / "p")
-    url = url_of(repo, style)
+    url = state_url(repo, style)
     procs = [agents(url, f"a{n}", lease=5, heartbeat=0.5, poll_s=0.5) for n in range(3)]
     poll(lambda: sum(1 for p in procs for e in p.events() if e["event"] == "published") >= 5,
          60, "some tasks to finish")

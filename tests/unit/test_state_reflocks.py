@@ -18,7 +18,7 @@ from cluster.state.client import Held, Identity, StateClient
 from cluster.state.gitcmd import run_git
 from cluster.state.records import Result
 from cluster.state.reflocks import STALE_LOCK_SECONDS, clear_if_stale, clear_stale, locks_named
-from tests.helpers import commit_files, make_state, poll, task_doc, task_files
+from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
 
 DEAD_WRITER = "1" * 40 + "\n"  # what a writer killed between lock and rename leaves
 
@@ -31,10 +31,6 @@ def leave_lock(git_dir: Path, name: str, age: float) -> Path:
     then = time.time() - age
     os.utime(lock, (then, then))
     return lock
-
-
-def url_of(repo: Path, style: str) -> str:
-    return f"file://{repo}" if style == "file" else str(repo)
 
 
 @pytest.fixture
@@ -110,7 +106,7 @@ def test_a_live_writers_lock_that_replaced_the_stale_one_is_put_back(
 @pytest.mark.parametrize("style", ["path", "file"])
 def test_a_claim_ref_locked_by_a_dead_writer_is_claimed_once_the_lock_is_stale(
         repo: Path, tmp_path: Path, style: str) -> None:
-    c, cleared = client(url_of(repo, style), tmp_path, "a")
+    c, cleared = client(state_url(repo, style), tmp_path, "a")
     lock = leave_lock(repo, "refs/claims/t1", age=5)
     snap = c.snapshot()
     assert c.claim(snap, snap.tasks["t1"], 30) is None  # young: maybe a live writer's
@@ -128,7 +124,7 @@ def test_a_claim_ref_locked_by_a_dead_writer_is_claimed_once_the_lock_is_stale(
 @pytest.mark.parametrize("style", ["path", "file"])
 def test_a_stale_packed_refs_lock_does_not_stop_folds(
         repo: Path, tmp_path: Path, style: str) -> None:
-    c, cleared = client(url_of(repo, style), tmp_path, "a")
+    c, cleared = client(state_url(repo, style), tmp_path, "a")
     snap = c.snapshot()
     held = c.claim(snap, snap.tasks["t1"], 30)
     assert isinstance(held, Held)
@@ -171,7 +167,7 @@ def test_a_mirror_lock_left_by_a_killed_fetch_is_cleared_once_stale(
 def test_an_agent_goes_on_with_other_work_and_takes_the_locked_task_when_stale(
         repo: Path, tmp_path: Path, agents: Any, style: str) -> None:
     lock = leave_lock(repo, "refs/claims/t1", age=0)
-    agent = agents(url_of(repo, style), "a", lease=5, heartbeat=0.5, poll_s=0.2,
+    agent = agents(state_url(repo, style), "a", lease=5, heartbeat=0.5, poll_s=0.2,
                    exit_when_idle=True)
     # While the lock may be a live writer's, the agent neither spins on the task nor lets it
     # hold up the others ...
