@@ -14,6 +14,46 @@ from cluster.errors import ConfigError
 from cluster.state.ids import ID_RULE, is_safe_id
 
 
+class SandboxConfig(BaseModel):
+    """How an attempt's processes are sealed (see docs/security.md); ``sandbox: off`` in a
+    file or ``CLUSTER_AGENT_SANDBOX=off`` is the one way to run task code unsealed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["bwrap", "off"] = "bwrap"
+    memory_mb: int = Field(default=4096, ge=64)  # RLIMIT_DATA: heap and anonymous mappings
+    processes: int = Field(default=512, ge=8)  # RLIMIT_NPROC inside the sandbox's user ns
+    file_size_mb: int = Field(default=4096, ge=1)  # RLIMIT_FSIZE: the largest file written
+    open_files: int = Field(default=1024, ge=16)  # RLIMIT_NOFILE
+    allow_hosts: tuple[str, ...] = ()  # host:port reached through the broker's proxy
+    read_only_paths: tuple[Path, ...] = ()  # host paths visible read-only, beyond the system
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_port(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"allow_hosts entry {entry!r}: expected host:port")
+        return value
+
+
+def _sandbox(value: Any) -> Any:
+    """``off``/``bwrap`` (a flag, an environment variable, a file's scalar) is the mode."""
+    if isinstance(value, str):
+        return {"mode": value.strip()}
+    if value is False:
+        return {"mode": "off"}
+    return value
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +81,10 @@ class AgentConfig(BaseModel):
     secrets_file: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     keep_failed_workspaces_hours: float = Field(default=24.0, ge=0)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    allow_local_repos: bool = False  # task repos given as a local path or file:// URL
+    allowed_repo_prefixes: tuple[str, ...] = ()  # other repo URLs a task may name
+    push_ignore: tuple[str, ...] = ()  # more never-pushed patterns (gitignore syntax)
 
     @field_validator("id")
     @classmethod
@@ -49,12 +93,18 @@ class AgentConfig(BaseModel):
             raise ValueError(f"unsafe agent id {value!r}: expected {ID_RULE}")
         return value
 
-    @field_validator("specialties", "executors", "claude_code_task_args", mode="before")
+    @field_validator("specialties", "executors", "claude_code_task_args",
+                     "allowed_repo_prefixes", "push_ignore", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_mode(cls, value: Any) -> Any:
+        return _sandbox(value)
 
 
 ENV_PREFIX = "CLUSTER_AGENT_"

@@ -2,7 +2,8 @@
 and killed whole on timeout, on cancel, and when it exits (nothing it started outlives it).
 
 Every process the agent starts for a task goes through here: the command executor, the Claude
-Code CLI, the claude executor's `run_command` tool, verify commands and the scratch runner.
+Code CLI, the claude executor's `run_command` and `search` tools, verify commands and the
+scratch runner; with a jail (:mod:`cluster.sandbox.jail`), each runs sealed inside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from cluster.sandbox.jail import Jail
 
 GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of a group
 CANCEL_POLL = 0.05
@@ -57,15 +61,20 @@ def run_in_group(
     errors: BinaryIO | None = None,
     grace: float = GRACE_SECONDS,
     cancel: threading.Event | None = None,
+    jail: Jail | None = None,
 ) -> Finished:
     """Run ``argv`` as the leader of a new process group, stdout into ``output`` and stderr into
-    ``errors`` (default: ``output`` too).
+    ``errors`` (default: ``output`` too); inside ``jail`` when one is given.
 
     On timeout, or when ``cancel`` is set, the whole group gets SIGTERM, then SIGKILL after
-    ``grace`` seconds. Whatever the command left running in its group is killed when it exits.
+    ``grace`` seconds. Whatever the command left running in its group is killed when it exits;
+    in a jail, that includes what left the group (``setsid``, double forks): the jail's PID
+    namespace dies with its leader.
     """
     started = time.monotonic()
     deadline = started + max(timeout, 0.0)
+    if jail is not None:
+        argv, env = jail.wrap(argv, cwd), jail.environment(env)
     proc = subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -100,6 +109,7 @@ def run_shell(
     log_path: Path,
     env: Mapping[str, str],
     cancel: threading.Event | None = None,
+    jail: Jail | None = None,
 ) -> Finished:
     """``bash -c command`` through :func:`run_in_group`, its output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +117,7 @@ def run_shell(
         log.write(f"$ {command}\n".encode())
         log.flush()
         finished = run_in_group(["bash", "-c", command], cwd=cwd, env=env, timeout=timeout,
-                                output=log, cancel=cancel)  # fmt: skip
+                                output=log, cancel=cancel, jail=jail)  # fmt: skip
         ending = "timeout" if finished.timed_out else "cancelled" if finished.cancelled else ""
         log.write(f"[exit {finished.returncode}{' ' + ending if ending else ''}]\n".encode())
     return finished

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cluster.errors import ClusterError
+
+if TYPE_CHECKING:
+    from cluster.sandbox.jail import Jail
 
 LimitName = Literal["max_turns", "max_tokens", "max_usd", "timeout"]
 
@@ -27,7 +31,10 @@ class ExecutionRequest:
 
     ``env`` is the whole environment of the processes the executor starts, on top of a minimal
     base (PATH, LANG, HOME=workspace): the agent's own environment, which holds its secrets, is
-    never inherited.
+    never inherited. ``jail`` is the attempt's sandbox: every process the executor starts runs
+    in it (``None`` only when the operator set ``sandbox: off``). ``cancel`` is set when the
+    claim is lost, the task is cancelled or the agent stops: the executor stops its processes
+    and returns within seconds.
     """
 
     task_id: str
@@ -40,6 +47,8 @@ class ExecutionRequest:
     env: Mapping[str, str]
     model: str | None = None  # the task's model, instead of the agent's
     args: tuple[str, ...] = ()  # the task's extra CLI arguments (claude-code only)
+    jail: Jail | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
