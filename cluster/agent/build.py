@@ -12,6 +12,8 @@ from cluster.agent.config import AgentConfig
 from cluster.agent.executors.base import Executor
 from cluster.agent.forge import Forge, LocalForge
 from cluster.agent.runner import CommandRunner, Runner
+from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
+from cluster.sandbox.seal import Sealer
 from cluster.secret import Secret
 from cluster.secrets_file import lookup, require
 
@@ -39,13 +41,32 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
                 prompts=config.prompts,
             )
         else:
-            key_or_none = lookup("ANTHROPIC_API_KEY", config.secrets_file)
-            if key_or_none is not None:
-                secrets.append(key_or_none)
             executors[kind] = ClaudeCodeExecutor(
-                model=config.model, api_key=key_or_none, task_flags=config.claude_code_task_args
+                model=config.model, task_flags=config.claude_code_task_args
             )
     return executors, secrets
+
+
+def build_sealer(config: AgentConfig, sandboxes: Sandboxes) -> tuple[Sealer, list[Secret]]:
+    """The attempts' sealer: the model credential the broker holds for the Claude Code CLI
+    (which itself never gets it), and where the broker forwards."""
+    from cluster.sandbox.broker import Credential
+
+    credential = None
+    if "claude-code" in config.executors:
+        key = lookup("ANTHROPIC_API_KEY", config.secrets_file)
+        if key:
+            credential = Credential("api_key", key)
+    sealer = Sealer(sandboxes, credential, config.anthropic_base_url)
+    return sealer, [credential.value] if credential is not None else []
+
+
+def build_sandboxes(config: AgentConfig) -> Sandboxes:
+    """The agent's sandboxes, checked: where none can be built the agent does not start
+    (unless the operator set ``sandbox: off``)."""
+    sandboxes = default_sandboxes(agent_home(config), config.sandbox, config.secrets_file)
+    sandboxes.check()
+    return sandboxes
 
 
 def build_forge(config: AgentConfig) -> Forge:
@@ -60,11 +81,14 @@ def build_forge(config: AgentConfig) -> Forge:
 
 def build_runner(config: AgentConfig) -> Runner:
     home = agent_home(config)
+    sandboxes = build_sandboxes(config)
     if config.runner == "scratch":
-        return CommandRunner(home)
+        return CommandRunner(home, sandboxes)
     from cluster.agent.taskrunner import TaskRunner
 
     executors, secrets = build_executors(config)
-    runner = TaskRunner(home, build_forge(config), executors, secrets=secrets)
+    sealer, held = build_sealer(config, sandboxes)
+    runner = TaskRunner(home, build_forge(config), executors, secrets=[*secrets, *held],
+                        sealer=sealer)
     runner.prune(config.keep_failed_workspaces_hours)
     return runner

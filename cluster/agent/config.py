@@ -45,6 +45,13 @@ class SandboxConfig(BaseModel):
         return value
 
 
+    @classmethod
+    def of(cls, value: Any) -> SandboxConfig:
+        """The settings from what a file, a flag or the environment says: a mapping, or a
+        mode alone (``off``/``bwrap``); None is the defaults."""
+        return cls.model_validate(_sandbox(value) if value is not None else {})
+
+
 def _sandbox(value: Any) -> Any:
     """``off``/``bwrap`` (a flag, an environment variable, a file's scalar) is the mode."""
     if isinstance(value, str):

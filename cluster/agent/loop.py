@@ -327,6 +327,7 @@ class Agent:
             state=state,  # type: ignore[arg-type]
             started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
             paused_until=self.st.paused_until or None, metrics_port=self.config.metrics_port,
+            sandbox=self.config.sandbox.mode,
         )
 
     def _renew_if_due(self, snap: Snapshot) -> None:

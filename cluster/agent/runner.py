@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from cluster.agent.process import child_env, run_shell
+from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
+from cluster.sandbox.seal import UNSEALED
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 
@@ -29,11 +31,13 @@ class Runner(Protocol):
 
 
 class CommandRunner:
-    """Runs ``command`` tasks in a scratch workspace, then their ``verify`` command."""
+    """Runs ``command`` tasks in a scratch workspace, then their ``verify`` command, both in
+    the attempt's jail."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, sandboxes: Sandboxes | None = None) -> None:
         self.workspaces = workdir / "workspaces"
         self.logs = workdir / "logs"
+        self.sandboxes = sandboxes or default_sandboxes(workdir)
 
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
         spec = held.task.spec
@@ -51,6 +55,11 @@ class CommandRunner:
         deadline = started + spec.timeout
         status: AttemptStatus = "succeeded"
         reason = ""
+        name = f"{held.key}-a{held.claim.attempt}"
+        jail = self.sandboxes.jail(name, workspace)
+        if jail is None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(f"[cluster] [unsealed] {UNSEALED}\n", encoding="utf-8")
         for step, command in (("executor", spec.executor.command), ("verify", spec.verify)):
             if command is None:
                 continue
@@ -58,7 +67,7 @@ class CommandRunner:
             env = child_env(workspace, {"CLUSTER_TASK_ID": held.key,
                                         "CLUSTER_ATTEMPT": str(held.claim.attempt)})
             result = run_shell(command, workspace, max(0.0, deadline - time.time()), log, env,
-                               cancel)  # fmt: skip
+                               cancel, jail)  # fmt: skip
             if result.timed_out:
                 status, reason = "timed_out", f"{step} exceeded the task timeout of {spec.timeout}s"
             elif result.cancelled:
@@ -67,6 +76,7 @@ class CommandRunner:
                 status, reason = "failed", f"{step} exited with {result.returncode}"
             if status != "succeeded":
                 break
+        self.sandboxes.remove(name)
         finished = time.time()
         if status == "succeeded":
             shutil.rmtree(workspace, ignore_errors=True)

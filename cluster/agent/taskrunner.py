@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cluster.agent.executors.base import (
     Budget,
@@ -21,10 +22,15 @@ from cluster.agent.process import child_env, run_shell
 from cluster.agent.runner import AttemptReport, AttemptStatus
 from cluster.agent.workspace import GitIdentity, Workspace, Workspaces
 from cluster.errors import ClusterError
+from cluster.sandbox.sandboxes import default_sandboxes
+from cluster.sandbox.seal import Seal, Sealer
 from cluster.secret import Secret, mask
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 from cluster.state.schema import TaskSpec
+
+if TYPE_CHECKING:
+    from cluster.sandbox.jail import Jail
 
 SUMMARY_CHARS = 2000
 UNFINISHED_PUSH_SECONDS = 30.0  # even past the task's timeout, so that a retry can resume
@@ -48,6 +54,7 @@ class _Attempt:
     started: float = field(default_factory=time.time)
     clock: float = field(default_factory=time.monotonic)
     workspace: Workspace | None = None
+    seal: Seal | None = None
     head: str | None = None
     pull_request: str | None = None
     executed: ExecutionOutcome | None = None  # what the executor reported, summary masked
@@ -55,10 +62,15 @@ class _Attempt:
     def remaining(self) -> float:
         return self.spec.timeout - (time.monotonic() - self.clock)
 
+    @property
+    def jail(self) -> Jail | None:
+        return self.seal.jail if self.seal is not None else None
+
     def note(self, line: str) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        unsealed = self.seal is not None and self.seal.jail is None
         with self.log.open("a", encoding="utf-8") as handle:
-            handle.write(f"[cluster] {line}\n")
+            handle.write(f"[cluster]{' [unsealed]' if unsealed else ''} {line}\n")
 
 
 class TaskRunner:
@@ -83,11 +95,13 @@ class TaskRunner:
         identity: GitIdentity | None = None,
         depth: int | None = None,
         secrets: Sequence[Secret] = (),
+        sealer: Sealer | None = None,
     ) -> None:
         self.forge = forge
         self.executors = dict(executors)
         self.workspaces = Workspaces(workdir, identity=identity, depth=depth)
         self.logs = workdir / "logs"
+        self.sealer = sealer or Sealer(default_sandboxes(workdir))
         self.secrets = [*secrets, *([forge.token] if forge.token else [])]
 
     def prune(self, older_than_hours: float) -> list[Path]:
@@ -135,19 +149,21 @@ class TaskRunner:
                      + (" (resumed)" if ws.resumed else ""))
         with self._step(att, cancel, "prompt"):
             prompt = self._prompt(spec)
-        self._run_executor(att, cancel, executor, prompt)
-        with self._step(att, cancel, "commit"):
-            commit = self.workspaces.commit(ws, f"{spec.title}\n\nTask: {spec.id} "
-                                                f"(attempt {attempt})")
-            if not self.workspaces.has_work(ws):
-                raise _Stop("failed", "executor made no changes")
-        if spec.verify:
-            try:
-                self._verify(att, cancel, ws, spec.verify)
-            except _Stop as stop:
-                if stop.status in ("failed", "timed_out"):
-                    self._push_unfinished(att, ws)
-                raise
+        with self._sealed(att, executor) as seal:
+            att.seal = seal
+            self._run_executor(att, cancel, executor, prompt)
+            with self._step(att, cancel, "commit"):
+                commit = self.workspaces.commit(ws, f"{spec.title}\n\nTask: {spec.id} "
+                                                    f"(attempt {attempt})")
+                if not self.workspaces.has_work(ws):
+                    raise _Stop("failed", "executor made no changes")
+            if spec.verify:
+                try:
+                    self._verify(att, cancel, ws, spec.verify)
+                except _Stop as stop:
+                    if stop.status in ("failed", "timed_out"):
+                        self._push_unfinished(att, ws)
+                    raise
         with self._step(att, cancel, "push"):
             att.head = self.workspaces.push(ws, att.remaining())
             att.note(f"pushed {ws.branch} at {att.head}" + ("" if commit.changed else
@@ -158,23 +174,38 @@ class TaskRunner:
             )
             att.note(f"pull request {att.pull_request}")
 
+    @contextlib.contextmanager
+    def _sealed(self, att: _Attempt, executor: Executor) -> Iterator[Seal]:
+        """The attempt's seal (jail and broker) for the executor and verify; removed after."""
+        ws = att.workspace
+        assert ws is not None
+        with self._step(att, threading.Event(), "sandbox"), self.sealer.attempt(
+            f"{att.held.key}-a{att.held.claim.attempt}", ws.path,
+            budget=Budget(**att.spec.budget.model_dump()), note=att.note,
+            model_api=executor.name == "claude-code", git_dir=ws.git_dir,
+        ) as seal:
+            yield seal
+
     def _run_executor(
         self, att: _Attempt, cancel: threading.Event, executor: Executor, prompt: str
     ) -> None:
-        spec, ws = att.spec, att.workspace
-        assert ws is not None
-        prompt_file = att.log.with_suffix(".prompt.md")
+        spec, ws, seal = att.spec, att.workspace, att.seal
+        assert ws is not None and seal is not None
+        prompt_file = self._prompt_file(att)
         prompt_file.write_text(prompt, encoding="utf-8")
         if spec.executor.kind == "command" and spec.executor.command:
             prompt = spec.executor.command  # the command executor runs its prompt with bash
         request = ExecutionRequest(
             task_id=spec.id, workspace=ws.path, prompt=prompt,
             specialty=spec.specialty, budget=Budget(**spec.budget.model_dump()),
-            timeout=att.remaining(), log_path=att.log, env=self._task_env(att, prompt_file),
+            timeout=att.remaining(), log_path=att.log,
+            env={**self._task_env(att, prompt_file), **seal.env},
             model=spec.executor.model, args=spec.executor.args,
+            jail=seal.jail, cancel=cancel,
         )
         with self._step(att, cancel, "executor"):
             outcome = executor.run(request)
+            outcome = self._metered(att, outcome)
         summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
         att.executed = replace(outcome, summary=summary)
         if cancel.is_set():
@@ -194,10 +225,32 @@ class TaskRunner:
         except ClusterError as exc:
             att.note(f"could not push unfinished work: {mask(str(exc), self.secrets)}")
 
+    def _metered(self, att: _Attempt, outcome: ExecutionOutcome) -> ExecutionOutcome:
+        """The outcome with what the broker measured: its token and dollar counts replace the
+        executor's own report, a budget it refused ends the run, a rate limit it relayed
+        pauses it."""
+        usage = att.seal.usage if att.seal is not None else None
+        if usage is None or not usage.requests:
+            return outcome
+        metered = replace(outcome, input_tokens=usage.input_tokens,
+                          output_tokens=usage.output_tokens, cost_usd=usage.cost_usd)
+        if usage.limit_hit is not None:
+            return replace(metered, ok=False, limit=usage.limit_hit,
+                           error=f"the broker refused more: {usage.limit_hit} spent")
+        if not outcome.ok and usage.rate_limited_until is not None:
+            wait = max(usage.rate_limited_until - time.time(), 0.0)
+            raise RateLimited(wait, "the model API rate-limited the run (seen by the broker)")
+        return metered
+
+    def _prompt_file(self, att: _Attempt) -> Path:
+        """Where task code reads its prompt: in the jail's HOME (logs are not in the jail)."""
+        jail = att.jail
+        return (jail.home if jail is not None else att.log.parent) / f"{att.log.stem}.prompt.md"
+
     def _verify(self, att: _Attempt, cancel: threading.Event, ws: Workspace, cmd: str) -> None:
         self._check(att, cancel, "verify")
-        env = child_env(ws.path, self._task_env(att, att.log.with_suffix(".prompt.md")))
-        result = run_shell(cmd, ws.path, att.remaining(), att.log, env, cancel)
+        env = child_env(ws.path, self._task_env(att, self._prompt_file(att)))
+        result = run_shell(cmd, ws.path, att.remaining(), att.log, env, cancel, att.jail)
         if result.timed_out:
             raise _Stop("timed_out", f"verify exceeded the task timeout of {att.spec.timeout}s")
         if result.cancelled:

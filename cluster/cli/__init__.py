@@ -176,7 +176,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "anthropic_base_url": args.anthropic_base_url, "github_base_url": args.github_base_url,
         "secrets_file": args.secrets_file, "repos_root": args.repos_root,
         "pull_request_dir": args.pull_request_dir, "model": args.model,
-        "metrics_port": args.metrics_port,
+        "metrics_port": args.metrics_port, "sandbox": args.sandbox,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
     instance = hold(agent_home(config), config.id)  # before anything is written under it
@@ -188,6 +188,27 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     agent.install_signal_handlers()
     with instance:
         return agent.run()
+
+
+def cmd_sandbox_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import yaml
+
+    from cluster.agent.config import SandboxConfig
+    from cluster.sandbox.sandboxes import default_sandboxes
+
+    config = SandboxConfig()
+    if args.config:
+        body = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        config = SandboxConfig.of(body.get("sandbox") if isinstance(body, dict) else None)
+    if config.mode == "off":
+        print("sandbox: off (task code runs unsealed)")
+        return 1
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="sandbox-check-") as home:
+        default_sandboxes(Path(home), config).check()
+    print("sandbox: sealed (bwrap: own user, PID, network and mount namespaces)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,9 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repos-root", help="local forge: where owner/name repos live")
     run.add_argument("--pull-request-dir", help="local forge: where pull requests are recorded")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    run.add_argument("--sandbox", choices=("bwrap", "off"),
+                     help="bwrap (default): every task process sealed; off: unsealed, said in "
+                          "every attempt's log and in health")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")
     run.set_defaults(func=cmd_agent_run)
+
+    sandbox = sub.add_parser("sandbox", help="the sandbox task code runs in").add_subparsers(
+        dest="sandbox_command", required=True)
+    probe = sandbox.add_parser("check", help="build a jail as an agent would and try it")
+    probe.add_argument("--config", help="agent.yaml whose sandbox settings to try")
+    probe.add_argument("--workdir", help="the agent's work dir (default: a temporary one)")
+    probe.set_defaults(func=cmd_sandbox_check)
 
     from cluster.cli.intake import register as register_intake
 

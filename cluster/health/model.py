@@ -36,6 +36,7 @@ class AgentView:
     heartbeat_seconds: float = 0.0
     state: str | None = None
     metrics_port: int | None = None
+    sandbox: str = "bwrap"  # "off": the operator runs its task code unsealed
     holding: tuple[str, ...] = ()  # live claims whose holder is this agent
     expired: tuple[str, ...] = ()  # claims it holds whose lease has expired
 

@@ -54,6 +54,7 @@ def summarise(url: str, snap: Snapshot, now: float) -> StateFacts:
             heartbeat_seconds=beat.heartbeat_seconds if beat else 0.0,
             state=beat.state if beat else None,
             metrics_port=beat.metrics_port if beat else None,
+            sandbox=beat.sandbox if beat else "bwrap",
             holding=tuple(held.get(name, ())),
             expired=tuple(expired.get(name, ())),
         )

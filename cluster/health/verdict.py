@@ -87,6 +87,9 @@ def _agent_findings(agent: AgentView, limits: Limits) -> list[Finding]:
         out.append(Finding("degraded", "agent says it stopped"))
     elif agent.heartbeat_age > limits.heartbeat_intervals * max(agent.heartbeat_seconds, 1.0):
         out.append(Finding("degraded", f"last heartbeat {agent.heartbeat_age:.0f}s ago"))
+    if agent.sandbox == "off":
+        out.append(Finding("note", "sandbox off: its task code runs unsealed, with the "
+                                   "agent's rights and credentials"))
     if agent.expired:
         out.append(Finding("degraded", f"holds {len(agent.expired)} expired claim(s): "
                                        f"{', '.join(agent.expired)}"))  # fmt: skip

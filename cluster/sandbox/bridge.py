@@ -8,6 +8,7 @@ command never races the bridge.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,10 +31,8 @@ def _relay(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 def _serve(listener: socket.socket, path: str) -> None:
@@ -66,7 +65,7 @@ def main(args: list[str]) -> int:
     if child == 0:
         listener.close()
         try:
-            os.execvp(argv[0], argv)
+            os.execvp(argv[0], argv)  # noqa: S606 - the jail's command, as given
         except OSError as exc:
             print(f"{argv[0]}: {exc.strerror}", file=sys.stderr)
         os._exit(127)

@@ -21,6 +21,7 @@ PRLIMIT = "/usr/bin/prlimit"
 BRIDGE_PORT = 8377  # inside the jail's own network namespace: nothing else listens there
 SANDBOX_USER = "task"
 MIB = 1024 * 1024
+JAIL_TMP = "/tmp"  # noqa: S108 - the jail's own, private /tmp (a host directory of its own)
 
 # Read-only system directories; /bin, /lib... become symlinks where the host merged them.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -79,7 +80,7 @@ class Jail:
         directories that exist inside, the bridge's address when there is one."""
         path = [p for p in env.get("PATH", os.defpath).split(os.pathsep)
                 if p and self.visible(Path(p))]
-        out = {**env, "HOME": str(self.home), "TMPDIR": "/tmp", "USER": SANDBOX_USER,
+        out = {**env, "HOME": str(self.home), "TMPDIR": JAIL_TMP, "USER": SANDBOX_USER,
                "LOGNAME": SANDBOX_USER, "PATH": os.pathsep.join(path) or "/usr/bin:/bin"}
         if self.bridged:
             proxy = f"http://127.0.0.1:{BRIDGE_PORT}"
@@ -104,7 +105,7 @@ class Jail:
         for name in SYSTEM_DIRS:
             host = Path(name)
             if host.is_symlink():
-                args += ["--symlink", os.readlink(host), name]
+                args += ["--symlink", str(host.readlink()), name]
             elif host.is_dir():
                 args += ["--ro-bind", name, name]
         for entry in ETC_ENTRIES:
@@ -112,14 +113,15 @@ class Jail:
         args += ["--proc", "/proc", "--dev", "/dev"]
         for path in self.read_only:
             args += ["--ro-bind-try", str(path), str(path)]
-        args += ["--bind", str(self.tmp), "/tmp", "--bind", str(self.home), str(self.home),
+        args += ["--bind", str(self.tmp), JAIL_TMP, "--bind", str(self.home), str(self.home),
                  "--bind", str(self.worktree), str(self.worktree)]
         if self.git_dir is not None:
             args += ["--ro-bind", str(self.git_dir), str(self.worktree / ".git")]
         if self.broker_socket is not None:
             args += ["--ro-bind", str(self.broker_socket), "/run/cluster/broker.sock"]
         args += ["--ro-bind", str(self.etc / "passwd"), "/etc/passwd",
-                 "--ro-bind", str(self.etc / "group"), "/etc/group"]
+                 "--ro-bind", str(self.etc / "group"), "/etc/group",
+                 "--remount-ro", "/"]  # the jail's own root too: nothing new beside the binds
         return args
 
     def _limits(self) -> list[str]:

@@ -42,6 +42,27 @@ def interpreter_paths() -> tuple[Path, ...]:
     return tuple(sorted(p for p in paths if not p.is_relative_to("/usr")))
 
 
+def protected_paths(home: Path, secrets_file: Path | None = None) -> tuple[Path, ...]:
+    """What no jail may show of an agent whose home (work dir) is ``home``: the home itself
+    (mirror, logs, other attempts), its secrets, and the settings of its user's ssh, git and
+    Claude Code."""
+    user = Path.home()
+    paths = [home, user / ".ssh", user / ".gitconfig", user / ".config", user / ".claude",
+             user / ".claude.json", user / ".netrc", user / ".git-credentials"]
+    if secrets_file is not None:
+        paths.append(secrets_file)
+    if credentials := os.environ.get("CREDENTIALS_DIRECTORY"):
+        paths.append(Path(credentials))
+    return tuple(p.expanduser().absolute() for p in paths)
+
+
+def default_sandboxes(home: Path, config: SandboxConfig | None = None,
+                      secrets_file: Path | None = None) -> Sandboxes:
+    """The sandboxes of the agent whose home is ``home``: jails under ``home/sandboxes``."""
+    return Sandboxes(config or SandboxConfig(), home / "sandboxes",
+                     protected_paths(home, secrets_file))
+
+
 def _exposes(candidate: Path, protected: Iterable[Path]) -> Path | None:
     """The protected path that showing ``candidate`` would show too, if any."""
     for path in protected:

@@ -151,6 +151,7 @@ class Heartbeat(Record):
     heartbeat_seconds: float
     paused_until: float | None = None
     metrics_port: int | None = None
+    sandbox: Literal["bwrap", "off"] = "bwrap"  # off: its task code runs unsealed
 
     def online(self, now: float) -> bool:
         return self.state != "stopped" and now - self.last_seen < 3 * self.heartbeat_seconds

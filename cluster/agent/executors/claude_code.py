@@ -8,16 +8,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest, LimitName, RateLimited
 from cluster.agent.process import GRACE_SECONDS, child_env, run_in_group
 from cluster.errors import ClusterError
-from cluster.secret import Secret, mask
 
 DEFAULT_BACKOFF = 60.0
-# Headless runs cannot answer permission prompts; the sandbox is the host's (systemd/container).
+# Headless runs cannot answer permission prompts: the attempt's jail is what bounds the CLI.
 DEFAULT_ARGS = ("--permission-mode", "bypassPermissions")
 
 # Older CLIs print "Claude AI usage limit reached|<epoch seconds of the reset>".
@@ -35,9 +33,11 @@ _SUBTYPE_LIMITS: Mapping[str, LimitName] = {
 class ClaudeCodeExecutor:
     """Runs the Claude Code CLI once per request and reads its JSON result.
 
-    The CLI enforces turns itself (``--max-turns``) and the wall clock kills its process group;
-    tokens and dollars can only be checked when it has finished, so a run over those budgets
-    comes back ``ok=False`` with the limit named, even though its changes are in the workspace.
+    The CLI runs in the attempt's jail and holds no credential: the request's environment
+    points it at the credential broker (``ANTHROPIC_BASE_URL``, a placeholder key), which
+    enforces tokens and dollars while it runs. The CLI enforces turns itself
+    (``--max-turns``) and the wall clock kills its jail. A run over a budget comes back
+    ``ok=False`` with the limit named, even though its changes are in the workspace.
     """
 
     name = "claude-code"
@@ -47,8 +47,6 @@ class ClaudeCodeExecutor:
         *,
         binary: str = "claude",
         model: str | None = None,
-        api_key: Secret | None = None,
-        home: Path | None = None,
         extra_args: Sequence[str] = DEFAULT_ARGS,
         task_flags: Collection[str] = (),
         default_backoff: float = DEFAULT_BACKOFF,
@@ -62,8 +60,6 @@ class ClaudeCodeExecutor:
             )
         self.binary = found
         self._model = model
-        self._api_key = api_key
-        self._home = home
         self._extra_args = list(extra_args)
         self._task_flags = frozenset(task_flags)
         self._default_backoff = default_backoff
@@ -92,32 +88,25 @@ class ClaudeCodeExecutor:
             argv += ["--max-turns", str(request.budget.max_turns)]
         return argv
 
-    def _env(self, request: ExecutionRequest) -> dict[str, str]:
-        env = child_env(request.workspace, request.env)
-        if self._home is not None:
-            env["HOME"] = str(self._home)  # where the CLI keeps its login and settings
-        if self._api_key:
-            env["ANTHROPIC_API_KEY"] = self._api_key.reveal()
-        return env
-
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        secrets = [self._api_key] if self._api_key else []
         with request.log_path.open("ab") as log, tempfile.TemporaryFile() as stdout:
             log.write(f"[claude-code] task {request.task_id}\n".encode())
             log.flush()
             finished = run_in_group(
                 self.argv(request),
                 cwd=request.workspace,
-                env=self._env(request),
+                env=child_env(request.workspace, request.env),
                 timeout=request.timeout,
                 output=stdout,
                 errors=log,
                 grace=self._grace,
+                cancel=request.cancel,
+                jail=request.jail,
             )
             stdout.seek(0)
             text = stdout.read().decode("utf-8", errors="replace")
-            log.write(mask(f"[claude-code] result: {text.strip()}\n", secrets).encode())
+            log.write(f"[claude-code] result: {text.strip()}\n".encode())
         if finished.timed_out:
             return ExecutionOutcome(
                 ok=False, summary="", error=f"timed out after {request.timeout:g}s", limit="timeout"

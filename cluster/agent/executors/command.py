@@ -35,6 +35,8 @@ class CommandExecutor:
                 timeout=request.timeout,
                 output=log,
                 grace=self._grace,
+                cancel=request.cancel,
+                jail=request.jail,
             )
             ending = "timed out" if finished.timed_out else f"exit {finished.returncode}"
             log.write(f"[command] {ending}\n".encode())
