@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -27,9 +28,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """An answer; with ``chunks`` the body is sent chunked, each piece as soon as it is made."""
+
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, status: int, data: object, headers: dict[str, str] | None = None) -> Response:
@@ -122,9 +126,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("content-length", str(len(response.body)))
+        if response.chunks is None:
+            self.send_header("content-length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+            return
+        self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        self.wfile.write(response.body)
+        for chunk in response.chunks:
+            if chunk:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
 

@@ -1,4 +1,5 @@
-"""A fake Anthropic Messages API: POST /v1/messages answered from a scripted queue."""
+"""A fake Anthropic Messages API: POST /v1/messages answered from a scripted queue, as JSON or as
+the event stream the API sends when the request asks for ``"stream": true``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import itertools
 import json
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Self
 
 from tests.fakes import FakeServer, Request, Response
 
 DEFAULT_KEY = "sk-ant-api03-fake-test-key"
+HOLD_TIMEOUT = 10.0  # how long a held stream waits for its test before it fails it
 
 
 def text_block(text: str) -> dict[str, Any]:
@@ -34,7 +37,8 @@ class FakeAnthropic(FakeServer):
 
     Script with :meth:`reply`, :meth:`reply_text`, :meth:`reply_tool_use` and the error methods.
     A request with a wrong key gets a 401 without consuming the script; an empty script gives a
-    500 api_error. ``requests`` holds what the client sent (headers lower-cased).
+    500 api_error. ``requests`` holds what the client sent (headers lower-cased). A scripted
+    message asked for with ``"stream": true`` is sent as server-sent events, chunk by chunk.
     """
 
     def __init__(self, api_key: str = DEFAULT_KEY) -> None:
@@ -53,23 +57,30 @@ class FakeAnthropic(FakeServer):
         *,
         input_tokens: int = 10,
         output_tokens: int = 5,
+        hold: threading.Event | None = None,
     ) -> Self:
-        """Queue an assistant message; its ``model`` echoes the request's."""
+        """Queue an assistant message; its ``model`` echoes the request's.
+
+        Streamed, the events after ``message_start`` wait for ``hold`` to be set: a test proves
+        with it that the client saw the first event while the message was still being written
+        (a hold not released within HOLD_TIMEOUT fails the test through ``errors``).
+        """
         with self._script_lock:
             self._script.append(
                 {
                     "content": content,
                     "stop_reason": stop_reason,
                     "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                    "hold": hold,
                 }
             )
         return self
 
-    def reply_text(self, text: str, stop_reason: str = "end_turn", **usage: int) -> Self:
+    def reply_text(self, text: str, stop_reason: str = "end_turn", **usage: Any) -> Self:
         return self.reply([text_block(text)], stop_reason, **usage)
 
     def reply_tool_use(
-        self, *calls: tuple[str, dict[str, Any]], text: str | None = None, **usage: int
+        self, *calls: tuple[str, dict[str, Any]], text: str | None = None, **usage: Any
     ) -> Self:
         """Queue a tool_use turn calling each ``(name, input)``; ids are toolu_fake_N."""
         blocks = [text_block(text)] if text else []
@@ -171,7 +182,64 @@ class FakeAnthropic(FakeServer):
                 "service_tier": "standard",
             },
         }
+        if body.get("stream") is True:
+            headers = {
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+                "request-id": self._request_id(),
+            }
+            return Response(200, headers=headers, chunks=self._events(message, scripted["hold"]))
         return Response.json(200, message, {"request-id": self._request_id()})
+
+    def _events(self, message: dict[str, Any], hold: threading.Event | None) -> Iterator[bytes]:
+        """The message as the API streams it: one chunk per event."""
+        usage = message["usage"]
+        start = {**message, "content": [], "stop_reason": None}
+        start["usage"] = {**usage, "output_tokens": 1}
+        yield _event("message_start", {"message": start})
+        if hold is not None and not hold.wait(HOLD_TIMEOUT):
+            with self._lock:
+                self.errors.append("a held stream was not released: the client never saw it")
+        yield _event("ping", {})
+        for index, block in enumerate(message["content"]):
+            yield from _block_events(index, block)
+        yield _event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+        yield _event("message_stop", {})
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+def _pieces(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _block_events(index: int, block: dict[str, Any]) -> Iterator[bytes]:
+    """content_block_start, its deltas (text_delta or input_json_delta) and content_block_stop."""
+    if block["type"] == "tool_use":
+        yield _event(
+            "content_block_start",
+            {"index": index, "content_block": {**block, "input": {}}},
+        )
+        for part in ["", *_pieces(json.dumps(block["input"]))]:
+            delta = {"type": "input_json_delta", "partial_json": part}
+            yield _event("content_block_delta", {"index": index, "delta": delta})
+    else:
+        yield _event(
+            "content_block_start",
+            {"index": index, "content_block": {"type": "text", "text": ""}},
+        )
+        for part in _pieces(block["text"]):
+            delta = {"type": "text_delta", "text": part}
+            yield _event("content_block_delta", {"index": index, "delta": delta})
+    yield _event("content_block_stop", {"index": index})
 
 
 def _check_body(body: Any) -> str | None:

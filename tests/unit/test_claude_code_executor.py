@@ -13,7 +13,6 @@ import pytest
 from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
 from cluster.agent.executors.claude_code import ClaudeCodeExecutor
 from cluster.errors import ClusterError
-from cluster.secret import Secret
 
 # Records its arguments, talks on stderr like the CLI, prints $FAKE_RESULT as its stdout.
 FAKE_CLAUDE = """#!/bin/sh
@@ -95,8 +94,10 @@ def test_missing_cli_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_success_is_parsed(fake_cli: Path, tmp_path: Path) -> None:
-    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6", api_key=Secret("sk-ant-cli"))
-    outcome, req = run(tmp_path, result(), Budget(max_turns=5), executor=executor)
+    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6")
+    # The key the CLI gets is whatever the request's environment says: the broker's placeholder.
+    outcome, req = run(tmp_path, result(), Budget(max_turns=5), executor=executor,
+                       ANTHROPIC_API_KEY="sk-ant-cli")
 
     assert outcome.ok, outcome.error
     assert (outcome.turns, outcome.cost_usd) == (4, 0.0842)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
-from cluster.agent.executors.claude import DEFAULT_PRICES, ClaudeExecutor, Price, price_for
+from cluster.agent.executors.claude import ClaudeExecutor
+from cluster.agent.pricing import DEFAULT_PRICES, Price, price_for
 from cluster.errors import ConfigError, SecretMissing
 from cluster.secret import Secret
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -127,6 +129,27 @@ def test_429_raises_rate_limited_with_retry_after(
         executor(anthropic_api).run(request(tmp_path))
     assert caught.value.retry_after == 17.0
 
+
+def test_429_waits_for_the_exhausted_limits_reset(
+    anthropic_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    """No retry-after, only the ratelimit headers: the wait is the spent limit's reset (7 s), not
+    the default backoff (60 s) nor the later reset of a limit that has requests left."""
+    now = datetime.now(UTC)
+    anthropic_api.reply_error(
+        429,
+        "rate_limit_error",
+        "This request would exceed your organization's rate limit of 30,000 input tokens.",
+        {
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": (now + timedelta(seconds=50)).isoformat(),
+            "anthropic-ratelimit-input-tokens-remaining": "0",
+            "anthropic-ratelimit-input-tokens-reset": (now + timedelta(seconds=7)).isoformat(),
+        },
+    )
+    with pytest.raises(RateLimited) as caught:
+        executor(anthropic_api, default_backoff=60.0).run(request(tmp_path))
+    assert 0.0 < caught.value.retry_after <= 7.0
 
 def test_529_raises_rate_limited_with_default_backoff(
     anthropic_api: FakeAnthropic, tmp_path: Path

@@ -117,3 +117,50 @@ def test_wrong_key_is_401_and_keeps_the_script(anthropic_api: FakeAnthropic) -> 
 def test_empty_script_is_a_server_error(anthropic_api: FakeAnthropic) -> None:
     with pytest.raises(anthropic.InternalServerError, match="no scripted response"):
         create(anthropic_api)
+
+
+def test_streamed_reply_parses_with_the_sdk_stream_helper(anthropic_api: FakeAnthropic) -> None:
+    anthropic_api.reply_tool_use(
+        ("write_file", {"path": "a.txt", "content": "a long enough text to take pieces"}),
+        text="Writing it now.",
+        input_tokens=40,
+        output_tokens=12,
+    )
+
+    with client(anthropic_api).messages.stream(
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        texts = list(stream.text_stream)
+        message = stream.get_final_message()
+
+    assert "".join(texts) == "Writing it now."
+    assert message.stop_reason == "tool_use"
+    call = message.content[1]
+    assert call.type == "tool_use"
+    assert (call.name, call.input) == (
+        "write_file",
+        {"path": "a.txt", "content": "a long enough text to take pieces"},
+    )
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (40, 12)
+    assert anthropic_api.message_requests()[0]["stream"] is True
+
+
+def test_streamed_events_in_the_api_order(anthropic_api: FakeAnthropic) -> None:
+    anthropic_api.reply_text("hello there", input_tokens=7, output_tokens=3)
+
+    events = list(
+        client(anthropic_api).messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
+    )
+
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    start, delta = events[0], events[-2]
+    assert start.type == "message_start" and start.message.usage.input_tokens == 7
+    assert delta.type == "message_delta" and delta.usage.output_tokens == 3
+    assert delta.delta.stop_reason == "end_turn"

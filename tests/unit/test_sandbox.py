@@ -122,11 +122,20 @@ def _alive(marker: str) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.parametrize("escape", ["setsid sleep {n} &", "(setsid sleep {n} &) &",
-                                    "nohup sleep {n} >/dev/null 2>&1 & disown"])
+# Each escape writes `up` once it has left the group (after setsid), so the command cannot
+# end, and its group be killed, before the escape happened.
+ESCAPES = {
+    "setsid": "setsid bash -c 'touch up; exec sleep {n}' &",
+    "double fork": "(setsid bash -c 'touch up; exec sleep {n}' &) &",
+    "nohup": "nohup setsid bash -c 'touch up; exec sleep {n}' >/dev/null 2>&1 & disown",
+}
+WAIT_UP = "\nuntil [ -e up ]; do sleep 0.01; done; echo started"
+
+
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
 def test_nothing_outlives_the_command(jail: Jail, escape: str) -> None:
     number = str(31_000_000 + os.getpid() % 100_000)
-    done, out = run(jail, escape.format(n=number) + "\necho started", jail.worktree)
+    done, out = run(jail, ESCAPES[escape].format(n=number) + WAIT_UP, jail.worktree)
     assert done.ok and "started" in out, out
     poll(lambda: not _alive(f"sleep {number}"), 10, f"a 'sleep {number}' outlived its jail")
 
@@ -135,7 +144,8 @@ def test_escaping_the_process_group_works_without_the_jail(tmp_path: Path) -> No
     """The attack above is real: without the jail, setsid escapes the group kill."""
     number = str(32_000_000 + os.getpid() % 100_000)
     try:
-        _done, _ = run(None, f"setsid sleep {number} &", tmp_path)
+        _done, out = run(None, ESCAPES["setsid"].format(n=number) + WAIT_UP, tmp_path)
+        assert "started" in out
         assert _alive(f"sleep {number}")
     finally:
         subprocess.run(["pkill", "-f", f"sleep {number}"], check=False)

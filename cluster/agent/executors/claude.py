@@ -7,8 +7,8 @@ task, or has not yet, should not pay before its first heartbeat.
 
 from __future__ import annotations
 
-import email.utils
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +23,8 @@ from cluster.agent.executors.base import (
     LimitName,
     RateLimited,
 )
+from cluster.agent.pricing import DEFAULT_PRICES, Price, price_for
+from cluster.agent.ratelimit import retry_wait
 from cluster.agent.tools import TOOL_SCHEMAS, Toolbox
 from cluster.errors import ConfigError, SecretMissing
 from cluster.secret import Secret, mask
@@ -35,31 +37,6 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_BACKOFF = 60.0
 CONTINUE_PROMPT = "Your reply was cut off at the output limit. Continue where you stopped."
 
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens."""
-
-    input: float
-    output: float
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
-
-
-# List prices when this was written; settings override them, since the runner's dollar limit is
-# only as right as this table.
-DEFAULT_PRICES: Mapping[str, Price] = {
-    "claude-opus-4-6": Price(5.0, 25.0),
-    "claude-opus-4-5": Price(5.0, 25.0),
-    "claude-opus-4-1": Price(15.0, 75.0),
-    "claude-opus-4": Price(15.0, 75.0),
-    "claude-sonnet-4-6": Price(3.0, 15.0),
-    "claude-sonnet-4-5": Price(3.0, 15.0),
-    "claude-sonnet-4": Price(3.0, 15.0),
-    "claude-haiku-4-5": Price(1.0, 5.0),
-    "claude-3-5-haiku": Price(0.8, 4.0),
-}
 
 BASE_PROMPT = (
     "You are a coding agent working alone, without a human to ask, in a git checkout that is "
@@ -78,17 +55,6 @@ SPECIALTY_PROMPTS: Mapping[str, str] = {
 
 # The API's spend-limit error: "... You will regain access on 2025-07-01 at 00:00 UTC."
 _USAGE_LIMIT = re.compile(r"usage limit", re.IGNORECASE)
-_REGAIN = re.compile(r"regain access on (\d{4}-\d{2}-\d{2}) at (\d{2}:\d{2}) UTC")
-
-
-def price_for(model: str, prices: Mapping[str, Price]) -> Price:
-    """The price of ``model``: an exact entry, else the longest prefix (dated model ids)."""
-    if model in prices:
-        return prices[model]
-    prefixes = [name for name in prices if model.startswith(name)]
-    if not prefixes:
-        raise ConfigError(f"no price for model {model!r}: add it to the executor's price table")
-    return prices[max(prefixes, key=len)]
 
 
 @dataclass
@@ -212,12 +178,16 @@ class ClaudeExecutor:
         model = request.model or self._model
         price = price_for(model, self._prices)
         deadline = time.monotonic() + request.timeout
-        toolbox = Toolbox(request.workspace, env=request.env, command_timeout=self._command_timeout)
+        toolbox = Toolbox(request.workspace, env=request.env, jail=request.jail,
+                          cancel=request.cancel, command_timeout=self._command_timeout)
         messages: list[MessageParam] = [{"role": "user", "content": request.prompt}]
         tally = _Tally()
         log = _TurnLog(request.log_path, self._key)
         log.line(f"task {request.task_id}: model {model}, budget {request.budget}")
         while True:
+            if request.cancel.is_set():  # between turns and after tool calls
+                log.line("stopped: cancelled")
+                return tally.outcome(False, "cancelled")
             limit = tally.exhausted(request.budget)
             if limit is None and time.monotonic() >= deadline:
                 limit = "timeout"
@@ -250,9 +220,8 @@ class ClaudeExecutor:
             if reply.calls:
                 if tally.exhausted(request.budget) is not None:
                     continue  # reported at the loop head; skip tools we cannot follow up
-                messages.append(
-                    {"role": "user", "content": _run_tools(toolbox, reply.calls, deadline)}
-                )
+                results = _run_tools(toolbox, reply.calls, deadline, request.cancel)
+                messages.append({"role": "user", "content": results})
             elif reply.stop_reason == "max_tokens":
                 messages.append({"role": "user", "content": CONTINUE_PROMPT})
             elif reply.stop_reason in ("end_turn", "stop_sequence"):
@@ -299,14 +268,19 @@ class ClaudeExecutor:
         message = _api_message(exc)
         if exc.status_code not in (429, 529) and not _USAGE_LIMIT.search(message):
             return
-        wait = _retry_after(exc.response.headers, message, self._default_backoff)
+        wait = retry_wait(exc.response.headers, message)
+        wait = self._default_backoff if wait is None else wait
         log.line(f"rate limited ({exc.status_code}): retry after {wait:.0f}s")
         raise RateLimited(wait, f"{exc.status_code} {exc.type or ''}: {message}") from exc
 
 
-def _run_tools(toolbox: Toolbox, calls: list[_Call], deadline: float) -> list[ToolResultBlockParam]:
+def _run_tools(
+    toolbox: Toolbox, calls: list[_Call], deadline: float, cancel: threading.Event
+) -> list[ToolResultBlockParam]:
     results: list[ToolResultBlockParam] = []
     for call in calls:
+        if cancel.is_set():
+            break  # the loop head returns "cancelled"; these results are never sent
         result = toolbox.call(call.name, call.input, deadline=deadline)
         results.append(
             {
@@ -363,33 +337,6 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])
     return str(body) if body else exc.message
-
-
-def _retry_after(headers: Mapping[str, str], message: str, default: float) -> float:
-    """Seconds to wait: retry-after-ms, retry-after (seconds or HTTP date), the spend-limit
-    message's date, else ``default``."""
-    now = datetime.now(UTC)
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    if (value := headers.get("retry-after")) is not None:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            pass
-        else:
-            if when.tzinfo is not None:
-                return max((when - now).total_seconds(), 0.0)
-    if (found := _REGAIN.search(message)) is not None:
-        when = datetime.strptime(f"{found[1]} {found[2]}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
-        return max((when - now).total_seconds(), 0.0)
-    return default
 
 
 class _TurnLog:

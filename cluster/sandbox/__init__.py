@@ -1,0 +1,1 @@
+"""Sealed attempts: the sandbox every task process runs in, and the broker holding its secrets."""
