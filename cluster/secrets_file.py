@@ -1,4 +1,4 @@
-"""Secrets from the environment or from a KEY=VALUE file that only its owner may read."""
+"""Secrets from the environment, a systemd credential, or a KEY=VALUE file only its owner reads."""
 
 from __future__ import annotations
 
@@ -10,14 +10,25 @@ from pathlib import Path
 from cluster.errors import ConfigError, SecretMissing
 from cluster.secret import Secret
 
+# The agent's unit passes /etc/claude-cluster/secrets.env (root's, mode 0600) as this credential
+# (LoadCredential=); systemd sets CREDENTIALS_DIRECTORY to where the unit can read it.
+CREDENTIAL = "secrets.env"
+CREDENTIALS_VARIABLE = "CREDENTIALS_DIRECTORY"
 
-def read_secrets_file(path: Path) -> dict[str, Secret]:
-    """Parse ``path`` (``KEY=VALUE`` lines, ``#`` comments); refuse a file others may read."""
+
+def read_secrets_file(path: Path, credential: bool = False) -> dict[str, Secret]:
+    """Parse ``path`` (``KEY=VALUE`` lines, ``#`` comments); refuse a file others may read.
+
+    A ``credential`` (a file systemd put in the unit's credentials directory, 0400, or 0440
+    when an ACL grants the service user read) is refused only if anyone may write it or others
+    may read it: the directory itself is the unit's alone.
+    """
     try:
         info = path.stat()
     except FileNotFoundError as exc:
         raise SecretMissing(f"secrets file {path} does not exist") from exc
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    exposed = stat.S_IWGRP | stat.S_IRWXO if credential else stat.S_IRWXG | stat.S_IRWXO
+    if info.st_mode & exposed:
         raise ConfigError(
             f"secrets file {path} is mode {stat.S_IMODE(info.st_mode):04o}; "
             f"it must be readable by its owner only (chmod 600 {path})"
@@ -34,28 +45,39 @@ def read_secrets_file(path: Path) -> dict[str, Secret]:
     return values
 
 
+def credential_path(environ: Mapping[str, str]) -> Path | None:
+    """``$CREDENTIALS_DIRECTORY/secrets.env`` when systemd set the variable, else None."""
+    directory = environ.get(CREDENTIALS_VARIABLE)
+    return Path(directory) / CREDENTIAL if directory else None
+
+
 def lookup(name: str, path: Path | None, environ: Mapping[str, str] | None = None) -> Secret | None:
-    """``name`` from the environment first, then from the secrets file; None when unset."""
+    """``name`` from the environment, the unit's credential or the secrets file; None if unset."""
     return lookup_all((name,), path, environ).get(name)
 
 
 def lookup_all(
     names: Sequence[str], path: Path | None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Secret]:
-    """Each of ``names`` that is set: from the environment first, else from the secrets file,
-    which is read once, and only when the environment lacks one of them."""
+    """Each of ``names`` that is set: from the environment first, else from the credential
+    ``$CREDENTIALS_DIRECTORY/secrets.env`` (when that variable is set), else from the secrets
+    file; each file is read once, and only when a name is still missing."""
     env = os.environ if environ is None else environ
     found = {name: Secret(env[name]) for name in names if env.get(name)}
-    if len(found) < len(names) and path is not None and path.exists():
-        in_file = read_secrets_file(path)
-        missing = [name for name in names if name not in found and name in in_file]
-        found.update({name: in_file[name] for name in missing})
+    sources = ((credential_path(env), True), (path, False))
+    for source, credential in sources:
+        if len(found) < len(names) and source is not None and source.exists():
+            in_file = read_secrets_file(source, credential)
+            missing = [name for name in names if name not in found and name in in_file]
+            found.update({name: in_file[name] for name in missing})
     return found
 
 
 def require(name: str, path: Path | None, environ: Mapping[str, str] | None = None) -> Secret:
     found = lookup(name, path, environ)
     if found is None or not found:
-        where = f"the environment or {path}" if path else "the environment"
+        env = os.environ if environ is None else environ
+        places = [str(p) for p in (credential_path(env), path) if p is not None]
+        where = " or ".join(["the environment", *places])
         raise SecretMissing(f"{name} is not set (looked in {where})")
     return found

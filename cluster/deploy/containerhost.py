@@ -37,6 +37,7 @@ PREVIOUS_IMAGE = "claude-cluster.previous-image"  # label: what `rollback` retur
 ASIDE = "-previous"  # the replaced container's name suffix while its successor is verified
 IDS = {ROOT: 0, USER: UID}
 DIRS = (*layout.WRITABLE, layout.SSH_DIR, layout.ETC)
+ROOTS = {layout.SSH_DIR, layout.ETC}  # root's, the agent's group may read: 0750 root:UID
 
 
 class PutBackFailed(ClusterError):
@@ -156,7 +157,7 @@ def _replace(
     container = None
     try:
         with engine.translated(f"run {name}"):
-            container = client.containers.run(**kwargs)
+            container = engine.run_container(client, **kwargs)
         ctx.progress(agent, "verify")
         _verify(container, agent, since, ctx)
     except ClusterError as failure:
@@ -242,8 +243,8 @@ def _write(root: Path, files: list[FileSpec]) -> list[Path]:
     for directory in DIRS:
         path = on_host(root, str(directory))
         path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, 0 if directory == layout.ETC else UID, UID)
-        path.chmod(0o750 if directory == layout.ETC else 0o700)
+        os.chown(path, 0 if directory in ROOTS else UID, UID)
+        path.chmod(0o750 if directory in ROOTS else 0o700)
     written = []
     for spec in files:
         path = on_host(root, spec.path)

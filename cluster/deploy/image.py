@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cluster.deploy.wheels import BuildError, WheelSet
 from cluster.testhosts import engine
+from cluster.testhosts.recipe import Recipe
 
 IMAGE_REPO = "claude-cluster-agent"
 BASE_REPO = "ccc-testhost"  # the cached systemd test-host image: python3 and venv, no registry
@@ -16,16 +17,22 @@ DOCKERFILE = Path("containers") / "agent" / "Dockerfile"
 
 
 def base_image(client: engine.Client, wanted: str | None = None) -> str:
-    """``wanted``, or the newest local ``ccc-testhost:*`` tag; never a registry."""
+    """``wanted``, else the current recipe's ``ccc-testhost`` image (it has bubblewrap), else the
+    newest local ``ccc-testhost:*`` one; never a registry. (Tags end in a hash: sorting them by
+    name picked an arbitrary one, possibly a stale image without bubblewrap.)"""
     if wanted:
         return wanted
+    current = Recipe().image_tag()
+    if engine.image_exists(client, current):
+        return current
     with engine.translated(f"list {BASE_REPO} images"):
         images = client.images.list(name=BASE_REPO)
-    tags = sorted(tag for image in images for tag in image.tags)
-    if not tags:
+    tagged = sorted((str(image.attrs.get("Created", "")), tag) for image in images
+                    for tag in image.tags)  # fmt: skip
+    if not tagged:
         raise BuildError(f"no local {BASE_REPO}:* image to build the agent image FROM: "
                          "bring test hosts up once, or set container_base")  # fmt: skip
-    return str(tags[-1])
+    return str(tagged[-1][1])
 
 
 def dockerfile(project: Path) -> Path:

@@ -44,7 +44,7 @@ class DeploySettings(BaseModel):
     # runtime: container hosts, through the docker SDK of the local engine (see docs/deploy.md)
     container_root: Path = Path("/")  # where the container host's files are, seen from here
     container_network: str | None = None  # the docker network agent containers join
-    container_base: str | None = None  # FROM of the agent image (default: newest ccc-testhost)
+    container_base: str | None = None  # FROM of the agent image (default: the test-host one)
 
     @property
     def cache_dir(self) -> Path:

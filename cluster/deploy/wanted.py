@@ -74,7 +74,7 @@ DIRS = (
     DirSpec(str(layout.WORKSPACE), 0o700, USER, USER),
     DirSpec(str(layout.LOGS), 0o750, USER, USER),
     DirSpec(str(layout.STATE_DIR), 0o700, USER, USER),
-    DirSpec(str(layout.SSH_DIR), 0o700, USER, USER),
+    DirSpec(str(layout.SSH_DIR), 0o750, ROOT, USER),  # the agent reads it, never writes it
     DirSpec(str(layout.ETC), 0o750, ROOT, USER),
 )
 
@@ -85,9 +85,12 @@ def plain_file(path: str, text: str, mode: int, owner: str = ROOT, group: str = 
     return FileSpec(path, Secret(text), mode, owner, group, False, digest, text)
 
 
-def secret_file(path: str, text: Secret, shown: str) -> FileSpec:
+def secret_file(
+    path: str, text: Secret, shown: str, mode: int = 0o600, group: str = ROOT
+) -> FileSpec:
+    """Root's file, never the service user's: it can at most read one (``group``)."""
     digest = hashlib.sha256(text.reveal().encode()).hexdigest()
-    return FileSpec(path, text, 0o600, USER, USER, True, digest, shown)
+    return FileSpec(path, text, mode, ROOT, group, True, digest, shown)
 
 
 def wanted_state(
@@ -108,24 +111,28 @@ def wanted_state(
         plain_file(str(layout.AGENT_CONFIG), render_agent_config(config), 0o640, ROOT, USER),
         secret_file(str(layout.SECRETS_ENV), env.text, env.masked),
     ]
+    # secrets.env: root's alone (systemd reads it); ssh accepts a key that is not the user's
+    # own at 0640, and a config or known_hosts owned by root.
     if state_key is not None:
         masked = f"{MASK} (private key, sha256 {_short(state_key)})\n"
-        files.append(secret_file(str(layout.SSH_DIR / "id_ed25519"), state_key, masked))
+        key = str(layout.SSH_DIR / "id_ed25519")
+        files.append(secret_file(key, state_key, masked, 0o640, USER))
     if state_known_hosts is not None:
-        path = str(layout.SSH_DIR / "known_hosts")
-        files.append(plain_file(path, state_known_hosts, 0o644, USER, USER))
+        files.append(plain_file(str(layout.SSH_DIR / "known_hosts"), state_known_hosts, 0o644))
     if ssh_config is not None:
-        files.append(plain_file(str(layout.SSH_DIR / "config"), ssh_config, 0o600, USER, USER))
+        files.append(plain_file(str(layout.SSH_DIR / "config"), ssh_config, 0o644))
     return Wanted(host.name, wheels.release, wheels.version, wheels, tuple(files), DIRS)
 
 
 # Agents reach the state repo with a new ssh per git command (several a second with short
 # polls); a master connection per state host saves those handshakes on both ends. Keep-alives
-# find a dead link within seconds, after which the next command connects afresh.
+# find a dead link within seconds, after which the next command connects afresh. The sockets
+# live in the agent's private /tmp (PrivateTmp=, the container's tmpfs): ~/.ssh is read-only
+# to the agent, and no sandbox sees that /tmp.
 MULTIPLEX_SSH_CONFIG = """# Written by claude-cluster deploy: one connection per state host, reused.
 Host *
     ControlMaster auto
-    ControlPath ~/.ssh/cm-%C
+    ControlPath /tmp/ssh-cm-%C
     ControlPersist 60
     ServerAliveInterval 3
     ServerAliveCountMax 2

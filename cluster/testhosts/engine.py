@@ -10,12 +10,14 @@ from typing import IO, Any
 
 import docker
 import docker.errors
+from docker.models.containers import _create_container_args
 from docker.types import IPAMConfig, IPAMPool
 
 from cluster.errors import ClusterError, HostError
 
 LABEL = "io.claude-code-cluster.testhosts"
 ENSURE_HINT = "start the engine with scripts/ensure-docker.sh"
+UNMASKED = "systempaths=unconfined"  # docker run's option; run_container translates it
 
 Client = Any  # docker.DockerClient; the SDK ships no type information
 Container = Any  # docker.models.containers.Container
@@ -179,19 +181,20 @@ def run_systemd_container(
 ) -> Container:
     """Start a container whose PID 1 is systemd, with the flags verified on this machine.
 
-    ``--privileged`` fails here; this set works. The stop signal is the one systemd halts on,
-    so a stop is a clean shutdown instead of a ten-second wait for SIGKILL.
+    ``--privileged`` fails here; this set works (systempaths=unconfined: see run_container).
+    The stop signal is the one systemd halts on, so a stop is a clean shutdown instead of a
+    ten-second wait for SIGKILL.
     """
     try:
-        return handle.containers.run(
+        return run_container(
+            handle,
             image,
             ["/sbin/init"],
-            detach=True,
             name=name,
             hostname=name,
             labels={LABEL: label_value},
             cap_add=["SYS_ADMIN"],
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined", UNMASKED],
             cgroupns="host",
             volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
             tmpfs={"/run": "", "/run/lock": ""},
@@ -205,6 +208,33 @@ def run_systemd_container(
             _remove_quietly(handle, name)
             raise PortTaken(f"127.0.0.1:{port} taken while starting {name}") from exc
         raise HostError(name, f"docker run: {exc}") from exc
+
+
+def run_container(handle: Client, image: str, command: list[str] | None = None,
+                  **kwargs: Any) -> Container:  # fmt: skip
+    """``containers.run(image, command, detach=True, **kwargs)``, also taking the docker CLI's
+    ``systempaths=unconfined`` among ``security_opt``: the SDK has no such option, the engine
+    takes it as empty MaskedPaths and ReadonlyPaths in the HostConfig (what the CLI sends).
+
+    bubblewrap needs it: the kernel lets a user namespace mount a fresh /proc only where an
+    existing one is fully visible, and docker's masks (/proc/kcore, a read-only /proc/sys...)
+    are mounts over parts of it, so without this the sandbox's ``--proc`` (its own PID
+    namespace) fails with "Can't mount proc on /newroot/proc: Operation not permitted".
+    """
+    kwargs.pop("detach", None)
+    options = list(kwargs.pop("security_opt", None) or [])
+    unmasked = UNMASKED in options
+    if options:
+        kwargs["security_opt"] = [o for o in options if o != UNMASKED]
+    version = handle.api._version  # what the SDK's own create() passes
+    create = _create_container_args({**kwargs, "image": image, "command": command,
+                                     "version": version})  # fmt: skip
+    if unmasked:
+        create["host_config"].update(MaskedPaths=[], ReadonlyPaths=[])
+    created = handle.api.create_container(**create)
+    container = handle.containers.get(created["Id"])
+    container.start()
+    return container
 
 
 def network_ip(container: Container, network: str) -> str:

@@ -21,6 +21,7 @@ PACKAGES = (
     "procps",
     "cron",
     "ca-certificates",
+    "bubblewrap",  # the sandbox of every attempt (cluster/sandbox/)
 )
 
 # Runs before sshd on every boot; `ssh-keygen -A` only creates missing keys, so each
@@ -37,6 +38,25 @@ RemainAfterExit=yes
 
 [Install]
 WantedBy=ssh.service
+"""
+
+# systemd makes / a shared mount when the kernel boots it, not in a container, where docker's
+# /run stays private: then the credentials systemd mounts for a unit (LoadCredential=, which
+# the agent's unit reads its secrets with) never show up in the unit. This puts it back as on
+# a real host, early in boot.
+SHARED_MOUNTS_UNIT = """\
+[Unit]
+Description=Shared mount propagation, as systemd sets it up on a host it boots
+DefaultDependencies=no
+Before=local-fs-pre.target sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/mount --make-rshared /
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
 """
 
 
@@ -77,6 +97,7 @@ Edit = WriteFile | Symlink | RemoveGlob | MakeDir
 
 def _default_edits() -> tuple[Edit, ...]:
     unit = "/etc/systemd/system/ccc-ssh-host-keys.service"
+    shared = "/etc/systemd/system/ccc-shared-mounts.service"
     return (
         RemoveGlob("/etc/ssh/ssh_host_*"),
         # An empty machine-id tells systemd to make a new one at first boot.
@@ -85,6 +106,8 @@ def _default_edits() -> tuple[Edit, ...]:
         MakeDir("/root/.ssh", 0o700),
         WriteFile(unit, HOST_KEYS_UNIT),
         Symlink("/etc/systemd/system/ssh.service.wants/ccc-ssh-host-keys.service", unit),
+        WriteFile(shared, SHARED_MOUNTS_UNIT),
+        Symlink("/etc/systemd/system/sysinit.target.wants/ccc-shared-mounts.service", shared),
         Symlink(
             "/etc/systemd/system/multi-user.target.wants/ssh.service",
             "/lib/systemd/system/ssh.service",

@@ -10,6 +10,7 @@ from typing import Any
 from cluster.agent.config import AgentConfig
 from cluster.secret import Secret
 from cluster.units import layout
+from cluster.units.seccomp import profile
 from cluster.units.systemd import unit_spec
 
 # In the image the package is installed on PATH; the config sits where systemd hosts have it.
@@ -36,13 +37,23 @@ class ContainerSpec:
     env_file: str = str(layout.SECRETS_ENV)
     mounts: tuple[Mount, ...] = (
         *(Mount(str(path)) for path in layout.WRITABLE),
+        Mount(str(layout.SSH_DIR), read_only=True),  # as ReadOnlyPaths= in the unit
         Mount(str(layout.AGENT_CONFIG), read_only=True),
     )
     # unless-stopped: back after a crash and after a reboot, like an enabled unit.
     restart_policy: str = "unless-stopped"
     read_only_root: bool = True
     tmpfs: tuple[str, ...] = ("/tmp",)  # noqa: S108 - a private tmpfs in the container
-    security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+    # What the sandbox (bubblewrap) needs and no more: the unit's system-call filter in place
+    # of docker's default, which refuses an unprivileged process namespaces and mounts; /proc
+    # unmasked, or no fresh /proc can be mounted; no AppArmor profile, whose docker-default
+    # refuses every mount. See docs/security.md.
+    security_opt: tuple[str, ...] = (
+        "no-new-privileges:true",
+        f"seccomp={profile()}",
+        "systempaths=unconfined",
+        "apparmor=unconfined",
+    )
     cap_drop: tuple[str, ...] = ("ALL",)
     stop_timeout: int = 45
     labels: dict[str, str] = field(default_factory=dict)
@@ -64,7 +75,8 @@ def container_spec(
 def docker_run_kwargs(
     spec: ContainerSpec, environment: Mapping[str, Secret], host_root: str = "/"
 ) -> dict[str, Any]:
-    """Keyword arguments for ``docker.from_env().containers.run`` (the SDK has no env_file:
+    """Keyword arguments for ``engine.run_container`` (``containers.run``'s, plus docker run's
+    ``systempaths=unconfined`` among ``security_opt``; the SDK has no env_file:
     the applier reads ``spec.env_file`` on the host and passes its variables here).
     ``host_root`` is where the container host's ``/`` is for the engine (a scratch directory
     when a local engine stands in for a container host).

@@ -12,10 +12,14 @@ WORKSPACE = BASE / "workspace"
 LOGS = BASE / "logs"
 WHEELS = BASE / "wheels"
 STATE_DIR = PurePosixPath("/var/lib/claude-cluster")  # the service user's HOME
-SSH_DIR = STATE_DIR / ".ssh"  # the state repo's deploy key and known_hosts (ssh reads them)
+# The state repo's deploy key, known_hosts and ssh config, where ssh looks for them. Root-owned
+# (the agent only reads them) and read-only in the agent's unit and container, so the agent's
+# user can neither change them nor move the directory aside.
+SSH_DIR = STATE_DIR / ".ssh"
 ETC = PurePosixPath("/etc/claude-cluster")
 AGENT_CONFIG = ETC / "agent.yaml"
-SECRETS_ENV = ETC / "secrets.env"
+SECRETS_ENV = ETC / "secrets.env"  # root's, mode 0600: systemd passes it on as a credential
+SECRETS_CREDENTIAL = "secrets.env"  # its name in the agent's $CREDENTIALS_DIRECTORY
 EVENTS_FILE = LOGS / "events.jsonl"
 
 SERVICE_USER = "claude-cluster"

@@ -1,4 +1,4 @@
-"""The agent's secrets file (EnvironmentFile=) as a Secret, with a masked twin for diffs."""
+"""The agent's secrets file (a systemd credential) as a Secret, with a masked twin for diffs."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from cluster.secret import MASK, Secret
 
 SECRET_NAMES = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")  # all deploy ever writes to a host
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-# Read the same by systemd's EnvironmentFile= and docker's --env-file, which quote differently:
-# values with neither quotes, spaces, '$', '\' nor newlines need no quoting in either.
+# Read by cluster/secrets_file.py (the agent's credential; deploy, for a container's environment)
+# and, by hand, perhaps by systemd's EnvironmentFile= or docker's --env-file, which all quote
+# differently: values with neither quotes, spaces, '$', '\' nor newlines need no quoting in any.
 _VALUE = re.compile(r"^[A-Za-z0-9_\-.:/+=@,]+$")
-HEADER = "# Written by claude-cluster deploy; mode 0600, owned by the service user.\n"
+HEADER = "# Written by claude-cluster deploy; root's, mode 0600: systemd hands it to the agent.\n"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ STOP_MARGIN_SECONDS = 15
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:=@+,%$-]+$")  # after % and $ are doubled
 
 Section = list[tuple[str, str]]
+SYSCALL_FILTER = "@system-service @mount sethostname"  # cluster/units/seccomp.py: the same
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ def sections(spec: UnitSpec) -> dict[str, Section]:
         ("User", spec.user),
         ("Group", spec.user),
         ("ExecStart", quote_argv(layout.agent_argv())),
-        ("EnvironmentFile", str(layout.SECRETS_ENV)),
+        # Read by systemd as root into $CREDENTIALS_DIRECTORY: never in the environment (so
+        # never in /proc/<pid>/environ) and never owned by the agent's user.
+        ("LoadCredential", f"{layout.SECRETS_CREDENTIAL}:{layout.SECRETS_ENV}"),
         ("Environment", f"HOME={layout.STATE_DIR}"),
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("WorkingDirectory", str(layout.WORKSPACE)),
@@ -82,20 +85,39 @@ def sections(spec: UnitSpec) -> dict[str, Section]:
 
 
 def _hardening() -> Section:
+    """As tight as the sandbox (bubblewrap, cluster/sandbox/) still runs under; each option was
+    tried on a Debian 12 host (systemd 252): see docs/security.md for what was left out and why."""
     return [
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),
         ("ReadWritePaths", " ".join(str(path) for path in layout.WRITABLE)),
+        ("ReadOnlyPaths", str(layout.SSH_DIR)),  # a mount point: it cannot be moved aside
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
+        ("DevicePolicy", "closed"),
+        ("PrivateIPC", "yes"),
+        ("RemoveIPC", "yes"),
+        ("KeyringMode", "private"),
+        ("ProtectProc", "invisible"),  # other users' processes are not in the agent's /proc
         ("ProtectKernelTunables", "yes"),
         ("ProtectKernelModules", "yes"),
         ("ProtectKernelLogs", "yes"),
         ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        # No ProtectHostname=: its filter also refuses sethostname in the sandbox's own UTS
+        # namespace (bwrap --hostname); with no capabilities the agent cannot rename the host.
         ("RestrictSUIDSGID", "yes"),
         ("LockPersonality", "yes"),
         ("RestrictRealtime", "yes"),
+        # AF_NETLINK: bubblewrap brings up the sandbox's loopback over rtnetlink.
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+        # Every kind bubblewrap's --unshare-all creates (leaving out cgroup or uts fails it).
+        ("RestrictNamespaces", "user mnt pid net ipc uts cgroup"),
+        # @mount: the sandbox's mount namespace (mount, pivot_root, umount2); sethostname: its
+        # UTS namespace's name; @resources stays (setrlimit, setpriority: its limits, niceness).
+        ("SystemCallFilter", SYSCALL_FILTER),
+        ("SystemCallErrorNumber", "EPERM"),
         ("SystemCallArchitectures", "native"),
         ("CapabilityBoundingSet", ""),
         ("AmbientCapabilities", ""),

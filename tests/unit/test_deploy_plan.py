@@ -148,16 +148,44 @@ def test_secrets_never_appear_in_plan_text() -> None:
     assert ENV in text  # the file is named, its contents are not
 
 
-def test_the_optional_ssh_config_is_a_0600_file_of_the_service_user() -> None:
+def test_the_optional_ssh_config_is_roots_and_multiplexes_in_the_private_tmp() -> None:
     host = HostSpec(name="agent-1", hostname="127.0.0.1", username="root",
                     specialties=("backend",), state_repo=STATE)  # fmt: skip
     wheels = WheelSet(Path("/cache"), "0.1.0", "0123456789abcdef", dict(MANIFEST), built=False)
     secrets = {name: Secret(value) for name, value in SECRETS.items()}
     want = wanted_state(host, wheels, secrets, {}, ssh_config=MULTIPLEX_SSH_CONFIG)
     config = [f for f in want.files if f.path == str(layout.SSH_DIR / "config")]
-    assert [(f.mode, f.owner, f.group) for f in config] == [(0o600, *(layout.SERVICE_USER,) * 2)]
+    assert [(f.mode, f.owner, f.group) for f in config] == [(0o644, "root", "root")]
     assert "ControlMaster auto" in config[0].shown
+    assert "ControlPath /tmp/" in config[0].shown  # ~/.ssh is read-only to the agent
     assert not any(f.path.endswith("/config") for f in wanted().files)  # off by default
+
+
+def test_the_service_user_owns_no_secret_and_nothing_ssh_reads() -> None:
+    user = layout.SERVICE_USER
+    want = wanted_state(*_parts(), Secret(DEPLOY_KEY), "k\n", ssh_config=MULTIPLEX_SSH_CONFIG)
+    owned = {f.path: f.ownership for f in want.files} | {d.path: d.ownership for d in want.dirs}
+    ssh = layout.SSH_DIR
+    assert owned[ENV] == (0o600, "root", "root")  # systemd reads it, as root
+    assert owned[str(ssh / "id_ed25519")] == (0o640, "root", user)  # the agent reads it
+    assert owned[str(ssh / "known_hosts")] == (0o644, "root", "root")
+    assert owned[str(ssh)] == (0o750, "root", user)  # nothing the agent can add or replace
+    assert not [
+        path
+        for path, (_, owner, _) in owned.items()
+        if owner == user and (path.startswith(str(ssh)) or path.startswith("/etc"))
+    ]
+    # A host deployed before keeps converging: its old ownership is planned away, once.
+    old = {**converged(want).owners, ENV: (0o600, user, user), str(ssh): (0o700, user, user)}
+    plan = plan_host(converged(want, owners=old), want)
+    assert kinds(plan) == ["prepare", "write", "restart"] and plan.of("write") == (ENV,)
+
+
+def _parts() -> tuple[HostSpec, WheelSet, dict[str, Secret], dict[str, Any]]:
+    host = HostSpec(name="agent-1", hostname="127.0.0.1", username="root",
+                    specialties=("backend",), state_repo=STATE)  # fmt: skip
+    wheels = WheelSet(Path("/cache"), "0.1.0", "0123456789abcdef", dict(MANIFEST), built=False)
+    return host, wheels, {name: Secret(value) for name, value in SECRETS.items()}, {}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import ConfigError, SecretMissing
+from cluster.secret import Secret
 from cluster.secrets_file import lookup, read_secrets_file, require
 
 
@@ -45,3 +46,38 @@ def test_environment_wins_and_missing_is_clear(tmp_path: Path) -> None:
     assert lookup("NOPE", path, {}) is None
     with pytest.raises(SecretMissing, match="ANTHROPIC_API_KEY is not set"):
         require("ANTHROPIC_API_KEY", path, {})
+
+
+def credentials(tmp_path: Path, text: str, mode: int = 0o400) -> dict[str, str]:
+    """A credentials directory as systemd's LoadCredential= leaves it; the unit's environment."""
+    directory = tmp_path / "credentials"
+    directory.mkdir()
+    write(directory / "secrets.env", text, mode)
+    directory.chmod(0o500)
+    return {"CREDENTIALS_DIRECTORY": str(directory)}
+
+
+def test_the_units_credential_comes_before_the_secrets_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "s.env", "GITHUB_TOKEN=from-file\nANTHROPIC_API_KEY=sk-file\n")
+    env = credentials(tmp_path, "# deploy\nGITHUB_TOKEN=from-credential\n")
+    assert require("GITHUB_TOKEN", path, env).reveal() == "from-credential"
+    assert require("ANTHROPIC_API_KEY", path, env).reveal() == "sk-file"
+    assert require("GITHUB_TOKEN", None, env).reveal() == "from-credential"
+    assert require("GITHUB_TOKEN", None, {**env, "GITHUB_TOKEN": "env"}).reveal() == "env"
+    with pytest.raises(SecretMissing, match=r"looked in the environment or .*credentials/secrets"):
+        require("NOPE", None, env)
+    gone = {"CREDENTIALS_DIRECTORY": str(tmp_path / "absent")}  # set, but nothing there
+    assert require("GITHUB_TOKEN", path, gone).reveal() == "from-file"
+
+
+@pytest.mark.parametrize("mode", [0o400, 0o440, 0o600])  # 0440: systemd's ACL mask shows
+def test_a_credential_systemd_hands_over_is_accepted(tmp_path: Path, mode: int) -> None:
+    env = credentials(tmp_path, "ANTHROPIC_API_KEY=sk-cred\n", mode)
+    assert lookup("ANTHROPIC_API_KEY", None, env) == Secret("sk-cred")
+
+
+@pytest.mark.parametrize("mode", [0o404, 0o460, 0o602])
+def test_a_credential_others_may_read_or_anyone_write_is_refused(tmp_path: Path, mode: int) -> None:
+    env = credentials(tmp_path, "ANTHROPIC_API_KEY=sk-cred\n", mode)
+    with pytest.raises(ConfigError, match="readable by its owner only"):
+        lookup("ANTHROPIC_API_KEY", None, env)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from cluster.errors import ClusterError, ConfigError
+from cluster.testhosts import engine
 from cluster.testhosts.inventory import render_inventory
 from cluster.testhosts.mirror import apt_entries, choose_mirror, deb822_entries, one_line_entries
 from cluster.testhosts.model import HostRecord, StatePaths
@@ -175,3 +177,58 @@ def test_transport_reasons_are_short_and_clear() -> None:
     closed = OSError("Error reading SSH protocol banner")
     closed.__cause__ = EOFError()
     assert reason(closed).startswith("connection closed by the remote end")
+
+
+def test_test_hosts_can_run_the_sandbox_and_systemd_credentials() -> None:
+    recipe = Recipe()
+    assert "bubblewrap" in recipe.packages
+    units = {e.path: e.content for e in recipe.edits if isinstance(e, WriteFile)}
+    shared = units["/etc/systemd/system/ccc-shared-mounts.service"]
+    assert "ExecStart=/bin/mount --make-rshared /" in shared  # or LoadCredential= shows nothing
+    links = {e.path: e.target for e in recipe.edits if isinstance(e, Symlink)}
+    wants = "/etc/systemd/system/sysinit.target.wants/ccc-shared-mounts.service"
+    assert links[wants] == "/etc/systemd/system/ccc-shared-mounts.service"
+
+
+class _Api:
+    _version = "1.41"
+
+    def __init__(self) -> None:
+        self.created: dict[str, Any] = {}
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        self.created = kwargs
+        return {"Id": "c1"}
+
+
+class _Started:
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+
+class _Handle:
+    def __init__(self) -> None:
+        self.api, self.container = _Api(), _Started()
+        self.containers = self
+
+    def get(self, ident: str) -> _Started:
+        assert ident == "c1"
+        return self.container
+
+
+@pytest.mark.parametrize("unmask", [True, False])
+def test_run_container_takes_docker_runs_systempaths_option(unmask: bool) -> None:
+    handle = _Handle()
+    options = ["no-new-privileges:true", *([engine.UNMASKED] if unmask else [])]
+    started = engine.run_container(handle, "img", ["/sbin/init"], name="h", detach=True,
+                                   security_opt=options, read_only=True)  # fmt: skip
+    host = handle.api.created["host_config"]
+    assert started.started and handle.api.created["image"] == "img"
+    assert host["SecurityOpt"] == ["no-new-privileges:true"] and host["ReadonlyRootfs"] is True
+    if unmask:  # what `docker run --security-opt systempaths=unconfined` sends
+        assert host["MaskedPaths"] == [] and host["ReadonlyPaths"] == []
+    else:
+        assert "MaskedPaths" not in host and "ReadonlyPaths" not in host

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cluster.agent.config import AgentConfig, load_agent_config
 from cluster.errors import ConfigError
 from cluster.inventory.model import HostSpec
 from cluster.secret import Secret
+from cluster.units import seccomp
 from cluster.units.agent_yaml import agent_config, render_agent_config
 from cluster.units.container import container_spec, docker_run_kwargs
 from cluster.units.secrets_env import render_secrets_env
@@ -60,7 +62,8 @@ def test_unit_runs_the_agent_as_the_service_user(service: dict[str, list[str]]) 
         "/opt/claude-cluster/current/venv/bin/claude-cluster agent run "
         "--config /etc/claude-cluster/agent.yaml"
     ]
-    assert service["EnvironmentFile"] == ["/etc/claude-cluster/secrets.env"]
+    assert "EnvironmentFile" not in service and "Environment" in service
+    assert not [e for e in service["Environment"] if "KEY" in e or "TOKEN" in e]
     assert (service["Restart"], service["RestartSec"]) == (["on-failure"], ["5"])
     assert service["KillMode"] == ["mixed"]
 
@@ -76,10 +79,41 @@ def test_unit_runs_the_agent_as_the_service_user(service: dict[str, list[str]]) 
         ("CapabilityBoundingSet", ""), ("UMask", "0077"),
         ("ReadWritePaths",
          "/opt/claude-cluster/workspace /opt/claude-cluster/logs /var/lib/claude-cluster"),
+        # As far as bubblewrap allows (each tried on a test host: docs/security.md).
+        ("ReadOnlyPaths", "/var/lib/claude-cluster/.ssh"), ("ProtectProc", "invisible"),
+        ("ProtectClock", "yes"), ("PrivateIPC", "yes"),
+        ("RemoveIPC", "yes"), ("KeyringMode", "private"), ("DevicePolicy", "closed"),
+        ("AmbientCapabilities", ""), ("SystemCallErrorNumber", "EPERM"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+        ("RestrictNamespaces", "user mnt pid net ipc uts cgroup"),
+        ("SystemCallFilter", "@system-service @mount sethostname"),
     ],
 )  # fmt: skip
 def test_unit_is_hardened(service: dict[str, list[str]], key: str, value: str) -> None:
     assert service[key] == [value]
+
+
+@pytest.mark.parametrize(
+    ("left_out", "instead", "why"),
+    [
+        ("MemoryDenyWriteExecute", "SystemCallFilter", "node's V8 JIT maps W+X memory"),
+        ("ProcSubset", "ProtectProc", "bwrap reads /proc/sys/kernel/overflowuid"),
+        ("PrivateUsers", "ProtectProc", "with ProtectProc= systemd 252 fails at step USER"),
+        ("PrivateNetwork", "RestrictAddressFamilies", "the agent reaches state repo, forge, API"),
+        ("ProtectHostname", "SystemCallFilter", "it refuses bwrap --hostname in its own UTS ns"),
+    ],
+)
+def test_unit_leaves_out_only_what_the_sandbox_or_the_agent_cannot_run_under(
+    service: dict[str, list[str]], left_out: str, instead: str, why: str
+) -> None:
+    assert left_out not in service and instead in service, why
+
+
+def test_secrets_reach_the_agent_as_a_credential_not_its_environment(
+    service: dict[str, list[str]],
+) -> None:
+    assert service["LoadCredential"] == ["secrets.env:/etc/claude-cluster/secrets.env"]
+    assert "EnvironmentFile" not in service
 
 
 def test_stop_timeout_outlasts_the_agents_grace() -> None:
@@ -139,8 +173,13 @@ def test_container_spec_is_locked_down(config: AgentConfig) -> None:
     kwargs = docker_run_kwargs(spec, SECRETS)
     assert kwargs["image"] == "claude-code-cluster:0.1.0" and kwargs["user"] == "990:990"
     assert kwargs["read_only"] is True
-    assert kwargs["security_opt"] == ["no-new-privileges:true"]
+    options = kwargs["security_opt"]
+    assert options[0] == "no-new-privileges:true"
+    assert options[2:] == ["systempaths=unconfined", "apparmor=unconfined"]  # bwrap's --proc
+    seccomp = json.loads(options[1].removeprefix("seccomp="))
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
     assert kwargs["cap_drop"] == ["ALL"]
+    assert kwargs["volumes"]["/var/lib/claude-cluster/.ssh"]["mode"] == "ro"
     assert kwargs["restart_policy"] == {"Name": "unless-stopped"}
     assert kwargs["command"][-2:] == ["--config", "/etc/claude-cluster/agent.yaml"]
     assert kwargs["volumes"]["/etc/claude-cluster/agent.yaml"]["mode"] == "ro"
@@ -156,3 +195,19 @@ def test_agent_yaml_carries_the_inventory_metrics_port() -> None:
     body = yaml.safe_load(render_agent_config(agent_config(host)))
     assert body["metrics_port"] == 9464
     assert "metrics_port" not in yaml.safe_load(render_agent_config(agent_config(HOST)))
+
+
+def test_the_container_filters_system_calls_as_the_unit_does(service: dict[str, list[str]]) -> None:
+    profile = json.loads(seccomp.profile())
+    allowed = set(profile["syscalls"][0]["names"])
+    assert allowed == seccomp.SYSCALLS and profile["defaultErrnoRet"] == 1  # EPERM, as the unit
+    for name in ("unshare", "mount", "umount2", "pivot_root", "clone3", "prlimit64", "setns",
+                 "sethostname"):  # fmt: skip
+        assert name in allowed, name  # what bubblewrap and its limits use
+    for name in ("reboot", "kexec_load", "init_module", "bpf", "ptrace", "perf_event_open",
+                 "settimeofday", "swapon", "open_by_handle_at", "socket"):  # fmt: skip
+        assert name not in allowed, name
+    families = sorted(rule["args"][0]["value"] for rule in profile["syscalls"][1:])
+    assert families == sorted(seccomp.ADDRESS_FAMILIES.values()) == [1, 2, 10, 16]
+    assert set(seccomp.ADDRESS_FAMILIES) == set(service["RestrictAddressFamilies"][0].split())
+    assert service["SystemCallFilter"] == ["@system-service @mount sethostname"]

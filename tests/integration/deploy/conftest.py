@@ -33,6 +33,32 @@ COUNT = 3
 AGENT = {**testbed.AGENT, "executors": ["command", "claude"], "forge": "github"}
 
 
+# The sandbox an attempt runs in, as bubblewrap's command line (what cluster/sandbox/ builds,
+# less the agent's own paths): its own user, PID, network and mount namespaces; prints the
+# names of the processes it sees, its uid and whether its loopback is up.
+SANDBOX_PROBE = ("echo comm1=$(cat /proc/1/comm) pids=$(ls -d /proc/[0-9]* | wc -l); id -u; "
+                 "grep -c lo: /proc/net/dev")  # fmt: skip
+
+
+def sandbox_argv(worktree: str) -> list[str]:
+    return ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--uid", "1000", "--gid", "1000", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink",
+            "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin", "--ro-bind-try",
+            "/etc/alternatives", "/etc/alternatives", "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "--bind", worktree, worktree, "--chdir", worktree, "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", "--", "prlimit", "--nproc=512", "--nofile=1024",
+            "--", "sh", "-c", SANDBOX_PROBE]  # fmt: skip
+
+
+def assert_sealed(output: str) -> None:
+    """What :data:`SANDBOX_PROBE` printed comes from inside a sandbox."""
+    lines = output.split()
+    assert lines[:1] == ["comm1=bwrap"], output  # PID 1 of its own namespace: not the host's
+    assert lines[1].startswith("pids=") and int(lines[1][5:]) < 10, output  # none of the host's
+    assert lines[2:4] == ["1000", "1"], output  # uid 1000 in its user namespace; lo is there
+
+
 @dataclass
 class DeployEnv:
     hosts: HostSet
@@ -127,5 +153,3 @@ def converged(deploy_env: DeployEnv, first_deploy: dict[str, HostOutcome]) -> De
     failed = {h: o.reason for h, o in outcomes.items() if o.failed}
     assert not failed, failed
     return deploy_env
-
-

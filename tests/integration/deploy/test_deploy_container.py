@@ -16,7 +16,9 @@ from conftest import (  # type: ignore[import-not-found]
     AGENT,
     SECRETS,
     DeployEnv,
+    assert_sealed,
     command_task_result,
+    sandbox_argv,
 )
 from rich.console import Console
 
@@ -89,6 +91,24 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert config["User"] == f"{UID}:{UID}"
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["ANTHROPIC_API_KEY"] == SECRETS["ANTHROPIC_API_KEY"]  # from the host's secrets.env
+    secrets = _on_root(container_env, layout.SECRETS_ENV).stat()
+    assert (secrets.st_mode & 0o777, secrets.st_uid, secrets.st_gid) == (0o600, 0, 0)
+    # The sandbox starts in the agent's container, as the agent: the unit's syscall filter in
+    # place of docker's default, /proc unmasked; root stays read-only, no capability, no suid.
+    assert host_config["MaskedPaths"] == [] and host_config["ReadonlyPaths"] == []
+    assert [o for o in host_config["SecurityOpt"] if o.startswith("seccomp=")] != []
+    assert "seccomp=unconfined" not in host_config["SecurityOpt"]
+    agent = f"{UID}:{UID}"
+    code, out = container.exec_run(sandbox_argv(str(layout.WORKSPACE)), user=agent)
+    assert code == 0, out
+    assert_sealed(out.decode())
+    check = ["claude-cluster", "sandbox", "check", "--config", str(layout.AGENT_CONFIG),
+             "--workdir", str(layout.WORKSPACE)]  # fmt: skip
+    code, out = container.exec_run(check, user=agent)
+    assert code == 0 and b"sandbox: sealed" in out, out
+    code, out = container.exec_run(["mv", str(layout.SSH_DIR), "/var/lib/claude-cluster/x"],
+                                   user=agent)  # fmt: skip
+    assert code != 0, out  # a read-only mount: the deploy key and known_hosts stay as written
 
     state = deploy_env.state
     reader = HeartbeatReader(state.control_url, tmp_path / "mirror.git", state.control_ssh_command)

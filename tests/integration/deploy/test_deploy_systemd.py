@@ -6,12 +6,23 @@ fixture deploys, a no-op once the fleet is converged). ``first_deploy`` is the s
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 import pytest
-from conftest import SECRETS, DeployEnv  # type: ignore[import-not-found]
+from conftest import (  # type: ignore[import-not-found]
+    ROOT,
+    SECRETS,
+    DeployEnv,
+    assert_sealed,
+    sandbox_argv,
+)
 
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.outcome import HostOutcome
+from cluster.testhosts import engine
 from cluster.units import layout
+from cluster.units.systemd import quote_argv
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +71,12 @@ def test_the_release_imports_pure_wheels_in_place_as_the_service_user(converged:
     assert int(count) < 3000, count  # unpacked, the release was ~8,700 files
 
     name = converged.names[0]
-    for path in (layout.SECRETS_ENV, layout.SSH_DIR / "id_ed25519"):
+    user = layout.SERVICE_USER
+    for path, owned in ((layout.SECRETS_ENV, "600 root root"), (layout.SSH_DIR, f"750 root {user}"),
+                        (layout.SSH_DIR / "id_ed25519", f"640 root {user}"),
+                        (layout.SSH_DIR / "known_hosts", "644 root root")):  # fmt: skip
         _, out, _ = converged.exec(name, ["stat", "-c", "%a %U %G", str(path)])
-        assert out.split() == ["600", layout.SERVICE_USER, layout.SERVICE_USER], (path, out)
+        assert out.split() == owned.split(), (path, out)
     _, env, _ = converged.exec(name, ["cat", str(layout.SECRETS_ENV)])
     assert sorted(line for line in env.splitlines() if not line.startswith("#")) == sorted(
         f"{key}={value}" for key, value in SECRETS.items()
@@ -115,3 +129,85 @@ def _snapshot(env: DeployEnv, name: str, pid: bool = True) -> str:
 
 def _drop_pid(snapshot: str) -> str:
     return "\n".join(snapshot.strip().splitlines()[:-1])
+
+
+# Settings of the agent's unit a one-shot run of another command does without.
+NOT_COPIED = ("Type", "ExecStart", "Restart", "RestartSec", "KillMode", "KillSignal",
+              "TimeoutStopSec")  # fmt: skip
+PROBE_UNIT = "ccc-under-agent-unit.service"
+PROBE_OUT = "/run/ccc-under-agent-unit.out"
+
+
+def _under_the_agents_unit(env: DeployEnv, host: str, argv: list[str]) -> tuple[str, str]:
+    """Run ``argv`` once with every [Service] setting of the deployed agent unit (user,
+    hardening, credentials); (its Result, what it printed). ``systemctl start`` of a oneshot
+    returns when it is done: nothing to poll."""
+    _, unit, _ = env.exec(host, ["cat", str(layout.UNIT_PATH)])
+    service = unit.split("[Service]\n", 1)[1].split("\n[", 1)[0].splitlines()
+    kept = [line for line in service if line.split("=", 1)[0] not in NOT_COPIED]
+    lines = ["[Service]", "Type=oneshot", *kept, f"ExecStart={quote_argv(argv)}",
+             f"StandardOutput=truncate:{PROBE_OUT}", "StandardError=inherit", ""]  # fmt: skip
+    text = "\n".join(lines)
+    container = engine.get(engine.client(), host)
+    engine.put_file(container, "/etc/systemd/system", PROBE_UNIT, text.encode(), 0o644)
+    try:
+        env.exec(host, ["systemctl", "daemon-reload"])
+        env.exec(host, ["systemctl", "start", PROBE_UNIT])
+        _, result, _ = env.exec(host, ["systemctl", "show", "-p", "Result", "--value", PROBE_UNIT])
+        _, out, _ = env.exec(host, ["cat", PROBE_OUT])
+        return result.strip(), out
+    finally:
+        env.exec(host, ["rm", "-f", f"/etc/systemd/system/{PROBE_UNIT}", PROBE_OUT])
+        env.exec(host, ["systemctl", "daemon-reload"])
+
+
+def test_secrets_are_roots_and_never_in_the_agents_environment(converged: DeployEnv):
+    name, user = converged.names[0], layout.SERVICE_USER
+    as_user = ["runuser", "-u", user, "--"]
+    code, _, err = converged.exec(name, [*as_user, "cat", str(layout.SECRETS_ENV)])
+    assert code != 0 and "Permission denied" in err, (code, err)
+    for path in ("id_ed25519", "known_hosts", "config"):  # config: none yet, none may be made
+        code, _, err = converged.exec(name, [*as_user, "sh", "-c", f": >> {layout.SSH_DIR}/{path}"])
+        assert code != 0 and "Permission denied" in err, (path, code, err)
+    _, pid, _ = converged.exec(name, ["systemctl", "show", "-p", "MainPID", "--value",
+                                      layout.UNIT_NAME])  # fmt: skip
+    _, environ, _ = converged.exec(name, ["cat", f"/proc/{int(pid)}/environ"])
+    assert "HOME=" in environ, environ  # the agent's own environment was read
+    for key, value in SECRETS.items():
+        assert key not in environ and value not in environ, key
+    # ... yet the agent has them: systemd's credential, read the way the agent reads secrets.
+    python = str(layout.CURRENT / "venv" / "bin" / "python")
+    lookup = ("import hashlib; from cluster.secrets_file import require; "
+              "print(*(hashlib.sha256(require(n, None).reveal().encode()).hexdigest()[:16] "
+              "for n in ('ANTHROPIC_API_KEY', 'GITHUB_TOKEN')))")  # fmt: skip
+    result, out = _under_the_agents_unit(converged, name, [python, "-c", lookup])
+    assert result == "success" and out.split() == [
+        hashlib.sha256(SECRETS[n].encode()).hexdigest()[:16]
+        for n in ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")
+    ], (result, out)
+    # Inside the unit the ssh directory cannot even be moved aside and replaced.
+    move = f"mv {layout.SSH_DIR} {layout.STATE_DIR}/moved 2>&1; echo moved=$?"
+    result, out = _under_the_agents_unit(converged, name, ["/bin/sh", "-c", move])
+    assert result == "success" and "moved=1" in out, out
+
+
+def test_the_sandbox_runs_under_the_agents_hardened_unit(converged: DeployEnv):
+    name = converged.names[0]
+    result, out = _under_the_agents_unit(converged, name, sandbox_argv(str(layout.WORKSPACE)))
+    assert result == "success", out
+    assert_sealed(out)
+    check = [str(layout.EXECUTABLE), "sandbox", "check", "--config", str(layout.AGENT_CONFIG),
+             "--workdir", str(layout.WORKSPACE)]  # fmt: skip
+    result, out = _under_the_agents_unit(converged, name, check)
+    assert result == "success" and "sandbox: sealed" in out, out
+
+
+def test_the_agents_unit_is_exposed_no_more_than_docs_say(converged: DeployEnv):
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    documented = float(re.findall(r"`systemd-analyze security` rates the unit (\d+\.\d+)", text)[0])
+    assert documented <= 3.0  # issue 12's aim
+    analyze = ["systemd-analyze", "security", "--no-pager", layout.UNIT_NAME]
+    code, out, err = converged.exec(converged.names[0], analyze)
+    found = re.findall(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    assert found, (code, out[-500:], err)
+    assert float(found[0]) <= documented, (found, documented)
