@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron)
+APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron bubblewrap)
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 

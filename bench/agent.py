@@ -66,7 +66,8 @@ def run(tasks: int) -> dict[str, Any]:
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state),
                 "--id", "bench", "--specialty", "backend", "--runner", "repo",
                 "--events", str(ev), "--workdir", str(work / "agents"),
-                "--pull-request-dir", str(work / "prs"), "--log-level", "WARNING"]
+                "--pull-request-dir", str(work / "prs"), "--log-level", "WARNING",
+                "--allow-local-repos"]
         with (work / "agent.log").open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -72,7 +72,7 @@ def start_agents(url: str, work: Path, count: int) -> list[tuple[subprocess.Pope
                 "--id", f"agent-{n}", "--specialty", "backend", "--lease", "30",
                 "--heartbeat", "5", "--poll", "2", "--events", str(ev),
                 "--workdir", str(work / "agents"), "--log-level", "WARNING",
-                "--runner", "scratch"]
+                "--runner", "scratch", "--allow-local-repos"]
         with (work / f"agent-{n}.log").open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     env=dict(os.environ))

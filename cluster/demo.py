@@ -92,7 +92,7 @@ def start_agents(state: Path, root: Path, count: int, use_claude: bool) -> list[
                 "--exit-when-idle", "--lease", "30", "--heartbeat", "2",
                 "--workdir", str(root / "agents"), "--events", str(root / f"agent-{n + 1}.jsonl"),
                 "--runner", "repo", "--executors", executors,
-                "--pull-request-dir", str(root / "pull-requests")]
+                "--pull-request-dir", str(root / "pull-requests"), "--allow-local-repos"]
         procs.append(subprocess.Popen(argv))
     return procs
 

@@ -44,7 +44,8 @@ def run_demo_hosts(root: Path, count: int, keep: bool = False) -> int:
         testbed.write_inventory(inventory, hosts, state,
                                 {h.name: {"specialties": ["backend", "docs"]} for h in hosts.hosts})
         agent = {"runner": "repo", "heartbeat_seconds": 2.0, "poll_seconds": 1.0,
-                 "executors": ["claude", "command"] if use_claude else ["command"]}
+                 "executors": ["claude", "command"] if use_claude else ["command"],
+                 "allowed_repo_prefixes": [sample_url]}  # the tasks' repo, over ssh
         settings = testbed.testbed_settings(ROOT, inventory, root / "work", state, agent=agent,
                                             verify_timeout=180.0)
         outcomes = run(settings, console)  # secrets: only ANTHROPIC_API_KEY, with Claude

@@ -67,7 +67,7 @@ def up(root: Path, count: int, specialties: str, max_tasks: int = 1) -> list[Loc
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state),
                 "--id", name, "--specialty", specialties, "--max-tasks", str(max_tasks),
                 "--workdir", str(root / "agents"), "--events", str(root / "logs" / f"{name}.jsonl"),
-                "--pull-request-dir", str(root / "pull-requests")]
+                "--pull-request-dir", str(root / "pull-requests"), "--allow-local-repos"]
         with (root / "logs" / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)

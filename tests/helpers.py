@@ -98,7 +98,7 @@ class AgentProcess:
     def __init__(self, state: str | Path, agent_id: str, workdir: Path, *,
                  specialty: str = "backend", lease: float = 5.0, heartbeat: float = 1.0,
                  max_tasks: int = 1, exit_when_idle: bool = False, poll_s: float = 1.0,
-                 runner: str = "scratch",
+                 runner: str = "scratch", allow_local: bool = True,
                  extra: list[str] | None = None) -> None:
         self.id = agent_id
         self.events_path = workdir / f"{agent_id}.events.jsonl"
@@ -108,6 +108,8 @@ class AgentProcess:
                 "--lease", str(lease), "--heartbeat", str(heartbeat), "--poll", str(poll_s),
                 "--events", str(self.events_path), "--workdir", str(workdir / "agents"),
                 "--runner", runner]
+        if allow_local:
+            argv.append("--allow-local-repos")  # the tests' target repos are tmp_path paths
         if exit_when_idle:
             argv.append("--exit-when-idle")
         argv += extra or []

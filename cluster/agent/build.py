@@ -84,11 +84,13 @@ def build_runner(config: AgentConfig) -> Runner:
     sandboxes = build_sandboxes(config)
     if config.runner == "scratch":
         return CommandRunner(home, sandboxes)
+    from cluster.agent.repos import RepoPolicy
     from cluster.agent.taskrunner import TaskRunner
 
     executors, secrets = build_executors(config)
     sealer, held = build_sealer(config, sandboxes)
+    repos = RepoPolicy(config.allow_local_repos, config.allowed_repo_prefixes)
     runner = TaskRunner(home, build_forge(config), executors, secrets=[*secrets, *held],
-                        sealer=sealer)
+                        sealer=sealer, repos=repos, push_ignore=config.push_ignore)
     runner.prune(config.keep_failed_workspaces_hours)
     return runner

@@ -9,12 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from git.cmd import Git
-from git.exc import GitCommandError
-
 from cluster.atomicfile import write_atomic
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, GitError, RemoteUnavailable
 from cluster.secret import Secret
+from cluster.state.gitcmd import run_git, transport_config
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 LS_REMOTE_TIMEOUT = 60.0
@@ -43,10 +41,13 @@ class ForgeRateLimited(ForgeError):
 class Forge(Protocol):
     """Resolves repos, reads issues and proposes branches as pull requests.
 
-    ``token`` authenticates git over https to the forge's hosts (``None``: no credentials).
+    ``token`` authenticates git over https to the forge's ``host`` (``host[:port]``), and to
+    no other (``None``: no credentials). A forge with a host takes ``owner/name`` or URLs on
+    that host only (cluster.agent.repos); one without takes what the agent's settings allow.
     """
 
     token: Secret | None
+    host: str | None
 
     def clone_url(self, repo: str) -> str: ...
 
@@ -88,6 +89,7 @@ class LocalForge:
     """
 
     token: Secret | None = None
+    host: str | None = None
 
     def __init__(self, records: Path, *, repos_root: Path | None = None) -> None:
         self.records = records
@@ -133,12 +135,14 @@ class LocalForge:
     def _remote_head(self, repo: str, branch: str) -> str:
         url = self.clone_url(repo)
         try:
-            out = Git().ls_remote(
-                url, f"refs/heads/{branch}", kill_after_timeout=LS_REMOTE_TIMEOUT
-            )
-        except GitCommandError as exc:
-            raise ForgeError(f"{repo}: cannot read branch {branch}: {exc.stderr.strip()}") from exc
-        line = str(out).strip()
+            # cwd "/": no repository around the agent's own cwd is discovered and read.
+            out = run_git(["ls-remote", "--end-of-options", url, f"refs/heads/{branch}"],
+                          cwd=Path("/"), timeout=LS_REMOTE_TIMEOUT,
+                          config=transport_config(url)).stdout
+        except (GitError, RemoteUnavailable) as exc:
+            detail = exc.stderr if isinstance(exc, GitError) else str(exc)
+            raise ForgeError(f"{repo}: cannot read branch {branch}: {detail}") from exc
+        line = out.strip()
         if not line:
             raise ForgeError(f"{repo}: branch {branch} is not on the remote; push it first")
         return line.split()[0]

@@ -26,6 +26,7 @@ from cluster.agent.forge import (
     ForgeRateLimited,
     is_slug,
 )
+from cluster.agent.repos import forge_host, host_of
 from cluster.errors import SecretMissing
 from cluster.secret import Secret, mask
 
@@ -63,7 +64,9 @@ def load_token(
 class GitHubForge:
     """Repos named ``owner/name`` on GitHub; ``base_url`` points at GitHub Enterprise's API.
 
-    A missing token is :class:`SecretMissing` here, at construction, not at first use.
+    ``host`` is where its git lives (``github.com``, or the enterprise host): the one host its
+    token goes to, and the one a task's repo URL may name. A missing token is
+    :class:`SecretMissing` here, at construction, not at first use.
     ``github_options`` go to :class:`github.Github` (tests pass the throttling knobs).
     """
 
@@ -80,6 +83,7 @@ class GitHubForge:
     ) -> None:
         self.token: Secret | None = load_token(token, token_file, environ)
         self.base_url = base_url.rstrip("/")
+        self.host = forge_host(self.base_url)
         self._gh = Github(
             auth=Auth.Token(self.token.reveal()), base_url=self.base_url, timeout=timeout,
             retry=retry, **github_options,
@@ -133,12 +137,20 @@ class GitHubForge:
         return None
 
     def _repo(self, repo: str) -> Repository:
+        repo = self._slug(repo)
         if not is_slug(repo):
             raise ForgeError(f"{repo}: GitHub needs an owner/name repo, not a URL or path")
         if repo not in self._repos:
             with self._translated(repo):
                 self._repos[repo] = self._gh.get_repo(repo)
         return self._repos[repo]
+
+    def _slug(self, repo: str) -> str:
+        """``owner/name`` of a URL on this forge's host (``https://github.com/o/r.git``)."""
+        if is_slug(repo) or host_of(repo) != self.host or "://" not in repo:
+            return repo
+        path = repo.split("://", 1)[1].partition("/")[2].removesuffix("/")
+        return path.removesuffix(".git")
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Iterator[None]:

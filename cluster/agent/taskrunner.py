@@ -19,8 +19,9 @@ from cluster.agent.executors.base import (
 )
 from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
 from cluster.agent.process import child_env, run_shell
+from cluster.agent.repos import RepoPolicy, refusal
 from cluster.agent.runner import AttemptReport, AttemptStatus
-from cluster.agent.workspace import GitIdentity, Workspace, Workspaces
+from cluster.agent.workspace import GitIdentity, SecretInChanges, Workspace, Workspaces
 from cluster.errors import ClusterError
 from cluster.sandbox.sandboxes import default_sandboxes
 from cluster.sandbox.seal import Seal, Sealer
@@ -96,13 +97,17 @@ class TaskRunner:
         depth: int | None = None,
         secrets: Sequence[Secret] = (),
         sealer: Sealer | None = None,
+        repos: RepoPolicy | None = None,
+        push_ignore: Sequence[str] = (),
     ) -> None:
         self.forge = forge
         self.executors = dict(executors)
-        self.workspaces = Workspaces(workdir, identity=identity, depth=depth)
+        self.secrets = [*secrets, *([forge.token] if forge.token else [])]
+        self.repos = repos or RepoPolicy()  # no local repos, no URL prefixes
+        self.workspaces = Workspaces(workdir, identity=identity, depth=depth,
+                                     secrets=self.secrets, ignore=push_ignore)
         self.logs = workdir / "logs"
         self.sealer = sealer or Sealer(default_sandboxes(workdir))
-        self.secrets = [*secrets, *([forge.token] if forge.token else [])]
 
     def prune(self, older_than_hours: float) -> list[Path]:
         """Remove kept (failed) workspaces older than this; see ``keep_failed_workspaces_hours``."""
@@ -138,11 +143,14 @@ class TaskRunner:
         problem = executor.refusal(spec.executor.model, spec.executor.args)
         if problem is not None:
             raise _Stop("invalid", f"executor {spec.executor.kind}: {problem}")
+        refused = refusal(spec.repo, self.repos, self.forge.host)
+        if refused is not None:
+            raise _Stop("invalid", f"repo {mask(spec.repo, self.secrets)!r}: {refused}")
         with self._step(att, cancel, "workspace"):
             url = self.forge.clone_url(spec.repo)
             ws = att.workspace = self.workspaces.prepare(
                 url, spec.id, attempt, spec.base, token=self.forge.token,
-                timeout=att.remaining(),
+                token_host=self.forge.host, timeout=att.remaining(),
             )
             att.head = ws.remote_head
             att.note(f"workspace {ws.path} on {ws.branch} from {ws.start}"
@@ -222,6 +230,8 @@ class TaskRunner:
         try:
             att.head = self.workspaces.push(ws, max(att.remaining(), UNFINISHED_PUSH_SECONDS))
             att.note(f"pushed unfinished work on {ws.branch} at {att.head} for the retry")
+        except SecretInChanges as exc:
+            raise _Stop("failed", str(exc)) from exc
         except ClusterError as exc:
             att.note(f"could not push unfinished work: {mask(str(exc), self.secrets)}")
 
@@ -297,6 +307,8 @@ class TaskRunner:
             yield
         except (RateLimited, ForgeRateLimited) as exc:
             raise _Stop("paused", f"{step}: {exc}", exc.retry_after) from exc
+        except SecretInChanges as exc:
+            raise _Stop("failed", str(exc)) from exc  # never retried as a timeout
         except ClusterError as exc:
             att.note(f"{step} failed: {mask(str(exc), self.secrets)}")
             if att.remaining() <= 0:

@@ -176,6 +176,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         "anthropic_base_url": args.anthropic_base_url, "github_base_url": args.github_base_url,
         "secrets_file": args.secrets_file, "repos_root": args.repos_root,
         "pull_request_dir": args.pull_request_dir, "model": args.model,
+        "allow_local_repos": args.allow_local_repos or None,
         "metrics_port": args.metrics_port, "sandbox": args.sandbox,
     }
     config = load_agent_config(Path(args.config) if args.config else None, flags)
@@ -282,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--secrets-file", help="KEY=VALUE file, mode 0600 (ANTHROPIC_API_KEY...)")
     run.add_argument("--repos-root", help="local forge: where owner/name repos live")
     run.add_argument("--pull-request-dir", help="local forge: where pull requests are recorded")
+    run.add_argument("--allow-local-repos", action="store_true",
+                     help="let tasks name a local path or file:// repo (local runs, tests)")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     run.add_argument("--sandbox", choices=("bwrap", "off"),
                      help="bwrap (default): every task process sealed; off: unsealed, said in "

@@ -66,5 +66,9 @@ def install(state: str, source: Path = HOOKS_DIR, python: str | None = None) -> 
     bare, git_dir = done.stdout.split()
     if bare == "true":
         return install_into(Path(git_dir) / "hooks", source, SERVER_HOOKS, python)
-    hooks = run_git(["rev-parse", "--git-path", "hooks"], cwd=path).stdout.strip()
+    # Our git runs with hooks off (cluster.state.gitcmd), so ask the clone's own config.
+    configured = run_git(["config", "--local", "--get", "core.hooksPath"], cwd=path,
+                         check=False).stdout.strip()
+    common = run_git(["rev-parse", "--git-common-dir"], cwd=path).stdout.strip()
+    hooks = Path(configured).expanduser() if configured else Path(common) / "hooks"
     return install_into(path / hooks, source, CLIENT_HOOKS, python)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cluster.hooks.rules import people_change_problems, settings_of
 from cluster.hooks.treediff import lookup
-from cluster.state.gitcmd import run_git
+from cluster.state.gitcmd import hook_env, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.settings import SETTINGS_FILE
 
@@ -16,9 +16,11 @@ ZERO = "0" * 40
 
 def staged(work: Path) -> list[tuple[str, str | None]]:
     """``(path, staged blob or None for a deletion)`` for every staged change."""
-    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=work, check=False)
+    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=work, check=False,
+                   env=hook_env())
     base = head.stdout.strip() if head.returncode == 0 else EMPTY_TREE
-    raw = run_git(["diff-index", "--cached", "-z", "--no-renames", base], cwd=work).stdout
+    raw = run_git(["diff-index", "--cached", "-z", "--no-renames", base], cwd=work,
+                  env=hook_env()).stdout
     fields = raw.split("\0")
     out: list[tuple[str, str | None]] = []
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
@@ -31,11 +33,12 @@ def staged(work: Path) -> list[tuple[str, str | None]]:
 
 def check_staged(work: Path) -> list[str]:
     """Problems of the staged changes in the clone at ``work``, as the server would say them."""
-    git_dir = Path(run_git(["rev-parse", "--absolute-git-dir"], cwd=work).stdout.strip())
-    store = ObjectStore(git_dir)
+    git_dir = Path(run_git(["rev-parse", "--absolute-git-dir"], cwd=work,
+                           env=hook_env()).stdout.strip())
+    store = ObjectStore(git_dir, hook_env())
     try:
         index = run_git(["rev-parse", "--verify", "--quiet", f":{SETTINGS_FILE}"], cwd=work,
-                        check=False)
+                        check=False, env=hook_env())
         settings_blob = index.stdout.strip() if index.returncode == 0 else None
         known = settings_of(store.blob(settings_blob) if settings_blob else None)[0]
         merged = _merge_tree(work, store)
@@ -51,7 +54,8 @@ def check_staged(work: Path) -> list[str]:
 
 
 def _merge_tree(work: Path, store: ObjectStore) -> str | None:
-    done = run_git(["rev-parse", "--verify", "--quiet", "MERGE_HEAD"], cwd=work, check=False)
+    done = run_git(["rev-parse", "--verify", "--quiet", "MERGE_HEAD"], cwd=work, check=False,
+                   env=hook_env())
     return store.commit(done.stdout.strip()).tree if done.returncode == 0 else None
 
 

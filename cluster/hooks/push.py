@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.errors import ClusterError
-from cluster.state.gitcmd import list_refs, run_git
+from cluster.state.gitcmd import hook_env, list_refs, run_git
 from cluster.state.gitobj import ObjectStore
 
 ZERO = "0" * 40
@@ -47,8 +47,8 @@ class Push:
 
     @classmethod
     def open(cls, git_dir: Path, updates: list[Update]) -> Push:
-        refs = list_refs([MAIN, CLAIMS.rstrip("/")], git_dir=git_dir)
-        return cls(git_dir, ObjectStore(git_dir), updates, refs)
+        refs = list_refs([MAIN, CLAIMS.rstrip("/")], git_dir=git_dir, env=hook_env())
+        return cls(git_dir, ObjectStore(git_dir, hook_env()), updates, refs)
 
     @property
     def main(self) -> Update | None:
@@ -75,12 +75,12 @@ class Push:
     def new_commits(self, tip: str) -> list[str]:
         """Commits reachable from ``tip`` and from no ref yet, oldest first."""
         done = run_git(["rev-list", "--topo-order", "--reverse", tip, "--not", "--all"],
-                       git_dir=self.git_dir)
+                       git_dir=self.git_dir, env=hook_env())
         return done.stdout.split()
 
     def is_ancestor(self, old: str, new: str) -> bool:
         done = run_git(["merge-base", "--is-ancestor", old, new], git_dir=self.git_dir,
-                       check=False)
+                       check=False, env=hook_env())
         return done.returncode == 0
 
     def close(self) -> None:

@@ -7,10 +7,12 @@ import os
 import subprocess
 import threading
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import GitError, RemoteUnavailable
+from cluster.state.gitcmd import git_env
 
 TREE_MODE = "40000"
 BLOB_MODE = "100644"
@@ -90,8 +92,9 @@ def format_commit(
 class ObjectStore:
     """Reads objects through one long-lived ``git cat-file --batch``; writes loose objects."""
 
-    def __init__(self, git_dir: Path) -> None:
+    def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.git_dir = git_dir
+        self.env = git_env(env)  # sealed, as every git here (cluster.state.gitcmd)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -102,6 +105,7 @@ class ObjectStore:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
+                env=self.env,
             )
         return self._proc
 

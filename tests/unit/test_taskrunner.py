@@ -17,6 +17,7 @@ from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest, Rat
 from cluster.agent.executors.command import CommandExecutor
 from cluster.agent.forge import LocalForge
 from cluster.agent.forge_github import GitHubForge
+from cluster.agent.repos import RepoPolicy
 from cluster.agent.taskrunner import TaskRunner
 from cluster.secret import Secret
 from cluster.state.client import Held
@@ -24,12 +25,14 @@ from cluster.state.records import Claim
 from cluster.state.schema import ExecutorSpec, TaskSpec
 from cluster.state.snapshot import TaskView
 from tests.fakes.github_api import DEFAULT_TOKEN, FakeGitHub
+from tests.helpers import poll
 from tests.unit.test_forges import NO_THROTTLE, requests_to
-from tests.unit.test_tools import wait_until_gone
+from tests.unit.test_tools import marked
 from tests.unit.test_workspace import BUGGY, FIX, VERIFY, git, make_remote, remote_sha
 
 FIXED = BUGGY.replace("-", "+")
 ZERO = "0" * 40
+LOCAL_REPOS = RepoPolicy(allow_local=True)  # these tests' remotes are paths in tmp_path
 
 
 def task(remote: Path | str, command: str | None = FIX, **fields: Any) -> TaskSpec:
@@ -50,7 +53,8 @@ def held(spec: TaskSpec, attempt: int = 1) -> Held:
 
 def local_runner(tmp_path: Path, **executors: Any) -> TaskRunner:
     chosen = executors or {"command": CommandExecutor(grace=0.2)}
-    return TaskRunner(tmp_path / "agent", LocalForge(tmp_path / "agent" / "prs"), chosen)
+    return TaskRunner(tmp_path / "agent", LocalForge(tmp_path / "agent" / "prs"), chosen,
+                      repos=LOCAL_REPOS)
 
 
 @dataclass
@@ -107,7 +111,7 @@ def test_verify_failure_is_failed_and_keeps_the_workspace(tmp_path: Path, remote
     # The unfinished work is pushed for the retry to resume from, but not proposed.
     assert remote_sha(remote, "cluster/fix-add") == report.outcome.head is not None
     assert report.outcome.pull_request is None
-    assert (tmp_path / "agent" / "workspaces" / "fix-add-a1" / "NOTES").exists()
+    assert (tmp_path / "agent" / "workspaces" / "fix-add-a1" / "tree" / "NOTES").exists()
     assert "AssertionError" in Path(str(report.outcome.log)).read_text()
 
 
@@ -133,11 +137,12 @@ def test_retry_builds_on_the_branch_and_reuses_the_pr(tmp_path: Path, remote: Pa
 
 
 def test_timeout_kills_the_command_and_its_children(tmp_path: Path, remote: Path) -> None:
-    spec = task(remote, "sleep 300 & echo $! > child.pid; wait", timeout=1)
+    marker = f"ccc-timeout-child-{time.monotonic_ns()}"
+    spec = task(remote, f"bash -c 'exec -a {marker} sleep 300' & setsid bash -c "
+                        f"'exec -a {marker} sleep 300' & wait", timeout=1)
     report = local_runner(tmp_path).run(held(spec), threading.Event())
     assert report.status == "timed_out" and "timeout of 1s" in report.reason
-    pid_file = tmp_path / "agent" / "workspaces" / "fix-add-a1" / "child.pid"
-    wait_until_gone(int(pid_file.read_text()))
+    poll(lambda: not marked(marker), 10, f"a {marker} outlived the timed-out attempt")
 
 
 def test_rate_limit_pauses_with_retry_after(tmp_path: Path, remote: Path) -> None:
@@ -237,12 +242,12 @@ def test_secrets_reach_no_process_config_log_or_reason(
     extra = "sk-ant-extra-secret-value"
     runner = TaskRunner(tmp_path / "agent", forge, {"command": CommandExecutor()},
                         secrets=[Secret(extra)])
-    spec = task(remote, f"env > seen-env.txt; echo using {extra}; {FIX}",
+    spec = task("octo/calc", f"env > seen-env.txt; echo using {extra}; {FIX}",
                 verify=f"env > verify-env.txt; echo {extra}; exit 7")
     report = runner.run(held(spec), threading.Event())
     assert (report.status, report.reason) == ("failed", "verify exited with 7")
     workspace = tmp_path / "agent" / "workspaces" / "fix-add-a1"
-    for name in ("seen-env.txt", "verify-env.txt", ".git/config"):
+    for name in ("tree/seen-env.txt", "tree/verify-env.txt", "git/config"):
         text = (workspace / name).read_text()
         assert DEFAULT_TOKEN not in text and "GIT_CONFIG" not in text, name
     log = Path(str(report.outcome.log)).read_text()
@@ -252,8 +257,8 @@ def test_secrets_reach_no_process_config_log_or_reason(
 
 def test_cancel_during_verify_stops_it(tmp_path: Path, remote: Path) -> None:
     cancel = threading.Event()
-    started = tmp_path / "verify-started"
-    spec = task(remote, verify=f"touch {started}; sleep 300")
+    started = tmp_path / "agent" / "workspaces" / "fix-add-a1" / "tree" / "verify-started"
+    spec = task(remote, verify="touch verify-started; sleep 300")  # in the jail: its tree
 
     def cancel_once_verify_runs() -> None:
         deadline = time.monotonic() + 30

@@ -1,4 +1,5 @@
-"""Workspaces: real clones of bare remotes in tmp_path, the stable branch, leased pushes, auth."""
+"""Workspaces: real clones of bare remotes in tmp_path, the stable branch, leased pushes, auth,
+the git directory out of the work tree's reach."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.agent.workspace import PushRejected, Workspaces, auth_env, prune
+from cluster.agent.workspace import NEVER_PUSHED, PushRejected, Workspaces, auth_config, prune
 from cluster.errors import GitError
 from cluster.secret import Secret
 
@@ -56,7 +57,9 @@ def remote(tmp_path: Path) -> Path:
 def test_new_branch_from_base_commit_and_push(tmp_path: Path, remote: Path) -> None:
     spaces = Workspaces(tmp_path / "work")
     ws = spaces.prepare(str(remote), "t1", 1, "main")
-    assert ws.path == tmp_path / "work" / "workspaces" / "t1-a1"
+    assert ws.path == tmp_path / "work" / "workspaces" / "t1-a1" / "tree"
+    assert ws.git_dir == tmp_path / "work" / "workspaces" / "t1-a1" / "git"
+    assert not (ws.path / ".git").exists()
     assert ws.branch == "cluster/t1" and ws.remote_head is None and not ws.resumed
     assert ws.start == remote_sha(remote, "main")
     assert spaces.commit(ws, "nothing").changed is False
@@ -69,7 +72,7 @@ def test_new_branch_from_base_commit_and_push(tmp_path: Path, remote: Path) -> N
     assert message.startswith("claude-cluster <claude-cluster@localhost>\nFix add")
     assert "Task: t1 (attempt 1)" in message
     spaces.remove(ws)
-    assert not ws.path.exists()
+    assert not ws.root.exists()
 
 
 def test_retry_resumes_the_branch_and_commits_on_top(tmp_path: Path, remote: Path) -> None:
@@ -113,25 +116,66 @@ def test_missing_base_and_bad_remote_are_clear(tmp_path: Path, remote: Path) -> 
         spaces.prepare(str(remote), "t1", 1, "develop")
 
 
-def test_executor_edits_to_git_config_are_undone_before_commit(
-    tmp_path: Path, remote: Path
-) -> None:
+def test_a_dot_git_in_the_tree_is_never_read(tmp_path: Path, remote: Path) -> None:
     spaces = Workspaces(tmp_path / "work")
     ws = spaces.prepare(str(remote), "t1", 1, "main")
+    ours = (ws.git_dir / "config").read_bytes()
     marker = tmp_path / "filter-ran"
-    with (ws.path / ".git" / "config").open("a") as config:
-        config.write(f'[filter "evil"]\n\tclean = touch {marker}; cat\n')
+    (ws.path / ".git").mkdir()
+    (ws.path / ".git" / "config").write_text(
+        f'[filter "evil"]\n\tclean = touch {marker}; cat\n[core]\n\tfsmonitor = touch {marker}\n')
     (ws.path / ".gitattributes").write_text("* filter=evil\n")
     (ws.path / "x.txt").write_text("x\n")
     assert spaces.commit(ws, "x").changed
+    assert not marker.exists() and (ws.git_dir / "config").read_bytes() == ours
+    tree = git(remote, "ls-tree", "-r", "--name-only", spaces.push(ws)).split()
+    assert ".git/config" not in tree and "x.txt" in tree
+
+
+def test_a_planted_submodule_git_dir_is_never_run(tmp_path: Path, remote: Path) -> None:
+    """A gitlink whose directory holds a hostile .git: ``add -A`` would run ``git status``
+    there (and its clean filter) unless the agent pins gitlinks."""
+    spaces = Workspaces(tmp_path / "work")
+    first = spaces.prepare(str(remote), "t1", 1, "main")
+    sub = first.path / "sub"
+    sub.mkdir()
+    git(sub, "init", "-q")
+    (sub / "f").write_text("x\n")
+    git(sub, "add", "f")
+    git(sub, "-c", "user.name=s", "-c", "user.email=s@x", "commit", "-q", "-m", "s")
+    spaces.commit(first, "gitlink")
+    marker = tmp_path / "sub-filter-ran"
+    with (sub / ".git" / "config").open("a") as config:
+        config.write(f'[filter "evil"]\n\tclean = touch {marker}; cat\n')
+    (sub / ".git" / "info").mkdir(exist_ok=True)
+    (sub / ".git" / "info" / "attributes").write_text("* filter=evil\n")
+    os.utime(sub / "f", (1_000_000, 1_000_000))  # stat-dirty: status would re-hash it
+    (first.path / "y.txt").write_text("y\n")
+    assert spaces.commit(first, "more").changed
     assert not marker.exists()
+
+
+def test_never_pushed_files_stay_out(tmp_path: Path, remote: Path) -> None:
+    spaces = Workspaces(tmp_path / "work", ignore=["*.log", "build/\ndist/"])
+    ws = spaces.prepare(str(remote), "t1", 1, "main")
+    exclude = (ws.git_dir / "info" / "exclude").read_text().splitlines()
+    assert set(NEVER_PUSHED) | {"*.log", "build/", "dist/"} <= set(exclude)
+    for name in (".claude.json", ".claude/projects/x.jsonl", "__pycache__/a.pyc", "pkg/b.pyc",
+                 ".pytest_cache/v", "run.log", "build/out", ".claude/settings.local.json"):
+        (ws.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws.path / name).write_text("junk\n")
+    (ws.path / ".claude" / "settings.json").write_text("{}\n")  # the repo's own: pushed
+    (ws.path / "calc.py").write_text(BUGGY.replace("-", "+"))
+    head = spaces.push(ws) if spaces.commit(ws, "fix").changed else ""
+    tree = git(remote, "ls-tree", "-r", "--name-only", head).split()
+    assert tree == [".claude/settings.json", "calc.py", "test_calc.py"]
 
 
 def test_shallow_fetches_still_resume_and_push(tmp_path: Path, remote: Path) -> None:
     spaces = Workspaces(tmp_path / "work", depth=1)
     url = remote.as_uri()
     first = spaces.prepare(url, "t1", 1, "main")
-    assert (first.path / ".git" / "shallow").exists()
+    assert (first.git_dir / "shallow").exists()
     (first.path / "a").write_text("a\n")
     one = spaces.commit(first, "a").head
     spaces.push(first)
@@ -146,7 +190,7 @@ def test_prune_removes_only_old_workspaces(tmp_path: Path) -> None:
     root = tmp_path / "work" / "workspaces"
     old, new = root / "t1-a1", root / "t2-a1"
     for path in (old, new):
-        (path / "sub").mkdir(parents=True)
+        (path / "tree").mkdir(parents=True)
     os.utime(old, (1_000_000, 1_000_000))
     assert prune(root, 1.0) == [old]
     assert new.exists() and not old.exists()
@@ -219,7 +263,7 @@ class _GitHTTP(BaseHTTPRequestHandler):
 def git_http(tmp_path: Path) -> Iterator[_GitHTTPServer]:
     server = _GitHTTPServer(("127.0.0.1", 0), _GitHTTP)
     server.root = tmp_path
-    header = auth_env("http://127.0.0.1/", Secret(TOKEN))["GIT_CONFIG_VALUE_1"]
+    header = auth_config("http://127.0.0.1/", Secret(TOKEN), "127.0.0.1")[0][1]
     server.expected = header.removeprefix("Authorization: ")
     server.seen_headers = []
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -233,13 +277,14 @@ def git_http(tmp_path: Path) -> Iterator[_GitHTTPServer]:
 def test_token_goes_in_a_header_never_into_config(
     tmp_path: Path, remote: Path, git_http: _GitHTTPServer
 ) -> None:
-    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    host = f"127.0.0.1:{git_http.server_address[1]}"
+    url = f"http://{host}/{remote.name}"
     spaces = Workspaces(tmp_path / "work")
-    ws = spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN))
+    ws = spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN), token_host=host)
     (ws.path / "calc.py").write_text(BUGGY.replace("-", "+"))
     head = spaces.commit(ws, "fix").head
     assert spaces.push(ws) == head == remote_sha(remote, "refs/heads/cluster/t1")
-    for path in (ws.path / ".git").rglob("*"):
+    for path in ws.root.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
     assert git_http.seen_headers and all(h == git_http.expected for h in git_http.seen_headers)
@@ -248,19 +293,45 @@ def test_token_goes_in_a_header_never_into_config(
 def test_wrong_or_missing_token_fails_fast_and_masked(
     tmp_path: Path, remote: Path, git_http: _GitHTTPServer
 ) -> None:
-    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    host = f"127.0.0.1:{git_http.server_address[1]}"
+    url = f"http://{host}/{remote.name}"
     spaces = Workspaces(tmp_path / "work")
     with pytest.raises(GitError) as caught:
         spaces.prepare(url, "t1", 1, "main")  # no prompt: fails instead of waiting for input
     wrong = "ghp_wrong_token_abcdefghijkl"
     with pytest.raises(GitError) as second:
-        spaces.prepare(url, "t1", 2, "main", token=Secret(wrong))
+        spaces.prepare(url, "t1", 2, "main", token=Secret(wrong), token_host=host)
     assert wrong not in str(second.value) and TOKEN not in str(caught.value)
 
 
-def test_token_is_not_sent_over_plain_http_to_other_hosts() -> None:
-    assert "GIT_CONFIG_KEY_1" not in auth_env("http://example.com/x.git", Secret(TOKEN))
-    assert "GIT_CONFIG_KEY_1" not in auth_env("/srv/x.git", Secret(TOKEN))
-    env = auth_env("https://github.com/o/r.git", Secret(TOKEN))
-    assert env["GIT_CONFIG_KEY_1"] == "http.https://github.com/.extraHeader"
-    assert TOKEN not in env["GIT_CONFIG_VALUE_1"]  # base64, and never in a URL
+def test_token_goes_only_to_the_forges_host_over_https_or_loopback() -> None:
+    token = Secret(TOKEN)
+    assert auth_config("http://example.com/x.git", token, "example.com") == []
+    assert auth_config("/srv/x.git", token, "github.com") == []
+    assert auth_config("https://evil.example/o/r.git", token, "github.com") == []
+    assert auth_config("https://github.com/o/r.git", token, None) == []
+    assert auth_config("https://x:y@github.com/o/r.git", token, "github.com") == []
+    pairs = dict(auth_config("https://github.com/o/r.git", token, "github.com"))
+    assert "Authorization: Basic " in pairs["http.https://github.com/.extraHeader"]
+    assert pairs["http.followRedirects"] == "false"
+    assert TOKEN not in str(pairs)  # base64, and never in a URL
+
+
+def test_the_token_never_reaches_another_host(
+    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    spaces = Workspaces(tmp_path / "work")
+    with pytest.raises(GitError):
+        spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN), token_host="github.com")
+    assert git_http.seen_headers and set(git_http.seen_headers) == {""}
+
+
+def test_git_itself_refuses_remote_helpers(tmp_path: Path) -> None:
+    """Below the repo check (cluster.agent.repos), the sealed git allows no ext:: or fd::."""
+    marker = tmp_path / "ext-ran"
+    spaces = Workspaces(tmp_path / "work")
+    for url in (f"ext::sh -c touch% {marker}", "fd::0", f"--upload-pack=touch {marker}"):
+        with pytest.raises(GitError):
+            spaces.prepare(url, "t1", 1, "main")
+    assert not marker.exists()
