@@ -15,7 +15,7 @@ import pytest
 
 from cluster.state.client import Identity, StateClient
 from cluster.state.records import Result
-from tests.helpers import ROOT, commit_files, make_state, state_url, task_doc, task_files
+from tests.helpers import ROOT, commit_files, make_state, poll, state_url, task_doc, task_files
 
 SECRET = "sk-ant-api03-sealed-agent-key-0123456789abcdef"
 
@@ -88,3 +88,39 @@ def test_an_agent_that_cannot_seal_does_not_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "bwrap is not installed" in done.stderr and "sandbox: off" in done.stderr
+
+
+def test_a_cancelled_task_stops_its_executor_within_seconds(tmp_path: Path, agents: Any) -> None:
+    """`task cancel` fences the holder off: its renewal is refused, the claim is lost, and the
+    cancel reaches the executor, whose jail (a setsid child included) is gone in seconds."""
+    from cluster.demo import sample_repo
+    from tests.unit.test_tools import marked
+
+    def named(name: str) -> list[int]:  # processes whose argv[0] is ``name`` (exec -a)
+        found = []
+        for pid in marked(name):
+            try:
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue  # gone meanwhile
+            if argv0 == name.encode():
+                found.append(pid)
+        return found
+
+    marker = f"ccc-cancelled-{os.getpid()}"
+    state, target = make_state(tmp_path, {"fold_delay_seconds": 30}), sample_repo(tmp_path)
+    command = (f"setsid bash -c 'exec -a {marker} sleep 600' & "
+               f"bash -c 'exec -a {marker} sleep 600'")
+    commit_files(state, task_files([task_doc("long", command, repo=str(target), timeout=900)]),
+                 tmp_path / "person")
+    agent = agents(state, "holder", runner="repo", lease=3, heartbeat=0.5,
+                   extra=["--pull-request-dir", str(tmp_path / "prs")])
+    poll(lambda: len(named(marker)) == 2, 60, lambda: f"the task never ran: {agent.tail()}")
+    done = subprocess.run([sys.executable, "-m", "cluster", "task", "cancel", "--state",
+                           str(state), "long"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    poll(lambda: not marked(marker), 20, lambda: f"the executor outlived the cancel: "
+                                                 f"{marked(marker)}\n{agent.tail()}")
+    poll(lambda: agent.saw("claim_lost", "long"), 20, "the agent never saw its claim lost")
+    assert result(state, tmp_path, "long").status == "cancelled"
