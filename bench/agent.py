@@ -1,11 +1,12 @@
 """Per-task overhead of the agent without the model, on a small target repository.
 
-    python bench/agent.py [--tasks 30] [--json]
+    python bench/agent.py [--tasks 30] [--sandbox bwrap|off|both] [--json]
 
 One real agent process (repo runner, local forge) works through --tasks tasks on a small
 bare target repo. Each task's executor is a one-line command, so what is measured is the
 agent's own work: claim, clone, branch, commit, verify, push, pull request, result. Figures:
 claim-to-result (the attempt) and landing-to-result (plus wake-up and claim), p50 and p95.
+``--sandbox both`` runs it sealed and unsealed and reports what the jail adds per attempt.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def task_yaml(task_id: str, repo: Path) -> bytes:
     }).encode()
 
 
-def run(tasks: int) -> dict[str, Any]:
+def run(tasks: int, sandbox: str = "bwrap") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-agent-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         state = work / "state.git"
@@ -67,7 +68,7 @@ def run(tasks: int) -> dict[str, Any]:
                 "--id", "bench", "--specialty", "backend", "--runner", "repo",
                 "--events", str(ev), "--workdir", str(work / "agents"),
                 "--pull-request-dir", str(work / "prs"), "--log-level", "WARNING",
-                "--allow-local-repos"]
+                "--allow-local-repos", "--sandbox", sandbox]
         with (work / "agent.log").open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -97,7 +98,7 @@ def run(tasks: int) -> dict[str, Any]:
         total = [published[t][0] - landed[t] for t in published]
         ok = sum(1 for _, status in published.values() if status == "succeeded")
         return {
-            "tasks": tasks, "succeeded": ok,
+            "sandbox": sandbox, "tasks": tasks, "succeeded": ok,
             "attempt_p50_s": round(statistics.median(attempt), 3),
             "attempt_p95_s": round(percentile(attempt, 0.95), 3),
             "landing_to_result_p50_s": round(statistics.median(total), 3),
@@ -109,10 +110,19 @@ def run(tasks: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=30)
+    parser.add_argument("--sandbox", choices=("bwrap", "off", "both"), default="bwrap")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    row = run(args.tasks)
-    print(json.dumps(row, indent=2) if args.json else " ".join(f"{k}={v}" for k, v in row.items()))
+    modes = ("bwrap", "off") if args.sandbox == "both" else (args.sandbox,)
+    rows = [run(args.tasks, mode) for mode in modes]
+    if len(rows) == 2:
+        rows.append({"sandbox": "added", **{
+            key: round(rows[0][key] - rows[1][key], 3) for key in rows[0]
+            if key.endswith("_s")}})
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    for row in rows if not args.json else ():
+        print(" ".join(f"{k}={v}" for k, v in row.items()))
     return 0
 
 
