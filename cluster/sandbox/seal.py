@@ -81,14 +81,12 @@ class Sealer:
             self.sandboxes.remove(name)
 
     def _broker(self, budget: Budget, note: Callable[[str], None], model_api: bool) -> Broker:
-        from cluster.agent.pricing import DEFAULT_PRICES, price_for
         from cluster.sandbox.broker import Broker
 
         return Broker(
             upstream=self.upstream or DEFAULT_UPSTREAM,
             credential=self.credential if model_api else None,
             budget=budget,
-            price_for=lambda model: price_for(model, DEFAULT_PRICES),
             allow_hosts=self.sandboxes.config.allow_hosts,
             log=note,
         )

@@ -72,6 +72,13 @@ def test_heartbeat_missing_old_or_stopped_degrades():
     assert host_health(facts(agent=replace(AGENT, heartbeat_age=16.0)), loose).status == "healthy"
 
 
+def test_an_unsealed_agent_is_called_out():
+    health = host_health(facts(agent=replace(AGENT, sandbox="off")))
+    assert texts(health) == ["sandbox off: its task code runs unsealed, with the agent's rights "
+                             "and credentials"]
+    assert [f.level for f in health.findings] == ["note"]
+
+
 def test_expired_claims_held_degrade_the_holder():
     health = host_health(facts(agent=replace(AGENT, expired=("t9",))))
     assert health.status == "degraded" and texts(health) == ["holds 1 expired claim(s): t9"]

@@ -72,6 +72,12 @@ def test_task_code_cannot_reach_the_agent_or_its_state_repo(
     log = Path(open_result.log or "").read_text()
     assert "[unsealed] sandbox off" in log
     assert SECRET not in log
+    client = StateClient(str(state), tmp_path / "beats", Identity("reader"))
+    try:
+        beats = client.snapshot().agents
+    finally:
+        client.close()
+    assert (beats["open-agent"].sandbox, beats["sealed-agent"].sandbox) == ("off", "bwrap")
 
 
 def test_an_agent_that_cannot_seal_does_not_start(tmp_path: Path) -> None:
