@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron bubblewrap)
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
+# The Claude Code CLI, pinned: tests script the Messages API traffic of exactly this version.
+CLAUDE_CODE_VERSION="2.1.332"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -28,12 +30,49 @@ install_system_packages() {
         log "missing packages ($missing) and no apt-get: install them by hand"
         exit 1
     fi
-    local sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
     log "installing: $missing"
-    $sudo apt-get update -qq
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    apt_install $missing
+}
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+claude_code_version() {
+    local out
+    out="$(claude --version 2>/dev/null)" || return 0
+    echo "${out%% *}"  # "2.1.332 (Claude Code)"
+}
+
+install_claude_code() {
+    if [[ "$(claude_code_version)" == "$CLAUDE_CODE_VERSION" ]]; then
+        log "claude-code $CLAUDE_CODE_VERSION present"
+        return
+    fi
+    if ! command -v npm >/dev/null; then
+        if ! command -v apt-get >/dev/null; then
+            log "the Claude Code CLI needs node and npm, and there is no apt-get: install them by hand"
+            exit 1
+        fi
+        log "installing node and npm for the Claude Code CLI"
+        apt_install nodejs npm
+    fi
+    log "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+    as_root npm install -g --no-fund --no-audit --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" </dev/null >/dev/null
+    local got
+    got="$(claude_code_version)"
+    if [[ "$got" != "$CLAUDE_CODE_VERSION" ]]; then
+        log "claude --version says '${got:-nothing}' after the install, not $CLAUDE_CODE_VERSION"
+        exit 1
+    fi
 }
 
 install_python() {
@@ -54,5 +93,6 @@ install_python() {
 }
 
 install_system_packages
+install_claude_code
 install_python
 log "ready: $VENV/bin/invoke --list"

@@ -6,6 +6,7 @@ PyGithub) only when its configuration uses them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from cluster.agent.config import AgentConfig
@@ -45,6 +46,16 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
                 model=config.model, task_flags=config.claude_code_task_args
             )
     return executors, secrets
+
+
+def executor_programs(executors: Mapping[str, Executor]) -> tuple[Path, ...]:
+    """What every jail must show for the executors' own programs to run there: the Claude Code
+    CLI's package when it is installed outside the system directories."""
+    from cluster.agent.executors.claude_code import ClaudeCodeExecutor
+    from cluster.sandbox.programs import program_paths
+
+    cli = executors.get("claude-code")
+    return program_paths(Path(cli.binary)) if isinstance(cli, ClaudeCodeExecutor) else ()
 
 
 def build_sealer(config: AgentConfig, sandboxes: Sandboxes) -> tuple[Sealer, list[Secret]]:
@@ -88,6 +99,7 @@ def build_runner(config: AgentConfig) -> Runner:
     from cluster.agent.taskrunner import TaskRunner
 
     executors, secrets = build_executors(config)
+    sandboxes = sandboxes.showing(executor_programs(executors))
     sealer, held = build_sealer(config, sandboxes)
     repos = RepoPolicy(config.allow_local_repos, config.allowed_repo_prefixes)
     runner = TaskRunner(home, build_forge(config), executors, secrets=[*secrets, *held],

@@ -110,10 +110,10 @@ class Jail:
                 args += ["--ro-bind", name, name]
         for entry in ETC_ENTRIES:
             args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        for path in self.read_only:
+        args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(self.tmp), JAIL_TMP]
+        for path in self.read_only:  # after the private /tmp, which would hide those under it
             args += ["--ro-bind-try", str(path), str(path)]
-        args += ["--bind", str(self.tmp), JAIL_TMP, "--bind", str(self.home), str(self.home),
+        args += ["--bind", str(self.home), str(self.home),
                  "--bind", str(self.worktree), str(self.worktree)]
         if self.git_dir is not None:
             args += ["--ro-bind", str(self.git_dir), str(self.worktree / ".git")]

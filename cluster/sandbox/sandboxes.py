@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cluster.agent.config import SandboxConfig
 from cluster.errors import ClusterError, ConfigError
 from cluster.sandbox.jail import BWRAP, PRLIMIT, Jail
+from cluster.sandbox.programs import interpreter_paths
 
 CHECK_TIMEOUT = 30.0
 # What the check runs inside a jail: it must see only its own processes (a fresh /proc of
@@ -33,13 +33,6 @@ class SandboxUnavailable(ClusterError):
     the operator's explicit way out)."""
 
     exit_code = 2
-
-
-def interpreter_paths() -> tuple[Path, ...]:
-    """The agent's Python installation, shown read-only so that the bridge and the tools'
-    helpers can run inside: ``sys.prefix`` (a venv) and the installation it points to."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent}
-    return tuple(sorted(p for p in paths if not p.is_relative_to("/usr")))
 
 
 def protected_paths(home: Path, secrets_file: Path | None = None) -> tuple[Path, ...]:
@@ -79,6 +72,7 @@ class Sandboxes:
     config: SandboxConfig
     root: Path
     protected: tuple[Path, ...]
+    programs: tuple[Path, ...] = ()  # what the executors' own programs need (program_paths)
 
     @property
     def off(self) -> bool:
@@ -86,19 +80,25 @@ class Sandboxes:
 
     def read_only(self) -> tuple[Path, ...]:
         """Host paths every jail shows read-only, beyond the system directories."""
-        shown: list[Path] = []
-        for path in interpreter_paths():
-            if _exposes(path, self.protected) is None:
-                shown.append(path)
-        for path in self.config.read_only_paths:
-            path = path.expanduser().resolve()
+        shown = [p for p in interpreter_paths() if _exposes(p, self.protected) is None]
+        asked = [(p, "the executor's program in {path}", "install it elsewhere")
+                 for p in self.programs]
+        asked += [(p.expanduser().resolve(), "sandbox.read_only_paths: {path}",
+                   "name a directory that does not hold it") for p in self.config.read_only_paths]
+        for path, what, fix in asked:
             hidden = _exposes(path, self.protected)
             if hidden is not None:
-                raise ConfigError(
-                    f"sandbox.read_only_paths: {path} would show the agent's {hidden} to "
-                    "task code; name a directory that does not hold it")
+                raise ConfigError(f"{what.format(path=path)} would show the agent's {hidden} "
+                                  f"to task code; {fix}")
             shown.append(path)
         return tuple(shown)
+
+    def showing(self, programs: Iterable[Path]) -> Sandboxes:
+        """These sandboxes with ``programs`` (see :func:`program_paths`) shown read-only too;
+        raises ConfigError at once if one would expose the agent."""
+        more = replace(self, programs=(*self.programs, *programs))
+        more.read_only()
+        return more
 
     def jail(
         self, name: str, worktree: Path, *, git_dir: Path | None = None,

@@ -189,3 +189,79 @@ def test_task_args_outside_the_operators_allowlist_are_refused(
     executor = ClaudeCodeExecutor(task_flags=("--append-system-prompt",))
     assert reason in (executor.refusal(None, args) or "")
     assert "(allowed: none)" in (ClaudeCodeExecutor().refusal(None, ("--verbose",)) or "")
+
+
+def test_the_cli_runs_quiet(fake_cli: Path, tmp_path: Path) -> None:
+    fake_cli.write_text(FAKE_CLAUDE.replace('cat "$FAKE_RESULT"',
+                                            'env > "$PWD/.claude-env"; cat "$FAKE_RESULT"'))
+    outcome, req = run(tmp_path, result())
+    assert outcome.ok, outcome.error
+    env = (req.workspace / ".claude-env").read_text().splitlines()
+    for name in ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER",
+                 "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING"):
+        assert f"{name}=1" in env
+
+
+def npm_install(prefix: Path, script: str) -> Path:
+    """A CLI laid out as ``npm install -g --prefix PREFIX`` lays it out: bin/claude links to
+    the package's own bin/claude.exe, which reads a file of its package."""
+    package = prefix / "lib" / "node_modules" / "@anthropic-ai" / "claude-code"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "@anthropic-ai/claude-code"}')
+    (package / "version.txt").write_text("2.1.332\n")
+    program = package / "bin" / "claude.exe"
+    program.write_text(script)
+    program.chmod(0o755)
+    (prefix / "bin").mkdir()
+    (prefix / "bin" / "claude").symlink_to("../lib/node_modules/@anthropic-ai/claude-code/bin/"
+                                           "claude.exe")
+    return package
+
+
+def test_a_cli_installed_outside_usr_is_shown_to_the_jail_by_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cluster.agent.build import executor_programs
+    from cluster.sandbox.sandboxes import default_sandboxes
+
+    reads_its_package = FAKE_CLAUDE.replace(
+        'cat "$FAKE_RESULT"', 'cat "$(dirname "$0")/../version.txt" >&2; cat "$FAKE_RESULT"')
+    package = npm_install(tmp_path / "npm", reads_its_package)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'npm' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    executor = ClaudeCodeExecutor()
+    shown = executor_programs({"claude-code": executor})
+    assert shown == (package,)
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    output = workspace / "result.json"  # the jail shows the work tree, not the rest of tmp_path
+    output.write_text(json.dumps(result()))
+    sandboxes = default_sandboxes(tmp_path / "agent")
+    for programs, ok in (((), False), (shown, True)):
+        req = ExecutionRequest(task_id="t-9", workspace=workspace, prompt="p", specialty="x",
+                               budget=Budget(), timeout=30.0, log_path=tmp_path / f"{ok}.log",
+                               env={"FAKE_RESULT": str(output)},
+                               jail=sandboxes.showing(programs).jail("t-9", workspace))
+        outcome = executor.run(req)
+        assert outcome.ok is ok, outcome.error
+    assert "2.1.332" in (tmp_path / "True.log").read_text()
+
+
+def test_a_script_cli_brings_its_interpreter(tmp_path: Path) -> None:
+    from cluster.sandbox.programs import program_paths
+
+    node = tmp_path / "node-v22" / "bin" / "fakenode"
+    node.parent.mkdir(parents=True)
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    package = npm_install(tmp_path / "npm", f"#!{node}\n")
+    assert program_paths(package / "bin" / "claude.exe") == (package, tmp_path / "node-v22")
+    assert program_paths(Path("/usr/bin/true")) == ()
+
+
+def test_a_cli_whose_directory_holds_the_agents_files_is_refused(tmp_path: Path) -> None:
+    from cluster.errors import ConfigError
+    from cluster.sandbox.sandboxes import default_sandboxes
+
+    with pytest.raises(ConfigError, match=r"would show the agent's .* install it elsewhere"):
+        default_sandboxes(tmp_path / "agent").showing([tmp_path])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -17,6 +18,14 @@ from cluster.errors import ClusterError
 DEFAULT_BACKOFF = 60.0
 # Headless runs cannot answer permission prompts: the attempt's jail is what bounds the CLI.
 DEFAULT_ARGS = ("--permission-mode", "bypassPermissions")
+# The CLI calls nothing but the model API: no update checks, telemetry or error reports (the
+# jail routes only to the broker anyway; these keep the CLI from waiting on what cannot answer).
+QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+}
 
 # Older CLIs print "Claude AI usage limit reached|<epoch seconds of the reset>".
 _RESET_EPOCH = re.compile(r"usage limit reached\|(\d{9,})", re.IGNORECASE)
@@ -58,7 +67,8 @@ class ClaudeCodeExecutor:
                 f"the claude-code executor needs the Claude Code CLI ({binary!r} is not on PATH); "
                 "install it or use the claude or command executor"
             )
-        self.binary = found
+        # Its real path: what the jail shows of it is its package (sandboxes.program_paths).
+        self.binary = os.path.realpath(found)
         self._model = model
         self._extra_args = list(extra_args)
         self._task_flags = frozenset(task_flags)
@@ -96,7 +106,7 @@ class ClaudeCodeExecutor:
             finished = run_in_group(
                 self.argv(request),
                 cwd=request.workspace,
-                env=child_env(request.workspace, request.env),
+                env=child_env(request.workspace, {**QUIET_ENV, **request.env}),
                 timeout=request.timeout,
                 output=stdout,
                 errors=log,
