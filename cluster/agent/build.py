@@ -42,8 +42,9 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
                 prompts=config.prompts,
             )
         else:
+            # The documented default model, priced: the CLI's own default may not be.
             executors[kind] = ClaudeCodeExecutor(
-                model=config.model, task_flags=config.claude_code_task_args
+                model=config.model or DEFAULT_MODEL, task_flags=config.claude_code_task_args
             )
     return executors, secrets
 

@@ -97,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
+        # The broker's own refusals are final: asking again gets the same answer (the Claude
+        # Code CLI would otherwise retry a 401 for minutes).
+        self.send_header("x-should-retry", "false")
         if close:
             self.send_header("connection", "close")
             self.close_connection = True

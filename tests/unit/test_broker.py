@@ -203,6 +203,7 @@ def test_anything_but_the_placeholder_is_401_and_not_forwarded(run: Any, key: st
     )
 
     assert missing.startswith(b"HTTP/1.1 401 ")
+    assert b"\r\nx-should-retry: false\r\n" in missing.lower()  # final: clients stop at once
     assert both.startswith(b"HTTP/1.1 401 ")
     assert broker.api.requests == []
     assert broker.broker.usage.requests == 0
