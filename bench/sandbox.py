@@ -6,7 +6,8 @@ Each start runs ``true`` through ``run_in_group`` (the one way the agent starts 
 unsealed, in a jail, and in a jail with the bridge to a broker socket; the figures are the
 p50/p95 wall time of a start and what the jail adds (p50 sealed minus p50 unsealed). Memory:
 the RSS a running broker adds to the agent process (after one request through it), and the
-RSS of the jail's own processes (bwrap's two and the bridge) while a command runs inside.
+RSS of the jail's own processes (bwrap's two and the bridge) while a command runs inside,
+and an idle agent's RSS with the sandbox on and off (the start-up check included).
 The per-attempt cost on a whole task is ``bench/agent.py --sandbox both``.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.claims import percentile  # noqa: E402
+from bench.claims import events, percentile  # noqa: E402
 from cluster.agent.config import SandboxConfig  # noqa: E402
 from cluster.agent.executors.base import Budget  # noqa: E402
 from cluster.agent.process import run_in_group  # noqa: E402
@@ -34,6 +35,7 @@ from cluster.sandbox.broker import Broker, Credential  # noqa: E402
 from cluster.sandbox.jail import Jail  # noqa: E402
 from cluster.sandbox.sandboxes import default_sandboxes  # noqa: E402
 from cluster.secret import Secret  # noqa: E402
+from cluster.state.init import init_state_repo  # noqa: E402
 
 
 def starts(jail: Jail | None, cwd: Path, count: int) -> list[float]:
@@ -115,6 +117,27 @@ def jail_rss(jail: Jail, cwd: Path) -> int:
         proc.wait()
 
 
+def idle_agent_rss(work: Path, sandbox: str) -> int:
+    """KiB of a real agent process, started and idle (its first heartbeat written)."""
+    state = work / f"state-{sandbox}.git"
+    init_state_repo(state)
+    ev = work / f"{sandbox}.jsonl"
+    argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", str(state), "--id",
+            f"idle-{sandbox}", "--specialty", "backend", "--runner", "repo", "--events", str(ev),
+            "--workdir", str(work / "agents"), "--sandbox", sandbox, "--log-level", "WARNING"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(e["event"] == "started" for e in events(ev)):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the {sandbox} agent did not start")
+            time.sleep(0.05)
+        return rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def run(count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         home = Path(tmp) / "agent"
@@ -144,6 +167,8 @@ def run(count: int) -> dict[str, Any]:
         row["broker_rss_mb"] = round(broker_rss(home) / 1024, 1)
         row["jail_processes_rss_mb"] = round(jail_kib / 1024, 1)
         row["bridged_processes_rss_mb"] = round(bridge_kib / 1024, 1)
+        for mode in ("bwrap", "off"):
+            row[f"idle_agent_{mode}_rss_mb"] = round(idle_agent_rss(Path(tmp), mode) / 1024, 1)
         return row
 
 
