@@ -157,7 +157,7 @@ class TaskRunner:
                      + (" (resumed)" if ws.resumed else ""))
         with self._step(att, cancel, "prompt"):
             prompt = self._prompt(spec)
-        with self._sealed(att, executor) as seal:
+        with self._sealed(att, cancel, executor) as seal:
             att.seal = seal
             self._run_executor(att, cancel, executor, prompt)
             with self._step(att, cancel, "commit"):
@@ -183,15 +183,19 @@ class TaskRunner:
             att.note(f"pull request {att.pull_request}")
 
     @contextlib.contextmanager
-    def _sealed(self, att: _Attempt, executor: Executor) -> Iterator[Seal]:
-        """The attempt's seal (jail and broker) for the executor and verify; removed after."""
+    def _sealed(self, att: _Attempt, cancel: threading.Event,
+                executor: Executor) -> Iterator[Seal]:
+        """The attempt's seal (jail and broker) for the executor and verify; removed after.
+        Only building it is the "sandbox" step: what runs inside reports its own steps."""
         ws = att.workspace
         assert ws is not None
-        with self._step(att, threading.Event(), "sandbox"), self.sealer.attempt(
-            f"{att.held.key}-a{att.held.claim.attempt}", ws.path,
-            budget=Budget(**att.spec.budget.model_dump()), note=att.note,
-            model_api=executor.name == "claude-code", git_dir=ws.git_dir,
-        ) as seal:
+        with contextlib.ExitStack() as stack:
+            with self._step(att, cancel, "sandbox"):
+                seal = stack.enter_context(self.sealer.attempt(
+                    f"{att.held.key}-a{att.held.claim.attempt}", ws.path,
+                    budget=Budget(**att.spec.budget.model_dump()), note=att.note,
+                    model_api=executor.name == "claude-code", git_dir=ws.git_dir,
+                ))
             yield seal
 
     def _run_executor(
