@@ -30,8 +30,8 @@ ETC_ENTRIES = (
     "alternatives", "ssl", "ca-certificates", "ca-certificates.conf", "ld.so.cache",
     "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf", "hosts",
     "host.conf", "gai.conf", "protocols", "services", "mime.types", "os-release",
-    "debian_version", "bash.bashrc", "profile", "inputrc", "magic", "mime.types",
-    "python3", "python3.11", "python3.12", "python3.13", "xdg", "gitattributes",
+    "debian_version", "bash.bashrc", "profile", "inputrc", "magic",
+    "python3", "python3.11", "python3.12", "python3.13", "xdg",
 )
 
 
