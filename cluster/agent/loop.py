@@ -188,9 +188,9 @@ class Agent:
         if self.st.first_seen:  # tasks matched to others may become ours, step by step
             deadlines.append(now + STAGGER)
         deadlines += [c.until for c in self.st.cooling.values()]
-        finished = [v.record for v in snap.claims.values() if isinstance(v.record, Result)]
+        finished = [v.finished_at for v in snap.claims.values() if v.finished_at is not None]
         if finished:
-            oldest = min(r.finished_at or snap.taken_at for r in finished)
+            oldest = min(finished)
             deadlines += [oldest + settings.fold_delay_seconds,
                           oldest + 3 * settings.fold_delay_seconds]
         for view in snap.claims.values():  # a backoff ends, a lease expires
@@ -228,6 +228,7 @@ class Agent:
             got = self.client.claim(snap, task, lease)
             if isinstance(got, Result):
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
+                claimed += 1  # a state change like a claim: re-read now, so the fold sees it
             elif got is None:
                 self.metrics.rejected.inc()
                 cool = self._cool(snap, task.key)
@@ -379,10 +380,7 @@ class Agent:
             return
         now = time.time()
         settings = snap.settings
-        oldest = min(
-            (v.record.finished_at or snap.taken_at) if isinstance(v.record, Result) else now
-            for v in finished
-        )
+        oldest = min(v.finished_at or now for v in finished)  # all results: never "now"
         age = now - oldest
         due = final or len(finished) >= settings.fold_batch or age >= settings.fold_delay_seconds
         if not due:

@@ -16,8 +16,9 @@ from typing import Any
 from cluster.errors import GitError
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.gitobj import ObjectStore
-from cluster.state.ids import TASKS_DIR, key_for_name
+from cluster.state.ids import TASKS_DIR
 from cluster.state.records import Claim, ClaimRecord, Release, Result, load_claim_record
+from cluster.state.snapshot import entry_key
 
 
 @dataclass
@@ -91,8 +92,7 @@ def check(repo: Path) -> Report:
     refs = list_refs(["refs/heads/main", "refs/claims"], git_dir=repo)
     submitted = run_git(["log", "--format=", "--name-only", "--diff-filter=A", "--no-renames",
                          "refs/heads/main", "--", f"{TASKS_DIR}/"], git_dir=repo).stdout
-    keys = {key_for_name(line[len(TASKS_DIR) + 1:]) for line in submitted.splitlines()
-            if line.startswith(f"{TASKS_DIR}/") and not line.endswith(("/.gitkeep", "README.md"))}
+    keys = _submitted(submitted.splitlines())
     walk = run_git(["rev-list", "--parents", *sorted(set(refs.values()))], git_dir=repo).stdout
     store = ObjectStore(repo)
     histories: dict[str, TaskHistory] = {}
@@ -109,6 +109,20 @@ def check(repo: Path) -> Report:
         store.close()
     verdicts = {key: histories.get(key, TaskHistory(key)).verdict() for key in keys}
     return Report(verdicts, histories)
+
+
+def _submitted(paths: list[str]) -> set[str]:
+    """The keys of the task entries that ``paths`` (files added under ``tasks/``) brought:
+    a file nested deeper (``tasks/dir.yaml/x``) belongs to the entry directly under
+    ``tasks/`` (``dir.yaml``), which the agents judge, by the readers' own rule."""
+    keys = set()
+    for path in paths:
+        if not path.startswith(f"{TASKS_DIR}/"):
+            continue
+        key = entry_key(path[len(TASKS_DIR) + 1:].split("/", 1)[0])
+        if key is not None:
+            keys.add(key)
+    return keys
 
 
 def _record(store: ObjectStore, sha: str) -> ClaimRecord | None:

@@ -42,6 +42,14 @@ class Held:
     task: TaskView
 
 
+def stamped(result: Result) -> Result:
+    """``result`` with the time it is written as its ``finished_at`` when it has none: every
+    terminal result says when it was written, whoever writes it, so the fold can age it."""
+    if result.finished_at is not None:
+        return result
+    return dataclasses.replace(result, finished_at=time.time())
+
+
 class StateClient:
     def __init__(self, url: str, workdir: Path, identity: Identity) -> None:
         self.remote = StateRemote(url, workdir)
@@ -89,7 +97,7 @@ class StateClient:
                 if attempt > task.spec.max_attempts:
                     lost = Result(
                         task=task.key, status="failed", attempt=record.attempt,
-                        agent=record.agent,
+                        agent=record.agent, started_at=record.claimed_at, finished_at=now,
                         reason=f"lease of {record.agent} expired on the last attempt "
                                f"({record.attempt} of {task.spec.max_attempts})",
                     )
@@ -173,6 +181,8 @@ class StateClient:
 
     def finish(self, held: Held, record: Result | Release) -> bool:
         """Publish the attempt's outcome on top of our own claim: False means fenced off."""
+        if isinstance(record, Result):
+            record = stamped(record)
         verb = "result" if isinstance(record, Result) else "release"
         message = f"{verb} {held.key}: {record.status} (attempt {record.attempt}, {record.agent})"
         tip = self._commit(record, (held.tip,), message)
@@ -192,6 +202,7 @@ class StateClient:
     def write_terminal(self, snap: Snapshot, key: str, result: Result,
                        expected: str | None) -> bool:
         """A terminal result without a claim (invalid, dependency failed, cancel, lost)."""
+        result = stamped(result)
         message = f"result {key}: {result.status} ({result.reason or result.agent})"
         tip = self._commit(result, (expected,) if expected else (), message)
         return self._write(snap, key, tip, expected)

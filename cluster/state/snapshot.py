@@ -26,6 +26,15 @@ from cluster.state.settings import SETTINGS_FILE, RepoSettings, parse_settings
 IGNORED_IN_TASKS = ("README.md", ".gitkeep")
 
 
+def entry_key(name: str) -> str | None:
+    """The key of the entry ``tasks/<name>`` (a file or a directory directly under
+    ``tasks/``), or None for what the queue ignores. Agents, ``status`` and ``check`` all
+    judge ``tasks/`` by this one rule: ``tasks/dir.yaml/x`` is the entry ``dir.yaml``."""
+    if name in IGNORED_IN_TASKS or name.startswith("."):
+        return None
+    return key_for_name(name)
+
+
 @dataclass(frozen=True)
 class TaskView:
     key: str
@@ -42,6 +51,16 @@ class ClaimView:
     key: str
     tip: str
     record: ClaimRecord
+    written_at: float  # the tip commit's committer time
+
+    @property
+    def finished_at(self) -> float | None:
+        """When a terminal result was written: its own ``finished_at``, or for a result
+        without one (repos from before every writer stamped it) its commit's time; a fixed
+        point either way, so a fold's age never moves with the reader's clock."""
+        if not isinstance(self.record, Result):
+            return None
+        return self.record.finished_at if self.record.finished_at is not None else self.written_at
 
 
 @dataclass
@@ -168,8 +187,9 @@ class Reader:
             if line.startswith("\0"):
                 when = float(line[1:])
             elif line.startswith(f"{TASKS_DIR}/"):
-                key = key_for_name(line[len(TASKS_DIR) + 1 :])
-                self._added[key] = when  # log runs newest first: the oldest add wins
+                key = entry_key(line[len(TASKS_DIR) + 1 :].split("/", 1)[0])
+                if key is not None:
+                    self._added[key] = when  # log runs newest first: the oldest add wins
 
     def _read_tasks(self, entry: Entry | None, settings: RepoSettings) -> dict[str, TaskView]:
         if entry is None:
@@ -180,9 +200,9 @@ class Reader:
         fresh: dict[str, TaskView] = {}
         known = settings.known_specialties
         for name, item in self.store.tree(entry.sha).items():
-            if name in IGNORED_IN_TASKS or name.startswith("."):
+            key = entry_key(name)
+            if key is None:
                 continue
-            key = key_for_name(name)
             old = self._tasks.get(key)
             if old is not None and old.blob == item.sha:
                 fresh[key] = old
@@ -229,19 +249,20 @@ class Reader:
             if old is not None and old.tip == sha:
                 fresh[key] = old
                 continue
-            record = self._read_record(sha)
-            if record is not None:
-                fresh[key] = ClaimView(key, sha, record)
+            view = self._read_view(key, sha)
+            if view is not None:
+                fresh[key] = view
         self._claims = fresh
         return fresh
 
-    def _read_record(self, sha: str) -> ClaimRecord | None:
+    def _read_view(self, key: str, sha: str) -> ClaimView | None:
         try:
-            tree = self.store.tree(self.store.commit(sha).tree)
-            (name, entry), = tree.items()
-            return load_claim_record(name, self.store.blob(entry.sha))
+            commit = self.store.commit(sha)
+            (name, entry), = self.store.tree(commit.tree).items()
+            record = load_claim_record(name, self.store.blob(entry.sha))
         except (GitError, ValueError, TypeError):
             return None  # not ours to interpret; the hooks keep such refs out
+        return ClaimView(key, sha, record, float(commit.committer_time))
 
     def _read_agents(self, refs: dict[str, str]) -> dict[str, Heartbeat]:
         fresh: dict[str, tuple[str, Heartbeat]] = {}
@@ -266,4 +287,4 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL
 
 
-__all__ = ["Claim", "ClaimView", "Reader", "Snapshot", "TaskView", "is_terminal"]
+__all__ = ["Claim", "ClaimView", "Reader", "Snapshot", "TaskView", "entry_key", "is_terminal"]

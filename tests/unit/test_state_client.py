@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def test_terminal_result_written_from_a_stale_view_of_a_folded_task_is_withdrawn
     assert b.write_terminal(stale_view, "t1", late, None) is False
     assert "refs/claims/t1" not in list_refs(["refs/claims"], git_dir=repo)
     assert check(repo).tasks["t1"] == ("done", "invalid")
-    assert b.snapshot().result("t1") == first
+    kept = b.snapshot().result("t1")
+    assert kept is not None and kept.finished_at is not None  # stamped when written
+    assert dataclasses.replace(kept, finished_at=None) == first
 
 
 def test_cancel_racing_a_fold_says_the_task_already_finished(

@@ -11,6 +11,8 @@ import pytest
 
 from cluster.errors import RemoteUnavailable
 from cluster.state.checker import check
+from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import list_refs
 from cluster.state.gitobj import ObjectStore
 from cluster.state.records import Claim
 from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
@@ -39,6 +41,34 @@ def test_sigkilled_holder_is_taken_over_and_the_task_finishes_once(
     report = check(repo)
     assert report.tasks["slow"] == ("done", "succeeded")
     assert report.histories["slow"].takeovers() == 1
+
+
+def test_sigkilled_holder_of_a_last_attempt_is_failed_and_folded(
+        tmp_path: Path, agents: Any) -> None:
+    # The taker writes the terminal failed itself; it must carry finished_at so that the fold
+    # ages it like any result (it once never folded unless another task finished).
+    fold_delay, poll_s = 0.5, 0.5
+    repo = make_state(tmp_path, settings() | {"fold_delay_seconds": fold_delay})
+    commit_files(repo, task_files([task_doc("once", command="sleep 30", max_attempts=1)]),
+                 tmp_path / "p")
+    first = agents(repo, "first", lease=LEASE, heartbeat=0.5, poll_s=poll_s)
+    poll(lambda: first.saw("claimed", "once"), 30, "the first agent to claim")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    second = agents(repo, "second", lease=LEASE, heartbeat=0.5, poll_s=poll_s)
+    lost = poll(lambda: second.saw("lost_on_last_attempt", "once"), 60,
+                lambda: f"the second agent to end the task:\n{second.tail()}")
+    assert "last attempt (1 of 1)" in lost["reason"]
+    # Folded within the fold delay plus one interval (with room for a slow machine).
+    poll(lambda: "refs/claims/once" not in list_refs(["refs/claims"], git_dir=repo),
+         fold_delay + poll_s + 10, lambda: f"the fold of the failed task:\n{second.tail()}")
+    report = check(repo)
+    assert report.tasks["once"] == ("done", "failed")
+    assert report.problems() == {}
+    archived = StateClient(str(repo), tmp_path / "reader", Identity("reader")).snapshot()
+    result = archived.result("once")
+    assert "once" in archived.archived and result is not None
+    assert result.status == "failed" and result.finished_at is not None
 
 
 def test_sigstop_past_lease_is_fenced(tmp_path: Path, agents: Any) -> None:
