@@ -16,6 +16,17 @@ CREDENTIAL = "secrets.env"
 CREDENTIALS_VARIABLE = "CREDENTIALS_DIRECTORY"
 
 
+def refuse_exposed(path: Path, mode: int, what: str,
+                   exposed: int = stat.S_IRWXG | stat.S_IRWXO) -> None:
+    """Refuse a file holding secrets whose ``mode`` lets others (by default: anyone but its
+    owner) at it; the message says what to run."""
+    if mode & exposed:
+        raise ConfigError(
+            f"{what} {path} is mode {stat.S_IMODE(mode):04o}; "
+            f"it must be readable by its owner only (chmod 600 {path})"
+        )
+
+
 def read_secrets_file(path: Path, credential: bool = False) -> dict[str, Secret]:
     """Parse ``path`` (``KEY=VALUE`` lines, ``#`` comments); refuse a file others may read.
 
@@ -28,11 +39,7 @@ def read_secrets_file(path: Path, credential: bool = False) -> dict[str, Secret]
     except FileNotFoundError as exc:
         raise SecretMissing(f"secrets file {path} does not exist") from exc
     exposed = stat.S_IWGRP | stat.S_IRWXO if credential else stat.S_IRWXG | stat.S_IRWXO
-    if info.st_mode & exposed:
-        raise ConfigError(
-            f"secrets file {path} is mode {stat.S_IMODE(info.st_mode):04o}; "
-            f"it must be readable by its owner only (chmod 600 {path})"
-        )
+    refuse_exposed(path, info.st_mode, "secrets file", exposed)
     values: dict[str, Secret] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cluster.errors import ConfigError, SecretMissing
+from cluster.errors import ConfigError
 from cluster.state.ids import is_safe_id
 
 DEFAULT_INTERVAL = 60.0
@@ -64,24 +64,12 @@ def cmd_intake(args: argparse.Namespace) -> int:
         feed.close()
 
 
-def _secret(path: str) -> Any:
-    from cluster.secret import Secret
-
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SecretMissing(f"webhook secret file {path} cannot be read: {exc.strerror}") from exc
-    if not text:
-        raise SecretMissing(f"webhook secret file {path} is empty")
-    return Secret(text.splitlines()[0].strip())
-
-
 def cmd_webhook_serve(args: argparse.Namespace) -> int:
     from cluster.intake.deliveries import DeliveryLog
-    from cluster.intake.webhook import WebhookApp, WebhookServer
+    from cluster.intake.webhook import WebhookApp, WebhookServer, read_secret_file
 
     policy = _policy(args)
-    secret = _secret(args.secret_file)
+    secret = read_secret_file(Path(args.secret_file))
     deliveries = Path(args.deliveries_file) if args.deliveries_file else (
         _workdir() / "webhook-deliveries.txt")
     client = _client(args.state)

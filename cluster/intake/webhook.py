@@ -4,29 +4,84 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
+import re
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from cluster.agent.forge import ForgeError
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, SecretMissing
 from cluster.intake.deliveries import DELIVERY_ID, DeliveryLog
 from cluster.intake.filing import file_issues
 from cluster.intake.issues import issue_from_event
 from cluster.intake.taskdoc import Policy
 from cluster.secret import Secret
+from cluster.secrets_file import refuse_exposed
 from cluster.state.client import StateClient
 
 MAX_BODY = 5 * 1024 * 1024
 ACTIONS = ("opened", "labeled", "reopened")
+LENGTH = re.compile(r"[0-9]{1,15}")
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost the receiver before it is answered or dropped."""
+
+    max_body: int = MAX_BODY  # bytes; a longer Content-Length is 413, the body left unread
+    request_seconds: float = 10.0  # the whole of one request, headers and body, or keep-alive idle
+    max_connections: int = 32  # open at once; one more is answered 503 and closed
 
 
 def signature(secret: Secret, body: bytes) -> str:
     """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
     return "sha256=" + hmac.new(secret.reveal().encode(), body, hashlib.sha256).hexdigest()
+
+
+def read_secret_file(path: Path) -> Secret:
+    """The first line of ``path``; refused, like the secrets file, if group or others may use it."""
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise SecretMissing(f"webhook secret file {path} cannot be read: {reason}") from exc
+    refuse_exposed(path, info.st_mode, "webhook secret file")
+    if not text:
+        raise SecretMissing(f"webhook secret file {path} is empty")
+    return Secret(text.splitlines()[0].strip())
+
+
+def shape_problem(payload: Any) -> str | None:
+    """Why ``payload`` is not an ``issues`` event ``issue_from_event`` can read; None if it is."""
+    if not isinstance(payload, dict):
+        return f"the payload is a JSON {type(payload).__name__}, not an object"
+    issue, repo, label = payload.get("issue"), payload.get("repository"), payload.get("label")
+    if not isinstance(issue, dict):
+        return "'issue' is missing or not an object"
+    if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str) \
+            or not REPO_NAME.fullmatch(repo["full_name"]):
+        return "'repository.full_name' is missing or not owner/name"
+    number = issue.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**53:
+        return "'issue.number' is missing or not a positive integer"
+    if not isinstance(issue.get("html_url"), str) or not isinstance(issue.get("title"), str):
+        return "'issue.html_url' or 'issue.title' is missing or not a string"
+    labels = issue.get("labels") or []
+    if not isinstance(labels, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("name"), str) for item in labels):
+        return "'issue.labels' is not a list of objects with a string 'name'"
+    if label is not None and not isinstance(label, dict):
+        return "'label' is not an object"
+    return None
 
 
 @dataclass
@@ -47,15 +102,15 @@ class WebhookApp:
         if not hmac.compare_digest(signature(self.secret, body).encode(), sent.encode()):
             return 401, {"error": "bad signature: X-Hub-Signature-256 does not match the body"}
         delivery = headers.get("x-github-delivery", "")
-        if not DELIVERY_ID.match(delivery):
+        if not DELIVERY_ID.fullmatch(delivery):
             return 400, {"error": "X-GitHub-Delivery missing or malformed"}
         with self._lock:
             if delivery in self.deliveries:
                 return 200, {"status": "duplicate", "delivery": delivery}
             try:
                 payload = json.loads(body)
-            except ValueError:
-                return 400, {"error": "the body is not JSON"}
+            except (ValueError, RecursionError):
+                return 400, {"error": "the body is not JSON (or nests too deeply)"}
             try:
                 status, answer = self._event(headers.get("x-github-event", ""), payload)
             except ClusterError as exc:
@@ -66,8 +121,11 @@ class WebhookApp:
     def _event(self, event: str, payload: Any) -> Answer:
         if event == "ping":
             return 200, {"status": "pong"}
-        if event != "issues" or not isinstance(payload, dict):
+        if event != "issues":
             return 200, {"status": "ignored", "reason": f"event {event!r} is not handled"}
+        problem = shape_problem(payload)
+        if problem is not None:
+            return 400, {"error": f"not an issues event payload: {problem}"}
         action = payload.get("action")
         try:
             issue = issue_from_event(payload)
@@ -89,40 +147,137 @@ class WebhookApp:
 
 
 class WebhookServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``limits.max_connections`` of them at once."""
+
     daemon_threads = True
 
-    def __init__(self, app: WebhookApp, bind: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: WebhookApp, bind: str = "127.0.0.1", port: int = 0,
+                 limits: Limits | None = None) -> None:
+        self.app, self.limits = app, limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         super().__init__((bind, port), _Handler)
-        self.app = app
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread was started to give the slot back
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _busy(sock: socket.socket) -> None:
+    """Answer 503 from the accepting thread: a few bytes, never waiting on the client."""
+    body = json.dumps({"error": "too many connections; retry later"}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n")
+    try:
+        sock.settimeout(0.5)
+        sock.sendall(head.encode() + body)
+        sock.setblocking(False)
+        sock.recv(65536)  # what already arrived, so that closing sends FIN rather than RST
+    except OSError:
+        pass
+
+
+class _Deadline(io.RawIOBase):
+    """The socket's bytes, each read given only what is left of the request's time."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.sock, self.seconds = sock, seconds
+        self.until = time.monotonic() + seconds
+
+    def restart(self) -> None:
+        self.until = time.monotonic() + self.seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: WebhookServer
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own file would keep it open after shutdown_request
+        self.clock = _Deadline(self.connection, self.server.limits.request_seconds)
+        self.rfile = io.BufferedReader(self.clock)
+
+    def handle_one_request(self) -> None:
+        self.clock.restart()  # slow headers, a slow body or an idle keep-alive: all bounded
+        try:
+            super().handle_one_request()  # it closes the connection on TimeoutError itself
+        except OSError:
+            self.close_connection = True  # the client went away: nobody to answer
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY:
-            self._answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
-            self.close_connection = True
+        length = self._length()
+        if isinstance(length, tuple):
+            self._refuse(*length)
             return
-        body = self.rfile.read(length) if length else b""
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True  # the client closed before sending all it announced
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self._answer(*self.server.app.handle(headers, body))
+        try:
+            answer = self.server.app.handle(headers, body)
+        except Exception as exc:  # the last line: an answer, never a dropped connection
+            answer = 500, {"error": f"internal error ({type(exc).__name__})"}
+        self._answer(*answer)
+
+    def _length(self) -> int | tuple[int, str]:
+        """The announced body length, or the status and reason to refuse the request with."""
+        limits = self.server.limits
+        values = {value.strip() for value in self.headers.get_all("content-length") or ()}
+        if self.headers.get("transfer-encoding") is not None:
+            return 411, "Transfer-Encoding is not accepted; send Content-Length"
+        if not values:
+            return 411, "Content-Length is required"
+        value = values.pop()
+        if values or not LENGTH.fullmatch(value):
+            return 400, "Content-Length must be one non-negative integer"
+        if int(value) > limits.max_body:
+            return 413, f"body larger than {limits.max_body} bytes"
+        return int(value)
+
+    def _refuse(self, status: int, error: str) -> None:
+        self.close_connection = True  # the body is left unread: the stream cannot be resynced
+        self._answer(status, {"error": error})
 
     def do_GET(self) -> None:
         self._answer(405, {"error": "GitHub delivers webhooks with POST"})
 
     def _answer(self, status: int, data: dict[str, Any]) -> None:
         body = json.dumps(data).encode()
+        self.connection.settimeout(self.server.limits.request_seconds)
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
