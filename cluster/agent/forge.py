@@ -65,7 +65,7 @@ def is_slug(repo: str) -> bool:
 
     Paths meant as relative must start with ``./``: ``repos/x`` reads as owner ``repos``.
     """
-    return bool(_SLUG.match(repo)) and not repo.endswith(".git")
+    return bool(_SLUG.fullmatch(repo)) and not repo.endswith(".git")  # whole: no trailing newline
 
 
 def repo_slug(repo: str) -> str:

@@ -10,13 +10,13 @@ from cluster.hooks.treediff import lookup
 from cluster.state.ids import ID_RULE, TASKS_DIR, archive_path, is_safe_id, key_for_name
 from cluster.state.records import Claim, ClaimRecord, Heartbeat, Release, Result
 
-BAD_KEY = re.compile(r"^bad\.[0-9a-f]{16}$")
+BAD_KEY = re.compile(r"bad\.[0-9a-f]{16}")
 NO_CLAIM_STATUSES = ("invalid", "cancelled")
 
 
 def check_claim(push: Push, update: Update, folded: set[str]) -> list[str]:
     key = update.ref[len(CLAIMS) :]
-    if not (is_safe_id(key) or BAD_KEY.match(key)):
+    if not (is_safe_id(key) or BAD_KEY.fullmatch(key)):
         return [f"{update.ref}: {key!r} is not a task key ({ID_RULE})"]
     if update.new is None:
         if key in folded or _archived(push, key):

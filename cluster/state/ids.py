@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 ID_RULE = "1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
 TASKS_DIR = "tasks"
 ARCHIVE_DIR = "archive"
@@ -13,7 +13,7 @@ TASK_SUFFIX = ".yaml"
 
 
 def is_safe_id(value: object) -> bool:
-    return isinstance(value, str) and ID_PATTERN.match(value) is not None
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def key_for_name(name: str) -> str:

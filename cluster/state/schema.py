@@ -52,9 +52,9 @@ class ExecutorSpec(BaseModel):
 class BudgetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_turns: int | None = Field(default=None, ge=1, le=10_000)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_usd: float | None = Field(default=None, gt=0)
+    max_turns: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_usd: float | None = Field(default=None, gt=0, strict=True)
 
 
 class TaskSpec(BaseModel):
@@ -66,12 +66,12 @@ class TaskSpec(BaseModel):
     priority: Priority = Priority.medium
     repo: str = Field(min_length=1)
     base: str = "main"
-    issue: int | None = Field(default=None, ge=1)
+    issue: int | None = Field(default=None, ge=1, strict=True)
     prompt: str = ""
     executor: ExecutorSpec = ExecutorSpec()
     verify: str | None = None
-    timeout: int = Field(default=1800, ge=1, le=86_400)
-    max_attempts: int = Field(default=3, ge=1, le=10)
+    timeout: int = Field(default=1800, ge=1, le=86_400, strict=True)
+    max_attempts: int = Field(default=3, ge=1, le=10, strict=True)
     budget: BudgetSpec = BudgetSpec()
     depends_on: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
@@ -92,15 +92,31 @@ class TaskSpec(BaseModel):
         return value
 
 
-def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+def _describe(error: Any, lines: dict[str, int]) -> str:
+    loc = error["loc"]
+    field = ".".join(str(part) for part in loc) or "(document)"
+    line = lines.get(str(loc[0])) if loc else None
+    where = f" (line {line})" if line else ""
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"field '{field}': unknown field"
+        return f"field {field!r}: unknown field{where}"
     if kind == "missing":
-        return f"field '{field}': required field missing"
+        return f"field {field!r}: required field missing"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"field '{field}': {message}"
+    return f"field {field!r}: {message}{where}"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` with control characters escaped and cut to ``limit``: a reason is one line."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"YAML error{where}: {problem}"
 
 
 def parse_task(
@@ -108,7 +124,22 @@ def parse_task(
     data: bytes,
     specialties: frozenset[str] | None = None,
 ) -> TaskSpec:
-    """Parse and validate one task file; raise ValidationError naming file, field and rule."""
+    """Parse and validate one task file; raise ValidationError naming file, line, field and rule.
+
+    This is the one judgement every reader shares (agents, ``task submit``, hooks, ``status``):
+    whatever ``data`` holds, the answer is a TaskSpec or a ValidationError with one-line
+    problems, never another exception.
+    """
+    try:
+        return _parse(path, data, specialties)
+    except ValidationError as exc:
+        raise ValidationError(_one_line(path), [_one_line(p) for p in exc.problems]) from exc
+    except Exception as exc:  # bad input is data: nothing else may escape
+        problem = f"cannot read this file ({type(exc).__name__})"
+        raise ValidationError(_one_line(path), [problem]) from exc
+
+
+def _parse(path: str, data: bytes, specialties: frozenset[str] | None) -> TaskSpec:
     known = specialties if specialties is not None else frozenset(DEFAULT_SPECIALTIES)
     name = path.rsplit("/", 1)[-1]
     if not name.endswith(TASK_SUFFIX):
@@ -123,19 +154,16 @@ def parse_task(
     except UnicodeDecodeError as exc:
         raise ValidationError(path, [f"not UTF-8: invalid byte at offset {exc.start}"]) from exc
     try:
-        document = yamlio.load(text)
+        document, lines = yamlio.load_strict(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError(path, [f"YAML error{where}: {problem}"]) from exc
+        raise ValidationError(path, [_yaml_problem(exc)]) from exc
     if not isinstance(document, dict):
         found = type(document).__name__ if document is not None else "an empty document"
         raise ValidationError(path, [f"expected a mapping of fields, found {found}"])
     try:
         spec = TaskSpec.model_validate(document)
     except PydanticError as exc:
-        raise ValidationError(path, [_describe(e) for e in exc.errors()]) from exc
+        raise ValidationError(path, [_describe(e, lines) for e in exc.errors()]) from exc
     problems = []
     if spec.id != stem:
         problems.append(f"field 'id': {spec.id!r} must equal the file name {stem!r}")

@@ -11,7 +11,7 @@ from cluster.state.checker import check
 from cluster.state.client import Identity, StateClient
 from cluster.state.ids import key_for_name
 from cluster.state.schema import MAX_TASK_BYTES
-from tests.helpers import commit_files, make_state, task_doc
+from tests.helpers import commit_files, make_state, poll, task_doc
 
 BAD: dict[str, tuple[bytes, str]] = {
     "yaml-error.yaml": (b"id: yaml-error\ntitle: x: y\n", "YAML error at line 2"),
@@ -91,4 +91,40 @@ def test_failed_dependency_cancels_and_success_unblocks(tmp_path: Path, agents: 
     assert ok is not None and ok.status == "succeeded" and base is not None
     assert ok.started_at is not None and base.finished_at is not None
     assert ok.started_at >= base.finished_at
+    client.close()
+
+
+def test_hostile_task_files_do_not_stop_the_agent(tmp_path: Path, agents: Any) -> None:
+    """A 5,000-digit integer and a duplicate key: one `invalid` each, the agent keeps going."""
+    repo = make_state(tmp_path, {"fold_delay_seconds": 0.2})
+    hostile = {
+        "huge-int.yaml": (yaml.safe_dump(task_doc("huge-int")).encode()
+                          + b"issue: " + b"9" * 5000 + b"\n", "cannot read this int"),
+        "dup-key.yaml": (yaml.safe_dump(task_doc("dup-key")).encode() + b"repo: evil/web\n",
+                         "duplicate key 'repo'"),
+    }
+    files: dict[str, bytes | str | None] = {f"tasks/{n}": d for n, (d, _) in hostile.items()}
+    files["tasks/good.yaml"] = yaml.safe_dump(task_doc("good"))
+    commit_files(repo, files, tmp_path / "person")
+    proc = agents(repo, "solo", lease=5, heartbeat=0.5)
+    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+
+    def finished() -> bool:
+        snap = client.snapshot()
+        return all(snap.result(k) is not None for k in ("huge-int", "dup-key", "good"))
+
+    poll(finished, 120, lambda: proc.tail())
+    assert proc.proc.poll() is None, proc.tail()  # still running: nothing crashed it
+    snap = client.snapshot()
+    for name, (_, reason) in hostile.items():
+        result = snap.result(key_for_name(name))
+        assert result is not None and result.status == "invalid", name
+        assert result.reason.startswith(f"tasks/{name}: ") and reason in result.reason
+    good = snap.result("good")
+    assert good is not None and good.status == "succeeded"
+    judged = [e for e in proc.events() if e["event"] == "judged"]
+    assert sorted(e.get("task") for e in judged) == ["dup-key", "huge-int"], judged
+    report = check(repo)
+    assert report.tasks["huge-int"] == ("done", "invalid")
+    assert report.tasks["dup-key"] == ("done", "invalid")
     client.close()
