@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from cluster.agent.executors.base import Budget
 from cluster.agent.process import child_env, run_shell
 from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
-from cluster.sandbox.seal import UNSEALED
+from cluster.sandbox.seal import Sealer, log_line
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 
@@ -55,28 +56,29 @@ class CommandRunner:
         deadline = started + spec.timeout
         status: AttemptStatus = "succeeded"
         reason = ""
-        name = f"{held.key}-a{held.claim.attempt}"
-        jail = self.sandboxes.jail(name, workspace)
-        if jail is None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(f"[cluster] [unsealed] {UNSEALED}\n", encoding="utf-8")
-        for step, command in (("executor", spec.executor.command), ("verify", spec.verify)):
-            if command is None:
-                continue
-            # The task's own environment, never the agent's: that holds the agent's secrets.
-            env = child_env(workspace, {"CLUSTER_TASK_ID": held.key,
-                                        "CLUSTER_ATTEMPT": str(held.claim.attempt)})
-            result = run_shell(command, workspace, max(0.0, deadline - time.time()), log, env,
-                               cancel, jail)  # fmt: skip
-            if result.timed_out:
-                status, reason = "timed_out", f"{step} exceeded the task timeout of {spec.timeout}s"
-            elif result.cancelled:
-                status, reason = "stopped", f"{step} stopped: the claim was lost or the agent stops"
-            elif result.returncode != 0:
-                status, reason = "failed", f"{step} exited with {result.returncode}"
-            if status != "succeeded":
-                break
-        self.sandboxes.remove(name)
+        sealer = Sealer(self.sandboxes)
+        with sealer.attempt(
+            f"{held.key}-a{held.claim.attempt}", workspace, budget=Budget(), model_api=False,
+            note=lambda line: log_line(log, line, unsealed=sealer.off),
+        ) as seal:
+            for step, command in (("executor", spec.executor.command), ("verify", spec.verify)):
+                if command is None:
+                    continue
+                # The task's own environment, never the agent's: that holds its secrets.
+                env = child_env(workspace, {"CLUSTER_TASK_ID": held.key,
+                                            "CLUSTER_ATTEMPT": str(held.claim.attempt)})
+                result = run_shell(command, workspace, max(0.0, deadline - time.time()), log,
+                                   {**env, **seal.env}, cancel, seal.jail)  # fmt: skip
+                if result.timed_out:
+                    status, reason = ("timed_out",
+                                      f"{step} exceeded the task timeout of {spec.timeout}s")
+                elif result.cancelled:
+                    status, reason = ("stopped",
+                                      f"{step} stopped: the claim was lost or the agent stops")
+                elif result.returncode != 0:
+                    status, reason = "failed", f"{step} exited with {result.returncode}"
+                if status != "succeeded":
+                    break
         finished = time.time()
         if status == "succeeded":
             shutil.rmtree(workspace, ignore_errors=True)

@@ -24,7 +24,7 @@ from cluster.agent.runner import AttemptReport, AttemptStatus
 from cluster.agent.workspace import GitIdentity, SecretInChanges, Workspace, Workspaces
 from cluster.errors import ClusterError
 from cluster.sandbox.sandboxes import default_sandboxes
-from cluster.sandbox.seal import Seal, Sealer
+from cluster.sandbox.seal import Seal, Sealer, log_line
 from cluster.secret import Secret, mask
 from cluster.state.client import Held
 from cluster.state.records import Outcome
@@ -52,6 +52,7 @@ class _Attempt:
     held: Held
     spec: TaskSpec
     log: Path
+    unsealed: bool
     started: float = field(default_factory=time.time)
     clock: float = field(default_factory=time.monotonic)
     workspace: Workspace | None = None
@@ -68,10 +69,7 @@ class _Attempt:
         return self.seal.jail if self.seal is not None else None
 
     def note(self, line: str) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        unsealed = self.seal is not None and self.seal.jail is None
-        with self.log.open("a", encoding="utf-8") as handle:
-            handle.write(f"[cluster]{' [unsealed]' if unsealed else ''} {line}\n")
+        log_line(self.log, line, unsealed=self.unsealed)
 
 
 class TaskRunner:
@@ -116,7 +114,8 @@ class TaskRunner:
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
         spec = held.task.spec
         assert spec is not None
-        att = _Attempt(held, spec, self.logs / f"{held.key}-a{held.claim.attempt}.log")
+        att = _Attempt(held, spec, self.logs / f"{held.key}-a{held.claim.attempt}.log",
+                       unsealed=self.sealer.off)
         att.log.parent.mkdir(parents=True, exist_ok=True)
         att.log.write_bytes(b"")
         status: AttemptStatus = "succeeded"

@@ -21,6 +21,14 @@ DEFAULT_UPSTREAM = "https://api.anthropic.com"
 UNSEALED = "sandbox off: task code runs unsealed, as the agent's user, with its credentials"
 
 
+def log_line(log: Path, line: str, *, unsealed: bool) -> None:
+    """Append one of the agent's own lines to an attempt's log; every line of an unsealed
+    attempt says so."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"[cluster]{' [unsealed]' if unsealed else ''} {line}\n")
+
+
 @dataclass
 class Seal:
     """What an attempt's processes run in: ``jail`` (None when the operator set
@@ -44,6 +52,10 @@ class Sealer:
     sandboxes: Sandboxes
     credential: Credential | None = None
     upstream: str | None = None
+
+    @property
+    def off(self) -> bool:
+        return self.sandboxes.off
 
     @contextlib.contextmanager
     def attempt(

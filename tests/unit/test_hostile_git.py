@@ -163,6 +163,10 @@ def test_the_clis_files_and_caches_are_never_pushed(tmp_path: Path) -> None:
     assert report.status == "succeeded", report.reason
     tree = git(remote, "ls-tree", "-r", "--name-only", BRANCH).split()
     assert tree == ["calc.py", "test_calc.py"]
+    # These runs are unsealed: every line the agent wrote into the log says so, from the first.
+    ours = [line for line in Path(report.outcome.log or "").read_text().splitlines()
+            if line.startswith("[cluster]")]
+    assert ours and all(line.startswith("[cluster] [unsealed] ") for line in ours), ours
 
 
 def _ghp() -> str:
