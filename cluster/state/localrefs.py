@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import RemoteUnavailable
-from cluster.state.gitcmd import PushReport, RefUpdate, raise_for, run_git
+from cluster.state.gitcmd import Completed, PushReport, RefUpdate, raise_for, run_git
 from cluster.state.reflocks import locks_named
 
 ZERO = "0" * 40
@@ -78,8 +78,7 @@ def update_refs(git_dir: Path, updates: Sequence[RefUpdate], *, atomic: bool) ->
             old = u.old or ZERO
             verb = f"delete {u.ref}" if u.new is None else f"update {u.ref} {u.new}"
             lines.append(f"{verb} {old}")
-        done = run_git(["update-ref", "--stdin"], git_dir=git_dir,
-                       input_text="\n".join(lines) + "\n", check=False)
+        done = _update_ref(git_dir, "\n".join(lines) + "\n")
         refs = {u.ref for u in group}
         if done.returncode == 0:
             accepted |= refs
@@ -89,3 +88,21 @@ def update_refs(git_dir: Path, updates: Sequence[RefUpdate], *, atomic: bool) ->
         else:
             raise_for(["git", "update-ref", "--stdin"], done)
     return PushReport(frozenset(accepted), frozenset(rejected), tuple(dict.fromkeys(locks)))
+
+
+def _update_ref(git_dir: Path, stdin: str) -> Completed:
+    """One ``git update-ref --stdin`` run *inside* ``git_dir`` (``--git-dir .``).
+
+    git creates a ref's missing leading directories before it locks the ref, so a git given
+    the repository's path, whose repository is moved away while it runs, re-creates an empty
+    ``refs/...`` skeleton at the old path: the repository moved back then lands inside it and
+    the remote is gone for good. Run from within, every path git touches follows the
+    directory wherever it is moved, and a repository already gone is one that is not there.
+    """
+    try:
+        return run_git(["update-ref", "--stdin"], git_dir=Path("."), cwd=git_dir,
+                       input_text=stdin, check=False)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if git_dir.is_dir():
+            raise  # not the repository: git itself is missing
+        raise RemoteUnavailable(f"state remote {git_dir} is not there") from exc

@@ -108,6 +108,7 @@ def test_remote_gone_for_a_while_agents_back_off_and_converge(
     poll(lambda: all(p.saw("remote_unavailable") for p in procs), 60,
          lambda: "every agent to notice the remote is gone: "
          + repr({p.id: (p.saw("remote_unavailable"), p.events()[-3:]) for p in procs}))
+    assert not repo.exists(), f"an agent re-created the state repo path: {list(repo.rglob('*'))}"
     shutil.move(away, repo)
     poll(lambda: all(p.saw("remote_back") for p in procs), 60,
          lambda: "every agent to reconnect:\n" + "\n".join(
