@@ -100,7 +100,7 @@ def _update_ref(git_dir: Path, stdin: str) -> Completed:
     directory wherever it is moved, and a repository already gone is one that is not there.
     """
     try:
-        return run_git(["update-ref", "--stdin"], git_dir=Path("."), cwd=git_dir,
+        return run_git(["update-ref", "--stdin"], git_dir=Path(), cwd=git_dir,
                        input_text=stdin, check=False)
     except (FileNotFoundError, NotADirectoryError) as exc:
         if git_dir.is_dir():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import RemoteUnavailable
-from cluster.state.gitcmd import RefUpdate, run_git
+from cluster.state.gitcmd import PushReport, RefUpdate, run_git
 from cluster.state.localrefs import read_refs, update_refs
 from tests.helpers import poll
 
@@ -88,14 +88,13 @@ def test_a_write_in_flight_follows_the_repo_and_never_recreates_its_path(
         tmp_path: Path, gated: Path) -> None:
     repo, commit = a_repo(tmp_path)
     away = tmp_path / "state.git.away"
-    outcome: list[object] = []
+    outcome: list[PushReport] = []
     write = threading.Thread(target=lambda: outcome.append(update_refs(
         repo, [RefUpdate("refs/claims/t1", commit, None)], atomic=False)))
     move_mid_write(write, gated, repo, away)
     assert not repo.exists(), f"the write re-created {repo}: {sorted(repo.rglob('*'))}"
     assert read_refs(away, ["refs/claims"]) == {"refs/claims/t1": commit}
-    report = outcome[0]
-    assert getattr(report, "accepted") == frozenset({"refs/claims/t1"})
+    assert outcome[0].accepted == frozenset({"refs/claims/t1"})
 
 
 def test_control_git_given_the_path_recreates_it(tmp_path: Path, gated: Path) -> None:
