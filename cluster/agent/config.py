@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cluster import layers
 from cluster.errors import ConfigError
+from cluster.state import yamlio
 from cluster.state.ids import ID_RULE, is_safe_id
 
 
@@ -117,21 +118,29 @@ class AgentConfig(BaseModel):
 ENV_PREFIX = "CLUSTER_AGENT_"
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """An agent.yaml as a mapping, read strictly (repeated keys refused, unbuildable scalars
+    such as a 5,000-digit integer a YAML error with its line); ConfigError otherwise."""
+    try:
+        body = yamlio.load_strict(path.read_text(encoding="utf-8"))[0] or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read agent config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {yamlio.describe(exc)}") from exc
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return body
+
+
 def load_agent_config(
     path: Path | None, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> AgentConfig:
     """Layer the file, the environment and the flags (None means 'not given')."""
     layered: dict[str, Any] = {}
     if path is not None:
-        try:
-            body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read agent config: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: YAML error: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
-        layered.update(body)
+        layered.update(read_config_file(path))
     layered.update(layers.environment(AgentConfig, ENV_PREFIX, environ))
     layered.update(layers.given(flags))
     return layers.validate(AgentConfig, layered, str(path) if path else "agent settings")

@@ -58,6 +58,8 @@ class LoopState:
     first_seen: dict[str, float] = field(default_factory=dict)
     cooling: dict[str, Cooling] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    replays_seen: set[str] = field(default_factory=set)
+    unarchived_seen: list[str] = field(default_factory=list)
 
 
 class Agent:
@@ -147,6 +149,7 @@ class Agent:
             if not self.st.stopping and time.time() >= self.st.paused_until:
                 claimed = self._claim(snap)
             self._judge_bad_tasks(snap)
+            self._report_history(snap)
             self._maybe_fold(snap, final=False)
             self.metrics.running.set(len(self.st.running))
         except ClusterError as exc:  # the remote went away mid-iteration: nothing is lost
@@ -354,8 +357,8 @@ class Agent:
     def _judge_bad_tasks(self, snap: Snapshot) -> None:
         now = time.time()
         for task in snap.tasks.values():
-            if task.key in snap.claims:
-                continue
+            if task.key in snap.claims or task.key in snap.folded:
+                continue  # a replay is reported (_report_history), never judged twice
             if task.error is not None:
                 status, reason = "invalid", task.error
             elif task.spec is not None:
@@ -373,6 +376,21 @@ class Agent:
             if self.client.write_terminal(snap, task.key, result, None):
                 self.counters["judged"] = self.counters.get("judged", 0) + 1
                 self.events.emit("judged", task.key, status=status, reason=reason)
+
+    def _report_history(self, snap: Snapshot) -> None:
+        """Say once what main's history refuses: task files whose id already finished, and
+        an archive that lost what folds put there. Work goes on either way."""
+        for key, reason in snap.replayed().items():
+            if key not in self.st.replays_seen:
+                self.st.replays_seen.add(key)
+                self.events.emit("replay_refused", key, reason=reason)
+        missing = snap.unarchived()
+        if missing != self.st.unarchived_seen:
+            self.st.unarchived_seen = missing
+            if missing:
+                self.events.emit("archive_rewritten", count=len(missing), ids=missing[:10],
+                                 reason="archive/ on main lacks tasks that folds in its "
+                                        "history archived; they are never run again")
 
     def _maybe_fold(self, snap: Snapshot, *, final: bool) -> None:
         finished = [snap.claims[k] for k in snap.terminal_keys()]
@@ -399,7 +417,7 @@ class Agent:
             return False
         now = time.time()
         for task in snap.tasks.values():
-            if task.key in snap.archived:
+            if task.key in snap.archived or task.key in snap.folded:
                 continue
             state = snap.state(task.key, now)
             if state in ("succeeded", "failed", "invalid", "cancelled", "timed_out"):

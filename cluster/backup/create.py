@@ -21,6 +21,7 @@ from cluster.backup.source import SshRepo, parse_state, write_bundle
 from cluster.inventory import load_inventory
 from cluster.inventory.load import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE
 from cluster.inventory.schema import secret_paths
+from cluster.state import yamlio
 from cluster.state.settings import SETTINGS_FILE
 
 LOCK_FILE = ".backup.lock"
@@ -75,8 +76,8 @@ def _read_configs(paths: tuple[Path, ...]) -> dict[str, bytes]:
     for path in paths:
         try:
             data = path.read_bytes()
-            doc = yaml.safe_load(data)
-        except (OSError, yaml.YAMLError) as exc:
+            doc = yamlio.load_strict(data.decode("utf-8"))[0]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise BackupError(f"config file {path}: cannot read it as YAML: {exc}") from exc
         if not isinstance(doc, dict):
             raise BackupError(f"config file {path}: not a YAML mapping (is it a secrets file?)")

@@ -194,15 +194,12 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 def cmd_sandbox_check(args: argparse.Namespace) -> int:
     import tempfile
 
-    import yaml
-
-    from cluster.agent.config import SandboxConfig
+    from cluster.agent.config import SandboxConfig, read_config_file
     from cluster.sandbox.sandboxes import default_sandboxes
 
     config = SandboxConfig()
     if args.config:
-        body = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-        config = SandboxConfig.of(body.get("sandbox") if isinstance(body, dict) else None)
+        config = SandboxConfig.of(read_config_file(Path(args.config)).get("sandbox"))
     if config.mode == "off":
         print("sandbox: off (task code runs unsealed)")
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import threading
@@ -35,6 +36,34 @@ def _policy(args: argparse.Namespace) -> Any:
     if not args.specialty and not args.specialty_from_label:
         raise ConfigError("give --specialty, --specialty-from-label or both")
     return Policy(args.label, args.specialty, args.specialty_from_label)
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse ``type``: a positive (and finite) ``kind``, else a usage error."""
+    noun = "integer" if kind is int else "number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}") from None
+        if not 0 < value < math.inf:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    """The server's Limits, with what the limit flags say in place of its defaults."""
+    from dataclasses import replace
+
+    from cluster.intake.webhook import Limits
+
+    given = {"max_body": args.max_body_bytes, "request_seconds": args.request_seconds,
+             "max_connections": args.max_connections}
+    return replace(Limits(), **{k: v for k, v in given.items() if v is not None})
 
 
 def _stop_on_signals() -> threading.Event:
@@ -75,7 +104,7 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
     client = _client(args.state)
     app = WebhookApp(client, policy, secret, DeliveryLog(deliveries),
                      frozenset(r.lower() for r in args.repo or ()))
-    server = WebhookServer(app, args.bind, args.port)
+    server = WebhookServer(app, args.bind, args.port, _limits(args))
     stop = _stop_on_signals()
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True)
     thread.start()
@@ -119,4 +148,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--bind", default="127.0.0.1")
     serve.add_argument("--deliveries-file", help="where seen delivery ids are remembered")
+    serve.add_argument("--max-body-bytes", type=_positive(int), metavar="BYTES",
+                       help="a longer Content-Length is 413 (default 5242880, 5 MiB)")
+    serve.add_argument("--request-seconds", type=_positive(float), metavar="SECONDS",
+                       help="for one request, or an idle keep-alive (default 10)")
+    serve.add_argument("--max-connections", type=_positive(int), metavar="N",
+                       help="open at once; one more is answered 503 (default 32)")
     serve.set_defaults(func=cmd_webhook_serve)

@@ -10,7 +10,7 @@ from rich.table import Table
 STATE_STYLE = {
     "succeeded": "green", "failed": "red", "invalid": "magenta", "cancelled": "yellow",
     "timed_out": "red", "claimed": "cyan", "stale": "bold yellow", "pending": "white",
-    "released": "white",
+    "released": "white", "replayed": "bold magenta",
 }
 
 
@@ -46,7 +46,15 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
             agent["state"], ",".join(agent["specialties"]), str(agent["capacity"]),
             ",".join(agent["tasks"]) or "-", f"{agent['last_seen_age_s']}s ago",
         )
-    return [counts, agents]
+    tables = [counts, agents]
+    if report.get("unarchived"):
+        lost = Table(title=f"archive rewritten: {len(report['unarchived'])} task(s) archived by "
+                           "folds in main's history are missing from archive/")
+        lost.add_column("id")
+        for key in report["unarchived"]:
+            lost.add_row(key)
+        tables.append(lost)
+    return tables
 
 
 def print_tables(tables: list[Table]) -> None:

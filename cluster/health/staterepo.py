@@ -46,6 +46,7 @@ def summarise(url: str, snap: Snapshot, now: float) -> StateFacts:
     invalid = {k for k, t in snap.tasks.items() if t.error is not None}
     invalid |= {k for k, v in snap.claims.items()
                 if isinstance(v.record, Result) and v.record.status == "invalid"}  # fmt: skip
+    invalid |= set(snap.replayed())  # files whose id already ran: a person must remove them
     agents: dict[str, AgentView] = {}
     for name in set(snap.agents) | set(held) | set(expired):
         beat = snap.agents.get(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from cluster.errors import ClusterError
 from cluster.state.gitcmd import hook_env, list_refs, run_git
 from cluster.state.gitobj import ObjectStore
+from cluster.state.history import is_ancestor
 
 ZERO = "0" * 40
 MAIN = "refs/heads/main"
@@ -79,9 +80,7 @@ class Push:
         return done.stdout.split()
 
     def is_ancestor(self, old: str, new: str) -> bool:
-        done = run_git(["merge-base", "--is-ancestor", old, new], git_dir=self.git_dir,
-                       check=False, env=hook_env())
-        return done.returncode == 0
+        return is_ancestor(self.git_dir, old, new, env=hook_env())
 
     def close(self) -> None:
         self.store.close()

@@ -1,4 +1,8 @@
-"""Reads one inventory YAML file strictly: safe types only, duplicate keys are an error."""
+"""Reads one inventory YAML file strictly, through the project's one strict loader (yamlio).
+
+Safe types only; a duplicate key, or a scalar that cannot be built (a 5,000-digit integer),
+is a ValidationError naming the file and the line, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +12,13 @@ from typing import Any
 import yaml
 
 from cluster.errors import ValidationError
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, except that a repeated mapping key fails instead of overwriting."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise _Duplicate(str(key), seen[key], line, key_node.start_mark.column == 0)
-        seen[key] = line
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
-class _Duplicate(Exception):
-    def __init__(self, key: str, first: int, again: int, top_level: bool) -> None:
-        super().__init__(key)
-        self.key, self.first, self.again, self.top_level = key, first, again, top_level
+from cluster.state import yamlio
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:
     """The file's top-level mapping ({} for an empty or missing optional file).
 
-    ``what`` names an entry at the top level ("host", "group", "key") for the duplicate message.
+    ``what`` names an entry at the top level ("host", "group", "key") for the error messages.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -49,15 +27,17 @@ def read_mapping(path: Path, what: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(str(path), [f"cannot read: {exc}"]) from exc
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except _Duplicate as dup:
+        doc, _ = yamlio.load_strict(text, top_label=what)
+    except yamlio.DuplicateKey as dup:
         label = what if dup.top_level else "key"
         raise ValidationError(
             str(path),
             [f"duplicate {label} {dup.key!r} (line {dup.first} and again line {dup.again})"],
         ) from None
     except yaml.YAMLError as exc:
-        raise ValidationError(str(path), [f"YAML error: {exc}"]) from exc
+        raise ValidationError(str(path), [yamlio.describe(exc)]) from None
+    except RecursionError:
+        raise ValidationError(str(path), ["YAML error: nested too deeply"]) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):

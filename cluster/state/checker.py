@@ -16,6 +16,7 @@ from typing import Any
 from cluster.errors import GitError
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.gitobj import ObjectStore
+from cluster.state.history import added
 from cluster.state.ids import TASKS_DIR
 from cluster.state.records import Claim, ClaimRecord, Release, Result, load_claim_record
 from cluster.state.snapshot import entry_key
@@ -90,9 +91,7 @@ class Report:
 def check(repo: Path) -> Report:
     """Read every commit reachable from main and the claim refs of the bare repo ``repo``."""
     refs = list_refs(["refs/heads/main", "refs/claims"], git_dir=repo)
-    submitted = run_git(["log", "--format=", "--name-only", "--diff-filter=A", "--no-renames",
-                         "refs/heads/main", "--", f"{TASKS_DIR}/"], git_dir=repo).stdout
-    keys = _submitted(submitted.splitlines())
+    keys = _submitted([item.path for item in added(repo, "refs/heads/main", TASKS_DIR)])
     walk = run_git(["rev-list", "--parents", *sorted(set(refs.values()))], git_dir=repo).stdout
     store = ObjectStore(repo)
     histories: dict[str, TaskHistory] = {}

@@ -8,7 +8,8 @@ from typing import Any
 from cluster.state.records import Claim, Release, Result, stamp
 from cluster.state.snapshot import Snapshot
 
-TASK_STATES = ("pending", "claimed", "succeeded", "failed", "invalid", "cancelled", "timed_out")
+TASK_STATES = ("pending", "claimed", "succeeded", "failed", "invalid", "cancelled", "timed_out",
+               "replayed")
 
 
 def _bucket(state: str) -> str:
@@ -40,6 +41,8 @@ def task_row(snap: Snapshot, key: str, now: float) -> dict[str, Any]:
                    reason=record.reason, duration_s=record.duration_s,
                    pull_request=record.pull_request, cost_usd=record.cost_usd,
                    input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+    if state == "replayed":  # the file is what is refused; the fields above are its first run
+        row["reason"] = snap.replay_reason(key)
     return row
 
 
@@ -72,4 +75,6 @@ def status(snap: Snapshot, now: float | None = None) -> dict[str, Any]:
         "agents": {"total": len(agents), "online": online, "offline": len(agents) - online},
         "tasks": counts,
         "agent_detail": agents,
+        # Ids folds archived in main's history that archive/ no longer holds (rewritten).
+        "unarchived": snap.unarchived(),
     }

@@ -112,13 +112,6 @@ def _one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"YAML error{where}: {problem}"
-
-
 def parse_task(
     path: str,
     data: bytes,
@@ -156,7 +149,7 @@ def _parse(path: str, data: bytes, specialties: frozenset[str] | None) -> TaskSp
     try:
         document, lines = yamlio.load_strict(text)
     except yaml.YAMLError as exc:
-        raise ValidationError(path, [_yaml_problem(exc)]) from exc
+        raise ValidationError(path, [yamlio.describe(exc)]) from exc
     if not isinstance(document, dict):
         found = type(document).__name__ if document is not None else "an empty document"
         raise ValidationError(path, [f"expected a mapping of fields, found {found}"])

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
 from cluster.errors import ValidationError
+from cluster.state import yamlio
 from cluster.state.schema import DEFAULT_SPECIALTIES
 
 SETTINGS_FILE = "cluster.yaml"
@@ -16,12 +17,12 @@ class RepoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     specialties: tuple[str, ...] = ()
-    lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
-    heartbeat_seconds: float = Field(default=15.0, ge=0.2, le=600.0)
-    fold_delay_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
-    fold_batch: int = Field(default=64, ge=1, le=500)
-    retry_backoff_seconds: float = Field(default=10.0, ge=0.0, le=3600.0)
-    skew_seconds: float = Field(default=2.0, ge=0.0, le=300.0)
+    lease_seconds: float = Field(default=60.0, strict=True, ge=1.0, le=3600.0)
+    heartbeat_seconds: float = Field(default=15.0, strict=True, ge=0.2, le=600.0)
+    fold_delay_seconds: float = Field(default=5.0, strict=True, ge=0.0, le=3600.0)
+    fold_batch: int = Field(default=64, strict=True, ge=1, le=500)
+    retry_backoff_seconds: float = Field(default=10.0, strict=True, ge=0.0, le=3600.0)
+    skew_seconds: float = Field(default=2.0, strict=True, ge=0.0, le=300.0)
 
     @property
     def known_specialties(self) -> frozenset[str]:
@@ -31,8 +32,21 @@ class RepoSettings(BaseModel):
 def parse_settings(data: bytes | None) -> RepoSettings:
     if not data:
         return RepoSettings()
+    """The settings in ``data``; whatever it holds, a ValidationError with one line if bad
+    (repeated keys, unbuildable scalars and deep nesting included: the task files' loader)."""
     try:
-        body = yaml.safe_load(data.decode("utf-8")) or {}
+        body = yamlio.load_strict(data.decode("utf-8"))[0] or {}
+    except UnicodeDecodeError as exc:
+        raise ValidationError(SETTINGS_FILE, [f"not UTF-8: {exc}"]) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = yamlio.describe(exc) if isinstance(exc, yaml.YAMLError) else "nested too deep"
+        raise ValidationError(SETTINGS_FILE, [problem]) from exc
+    if not isinstance(body, dict):
+        raise ValidationError(SETTINGS_FILE, [
+            f"expected a mapping of settings, found {type(body).__name__}"])
+    try:
         return RepoSettings.model_validate(body)
-    except (UnicodeDecodeError, yaml.YAMLError, PydanticError) as exc:
-        raise ValidationError(SETTINGS_FILE, [str(exc).splitlines()[0]]) from exc
+    except PydanticError as exc:
+        raise ValidationError(SETTINGS_FILE, [
+            f"field {'.'.join(map(str, e['loc']))!r}: {e['msg']}"
+            for e in exc.errors()]) from exc

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cluster.errors import ClusterError, GitError, ValidationError
-from cluster.state.gitcmd import run_git
 from cluster.state.gitobj import Entry, ObjectStore, Tree
-from cluster.state.ids import ARCHIVE_DIR, TASKS_DIR, key_for_name
+from cluster.state.history import FoldLedger, added
+from cluster.state.ids import ARCHIVE_DIR, TASKS_DIR, archive_path, key_for_name
 from cluster.state.records import (
     TERMINAL,
     Claim,
@@ -73,6 +74,8 @@ class Snapshot:
     agents: dict[str, Heartbeat]
     taken_at: float
     store: ObjectStore
+    # Ids a fold archived anywhere in main's history, with that fold commit (history.py).
+    folded: Mapping[str, str] = field(default_factory=dict)
     _results: dict[str, Result] = field(default_factory=dict)
 
     def claim_tip(self, key: str) -> str | None:
@@ -85,6 +88,8 @@ class Snapshot:
         if view is not None and isinstance(view.record, Result):
             return view.record
         entry = self.archived.get(key, {}).get("result.yaml")
+        if entry is None and key in self.folded:
+            entry = self._folded_result(key)
         if entry is None:
             return None
         cached = self._results.get(entry.sha)
@@ -92,6 +97,17 @@ class Snapshot:
             cached = load_result(self.store.blob(entry.sha))
             self._results[entry.sha] = cached
         return cached
+
+    def _folded_result(self, key: str) -> Entry | None:
+        """The result a fold archived for ``key``, read from that fold's own tree (for an id
+        whose archive/ entry a later commit removed)."""
+        try:
+            tree = self.store.tree(self.store.commit(self.folded[key]).tree)
+            for part in archive_path(key).split("/"):
+                tree = self.store.tree(tree[part].sha)
+        except (GitError, KeyError, ValueError):
+            return None
+        return next((e for n, e in sorted(tree.items()) if n.startswith("result")), None)
 
     def archived_spec(self, key: str) -> TaskSpec | None:
         """The task file archived with ``key``'s result, parsed (None if absent or bad)."""
@@ -105,10 +121,14 @@ class Snapshot:
             return None
 
     def known(self, key: str) -> bool:
-        return key in self.tasks or key in self.archived or key in self.claims
+        """Is ``key`` used: queued, in flight, archived, or folded anywhere in main's history?"""
+        return (key in self.tasks or key in self.archived or key in self.claims
+                or key in self.folded)
 
     def state(self, key: str, now: float | None = None) -> str:
         now = time.time() if now is None else now
+        if key in self.folded and key in self.tasks and key not in self.claims:
+            return "replayed"
         if key in self.archived:
             result = self.result(key)
             return result.status if result else "archived"
@@ -131,6 +151,23 @@ class Snapshot:
     def terminal_keys(self) -> list[str]:
         return [k for k, v in self.claims.items() if isinstance(v.record, Result)]
 
+    def replayed(self) -> dict[str, str]:
+        """Task files on main whose id a fold already archived in main's history (the file
+        brought back, the archive rewritten, where no hook runs): never run, nor judged,
+        again. Each with the reason every reader gives."""
+        return {key: self.replay_reason(key) for key in self.tasks
+                if key in self.folded and key not in self.claims}
+
+    def replay_reason(self, key: str) -> str:
+        return (f"{self.tasks[key].path}: id {key!r} already finished (archived by fold "
+                f"{self.folded[key][:12]} in main's history); an id runs once: remove the "
+                "file, or submit the work under a new id")
+
+    def unarchived(self) -> list[str]:
+        """Ids a fold archived in main's history that ``archive/`` no longer holds: the
+        archive was rewritten (their records stay in history; see ``claude-cluster check``)."""
+        return sorted(key for key in self.folded if key not in self.archived)
+
 
 class Reader:
     """Builds snapshots, re-reading only what changed since the last one (by object id)."""
@@ -146,6 +183,7 @@ class Reader:
         self._added: dict[str, float] = {}
         self._main_seen: str | None = None
         self._tip_time = time.time()
+        self._ledger = FoldLedger(store.git_dir)
 
     def read(self, refs: dict[str, str]) -> Snapshot:
         main = refs.get("refs/heads/main")
@@ -159,8 +197,10 @@ class Reader:
         archived = self._read_archive(root.get(ARCHIVE_DIR))
         claims = self._read_claims(refs)
         agents = self._read_agents(refs)
+        folded = self._ledger.update(main)
         self._main_seen = main
-        return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store)
+        return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store,
+                        folded)
 
     def _read_settings(self, entry: Entry | None) -> RepoSettings:
         sha = entry.sha if entry else None
@@ -175,21 +215,12 @@ class Reader:
     def _note_added(self, main: str) -> None:
         """When each task file first landed on main: the age half of the claim order."""
         try:
-            done = run_git(
-                ["log", "--format=%x00%ct", "--name-only", "--diff-filter=A", "--no-renames",
-                 main, "--", f"{TASKS_DIR}/"],
-                git_dir=self.store.git_dir,
-            )
+            for item in added(self.store.git_dir, main, TASKS_DIR):
+                key = entry_key(item.path[len(TASKS_DIR) + 1 :].split("/", 1)[0])
+                if key is not None:
+                    self._added[key] = item.time  # log runs newest first: the oldest add wins
         except ClusterError:
             return
-        when = 0.0
-        for line in done.stdout.splitlines():
-            if line.startswith("\0"):
-                when = float(line[1:])
-            elif line.startswith(f"{TASKS_DIR}/"):
-                key = entry_key(line[len(TASKS_DIR) + 1 :].split("/", 1)[0])
-                if key is not None:
-                    self._added[key] = when  # log runs newest first: the oldest add wins
 
     def _read_tasks(self, entry: Entry | None, settings: RepoSettings) -> dict[str, TaskView]:
         if entry is None:

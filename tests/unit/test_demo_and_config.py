@@ -39,3 +39,18 @@ def test_agent_settings_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("state: x\nid: ok\nspecialties: [backend]\ncolour: red\n")
     with pytest.raises(ValidationError, match="'colour': Extra inputs are not permitted"):
         load_agent_config(bad, {}, {})
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("id: a1\nid: a2\n", "line 2, column 1: duplicate key 'id' (first at line 1)"),
+    ("id: a1\nmax_tasks: " + "9" * 5000 + "\n", "line 2, column 12: cannot read this int"),
+    ("[" * 3000 + "]" * 3000, "exceeded maximum nesting depth"),
+    ("- a\n", "expected a mapping of settings"),
+])
+def test_agent_config_files_are_read_strictly(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(path, {})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message

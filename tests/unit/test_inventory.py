@@ -133,6 +133,37 @@ def test_duplicate_host_names_the_lines(tmp_path: Path) -> None:
         load_inventory(root)
 
 
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("groups", "backend:\n  data: {specialties: [backend]}\n  data: {max_tasks: 2}\n",
+         "duplicate key 'data' (line 2 and again line 3)"),
+        ("hosts", "a:\n  hostname: h\n  data: {max_tasks: 1, max_tasks: 2}\n",
+         "duplicate key 'max_tasks' (line 3 and again line 3)"),
+        ("defaults", "username: deploy\nusername: root\n",
+         "duplicate key 'username' (line 1 and again line 2)"),
+        ("hosts", "a:\n  hostname: h\n  port: " + "9" * 5000 + "\n",
+         "YAML error at line 3, column 9: cannot read this int: Exceeds the limit"),
+        ("groups", "backend:\n  data: {max_tasks: " + "1" * 5000 + "}\n",
+         "YAML error at line 2, column 21: cannot read this int: Exceeds the limit (4300 digits)"
+         " for integer string conversion (group 'backend')"),
+        ("defaults", "username: deploy\nport: 2001-02-30\n",
+         "YAML error at line 2, column 7: cannot read this timestamp"),
+        ("hosts", "a: [\n", "YAML error at line 2, column 1: did not find expected node"),
+    ],
+)  # fmt: skip
+def test_bad_yaml_names_file_and_line(tmp_path: Path, file: str, text: str, expected: str) -> None:
+    """Inventory files go through yamlio's strict loader: a ValidationError, not a traceback."""
+    write(tmp_path, "a: {hostname: h, groups: [backend]}")
+    (tmp_path / f"{file}.yaml").write_text(text)
+    with pytest.raises(ValidationError) as caught:
+        load_inventory(tmp_path)
+    assert caught.value.where == str(tmp_path / f"{file}.yaml")
+    [problem] = caught.value.problems
+    assert problem.startswith(expected), problem
+    assert "\n" not in problem and "9" * 100 not in problem
+
+
 def test_duplicate_address_names_both_hosts(tmp_path: Path) -> None:
     found = problems(
         write(

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.errors import ValidationError
 from cluster.hooks.install import install
 from cluster.state.client import Identity, StateClient
 from cluster.state.ids import is_safe_id, key_for_name
 from cluster.state.init import init_state_repo
+from cluster.state.settings import RepoSettings, parse_settings
 from tests.helpers import ROOT, commit_files, git, task_doc
 from tests.unit.test_cli import cli
 from tests.unit.test_hooks import SETTINGS, Person, refused
@@ -112,3 +114,55 @@ def test_pre_commit_refuses_each_hostile_file_with_its_reason(person: Person) ->
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     for name, (_, reason) in HOSTILE.items():
         assert f"tasks/{name}: {reason}" in done.stderr, (name, done.stderr)
+
+
+# cluster.yaml, read by every agent on every change of main: one bad file must not stop them.
+HOSTILE_SETTINGS: dict[str, tuple[bytes, str]] = {
+    "huge-int": (b"lease_seconds: " + HUGE + b"\n",
+                 "YAML error at line 1, column 16: cannot read this int"),
+    "dup-key": (b"lease_seconds: 30\nlease_seconds: 3000\n",
+                "YAML error at line 2, column 1: duplicate key 'lease_seconds'"),
+    "bool-int": (b"fold_batch: true\n", "field 'fold_batch': Input should be a valid integer"),
+    "bool-float": (b"lease_seconds: yes\n", "field 'lease_seconds': Input should be a valid"),
+    "deep": (b"[" * 3000 + b"]" * 3000, "YAML error at line 1"),
+    "not-utf8": (b"\xff\xfe", "not UTF-8"),
+    "a-list": (b"- 1\n", "expected a mapping of settings, found list"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_SETTINGS))
+def test_hostile_settings_are_one_reason(name: str) -> None:
+    data, reason = HOSTILE_SETTINGS[name]
+    with pytest.raises(ValidationError) as caught:
+        parse_settings(data)
+    (problem,) = caught.value.problems
+    assert reason in problem and "\n" not in problem, problem
+
+
+def test_hostile_settings_on_main_leave_the_agents_on_defaults(tmp_path: Path) -> None:
+    """Written where no hook runs (a plain-path writer): every reader falls back to the
+    defaults rather than raising; the hook refuses the same file with its reason."""
+    repo = tmp_path / "state.git"
+    init_state_repo(repo, settings=SETTINGS)
+    work = tmp_path / "person"
+    commit_files(repo, {"tasks/ok.yaml": good("ok")}, work)
+    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    try:
+        for name, (data, _) in HOSTILE_SETTINGS.items():
+            (work / "cluster.yaml").write_bytes(data)
+            git(["commit", "--quiet", "--no-verify", "-am", name], work)
+            git(["--git-dir", str(repo), "fetch", "--quiet", str(work), "HEAD:refs/heads/main"],
+                ROOT)  # a fetch into the repo: no pre-receive hook runs
+            snap = client.snapshot()
+            assert snap.settings == RepoSettings(), name
+            assert snap.tasks["ok"].spec is not None, name
+    finally:
+        client.close()
+
+
+def test_pre_receive_refuses_hostile_settings_with_their_reason(person: Person) -> None:
+    for name, (data, reason) in HOSTILE_SETTINGS.items():
+        _stage(person, {"cluster.yaml": data})
+        git(["commit", "--quiet", "--no-verify", "-m", name], person.work)
+        text = refused(person.push(), f"cluster.yaml: {reason}")
+        assert "Traceback" not in text, name

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,33 +167,97 @@ def test_delivery_log_is_bounded(tmp_path: Path) -> None:
         log.add("bad id\nwith a newline")
 
 
-def test_serve_command_runs_until_sigterm(state: str, tmp_path: Path) -> None:
+@contextmanager
+def serve_command(state: str, tmp_path: Path, *flags: str) -> Iterator[tuple[str, Any]]:
+    """``python -m cluster webhook serve`` on a free 127.0.0.1 port: its URL and its process.
+
+    Leaving the block sends SIGTERM and expects exit 0 within 30 s (killed otherwise).
+    """
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET.reveal() + "\n")
     secret_file.chmod(0o600)
-    script = ("import argparse, sys\nfrom cluster.cli.intake import register\n"
-              "p = argparse.ArgumentParser(); register(p.add_subparsers(dest='c'))\n"
-              "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n")
-    argv = [sys.executable, "-c", script, "webhook", "serve", "--state", state,
+    argv = [sys.executable, "-m", "cluster", "webhook", "serve", "--state", state,
             "--secret-file", str(secret_file), "--label", "cluster", "--specialty", "docs",
-            "--port", "0", "--deliveries-file", str(tmp_path / "seen.txt")]
+            "--port", "0", "--deliveries-file", str(tmp_path / "seen.txt"), *flags]
     env = dict(os.environ, CLUSTER_WORKDIR=str(tmp_path / "work"), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env=env)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on http://127.0.0.1:"), line
-        url = line.split()[-1]
-        status, body = deliver(url, issue_event(9))
-        assert status == 202 and body["tasks"] == ["gh-web-9"]
+        line = proc.stdout.readline()  # the server prints it once it listens: no sleeping
+        assert line.startswith("listening on http://127.0.0.1:"), line + proc.stdout.read()
+        yield line.split()[-1], proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_command_runs_until_sigterm(state: str, tmp_path: Path) -> None:
+    with serve_command(state, tmp_path) as (url, _):
+        status, body = deliver(url, issue_event(9))
+        assert status == 202 and body["tasks"] == ["gh-web-9"]
     assert poll(lambda: (tmp_path / "seen.txt").read_text().strip(), 5, "delivery recorded")
+
+
+def padded(number: int, size: int) -> bytes:
+    """A signed-able issues event of exactly ``size`` bytes."""
+    base = len(json.dumps({**issue_event(number), "pad": ""}).encode())
+    body = json.dumps({**issue_event(number), "pad": "x" * (size - base)}).encode()
+    assert len(body) == size
+    return body
+
+
+def test_max_body_bytes_flag_reaches_the_server(state: str, tmp_path: Path) -> None:
+    limit = 2048
+    with serve_command(state, tmp_path, "--max-body-bytes", str(limit),
+                       "--request-seconds", "5", "--max-connections", "4") as (url, _):
+        over = padded(21, limit + 1)
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(post(b"", str(len(over))))  # judged by its length, before its bytes
+            answer = read_to_close(sock)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        assert f"body larger than {limit} bytes".encode() in answer
+        status, body = deliver_raw(url, padded(22, limit))  # exactly the limit is allowed
+        assert (status, body["status"]) == (202, "created"), body
+        assert body["tasks"] == ["gh-web-22"]
+
+
+def test_limit_flags_default_to_the_servers_limits() -> None:
+    from cluster.cli import build_parser
+    from cluster.cli.intake import _limits
+
+    base = ["webhook", "serve", "--state", "s", "--label", "l", "--secret-file", "f"]
+    assert _limits(build_parser().parse_args(base)) == Limits()
+    given = build_parser().parse_args([*base, "--max-body-bytes", "10", "--request-seconds",
+                                       "0.5", "--max-connections", "2"])
+    assert _limits(given) == Limits(max_body=10, request_seconds=0.5, max_connections=2)
+
+
+@pytest.mark.parametrize(("flag", "value", "noun"), [
+    ("--max-body-bytes", "0", "integer"), ("--max-body-bytes", "-1", "integer"),
+    ("--max-body-bytes", "lots", "integer"), ("--max-body-bytes", "1.5", "integer"),
+    ("--request-seconds", "0", "number"), ("--request-seconds", "-1", "number"),
+    ("--request-seconds", "soon", "number"), ("--request-seconds", "nan", "number"),
+    ("--request-seconds", "inf", "number"),
+    ("--max-connections", "0", "integer"), ("--max-connections", "-1", "integer"),
+    ("--max-connections", "many", "integer"),
+])
+def test_a_bad_limit_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      flag: str, value: str, noun: str) -> None:
+    from cluster.cli import main
+
+    argv = ["webhook", "serve", "--state", str(tmp_path / "absent.git"), "--label", "cluster",
+            "--specialty", "docs", "--secret-file", str(tmp_path / "absent"), flag, value]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {flag}: must be a positive {noun}, got {value!r}" in err, err
+    assert "Traceback" not in err
 
 
 # Hostile clients, on raw sockets where urllib would refuse to send such a request. Each test

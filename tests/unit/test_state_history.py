@@ -1,0 +1,153 @@
+"""A state repo defended without its hook: an id a fold archived in main's history never runs
+again, whatever a later commit on main does to archive/ or tasks/ (issue #13, item 2).
+
+The attack: a commit on main (a merge whose second parent is an old main, written by a
+plain-path writer, where no pre-receive hook runs) takes the tree from before a fold:
+``archive/`` is gone and the finished task's file is back under ``tasks/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cluster.agent.choose import claimable
+from cluster.state.checker import check
+from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import run_git
+from cluster.state.history import FoldLedger, added
+from cluster.state.ids import key_for_name
+from cluster.state.records import Result
+from cluster.state.snapshot import Snapshot
+from tests.helpers import ROOT, commit_files, make_state, poll, task_doc, task_files
+
+FAST = {"fold_delay_seconds": 0.2, "skew_seconds": 0.2, "retry_backoff_seconds": 0.1}
+
+
+def main_of(repo: Path) -> str:
+    return run_git(["rev-parse", "refs/heads/main"], git_dir=repo).stdout.strip()
+
+
+def rewrite_main_to_tree_of(repo: Path, old: str) -> str:
+    """The hostile commit: a merge of main with ``old`` that takes ``old``'s tree, moved in
+    with a ref transaction as any plain-path writer can (no hook runs)."""
+    current = main_of(repo)
+    env = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
+           "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"}
+    merge = run_git(["commit-tree", f"{old}^{{tree}}", "-p", current, "-p", old,
+                     "-m", "merge an old main"], git_dir=repo, env=env).stdout.strip()
+    run_git(["update-ref", "refs/heads/main", merge, current], git_dir=repo)
+    return merge
+
+
+def claimable_keys(snap: Snapshot, specialties: list[str]) -> list[str]:
+    return [t.key for t in claimable(snap, specialties, (), time.time())]
+
+
+def run_and_fold(client: StateClient, key: str) -> None:
+    snap = client.snapshot()
+    held = client.claim(snap, snap.tasks[key], 30.0)
+    assert held is not None and not isinstance(held, Result)
+    assert client.finish(held, Result(task=key, status="succeeded", attempt=1, agent="a1"))
+    assert client.fold(client.snapshot(), 10) == 1
+
+
+def test_a_folded_id_brought_back_is_replayed_not_pending(tmp_path: Path) -> None:
+    repo = make_state(tmp_path, FAST)
+    commit_files(repo, task_files([task_doc("t1")]), tmp_path / "p")
+    before_fold = main_of(repo)
+    client = StateClient(str(repo), tmp_path / "w", Identity("a1"))
+    try:
+        run_and_fold(client, "t1")
+        assert "t1" in client.snapshot().archived
+        rewrite_main_to_tree_of(repo, before_fold)
+        snap = client.snapshot()
+        assert "t1" in snap.tasks and "t1" not in snap.archived  # the tree says: pending
+        assert snap.state("t1") == "replayed"
+        assert claimable_keys(snap, ["backend"]) == []
+        assert "already finished" in snap.replayed()["t1"]
+        assert snap.unarchived() == ["t1"]
+        result = snap.result("t1")  # still read from the fold in history, for dependants
+        assert result is not None and result.status == "succeeded"
+        # Control: the same tree without the history's knowledge runs t1 again.
+        blind = dataclasses.replace(snap, folded={})
+        assert blind.state("t1") == "pending"
+        assert claimable_keys(blind, ["backend"]) == ["t1"]
+    finally:
+        client.close()
+
+
+def test_the_ledger_reads_only_new_commits_and_follows_a_rewritten_history(
+        tmp_path: Path) -> None:
+    repo = make_state(tmp_path, FAST)
+    commit_files(repo, task_files([task_doc("t1"), task_doc("t2")]), tmp_path / "p")
+    start = main_of(repo)
+    client = StateClient(str(repo), tmp_path / "w", Identity("a1"))
+    try:
+        run_and_fold(client, "t1")
+        ledger = FoldLedger(repo)
+        assert set(ledger.update(main_of(repo))) == {"t1"}
+        run_and_fold(client, "t2")
+        assert set(ledger.update(main_of(repo))) == {"t1", "t2"}
+        # A main that is no descendant (reset by hand) is read whole: what it lost is gone.
+        folded_main = main_of(repo)
+        run_git(["update-ref", "refs/heads/main", start], git_dir=repo)
+        assert ledger.update(start) == {}
+        assert set(ledger.update(folded_main)) == {"t1", "t2"}
+    finally:
+        client.close()
+
+
+def test_an_agent_never_runs_a_folded_id_again_and_keeps_working(
+        tmp_path: Path, agents: Any) -> None:
+    repo = make_state(tmp_path, FAST)
+    commit_files(repo, task_files([task_doc("t1")]), tmp_path / "p")
+    before_fold = main_of(repo)
+    agent = agents(str(repo), "a0", lease=5, heartbeat=0.5, poll_s=0.2)
+    poll(lambda: agent.saw("folded"), 60, lambda: f"t1 to be folded:\n{agent.tail()}")
+    rewrite_main_to_tree_of(repo, before_fold)
+    poll(lambda: agent.saw("replay_refused", "t1") and agent.saw("archive_rewritten"), 60,
+         lambda: f"the agent to refuse the replay and report the archive:\n{agent.tail()}")
+    rewritten = agent.saw("archive_rewritten")
+    assert rewritten is not None and rewritten["ids"] == ["t1"]
+    commit_files(repo, task_files([task_doc("t2")]), tmp_path / "p")
+    poll(lambda: agent.saw("published", "t2"), 60, lambda: f"t2 to run:\n{agent.tail()}")
+    claims = [e for e in agent.events() if e["event"] == "claimed" and e["task"] == "t1"]
+    assert len(claims) == 1, claims
+    agent.stop()
+    report = check(repo)
+    assert report.tasks["t1"] == ("done", "succeeded")
+    assert report.summary()["duplicated"] == 0
+    status = subprocess.run([sys.executable, "-m", "cluster", "status", "--state", str(repo),
+                             "--json"], cwd=ROOT, capture_output=True, text=True, check=True)
+    shown = json.loads(status.stdout)
+    assert shown["tasks"]["replayed"] == 1 and shown["unarchived"] == ["t1"]
+    rows = json.loads(subprocess.run(
+        [sys.executable, "-m", "cluster", "task", "list", "--state", str(repo), "--json"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    row = next(r for r in rows if r["id"] == "t1")
+    assert row["state"] == "replayed" and "already finished" in row["reason"]
+
+
+def test_names_git_would_quote_are_read_as_they_are(tmp_path: Path) -> None:
+    """``git log`` without -z prints ``"tasks/nl\\n.yaml"`` quoted: the readers use -z."""
+    work = tmp_path / "w"
+    run_git(["init", "--quiet", "-b", "main", str(work)])
+    names = ["nl\n.yaml", 'q "x".yaml', "tab\t.yaml", "ok.yaml"]
+    for name in names:
+        (work / "tasks").mkdir(exist_ok=True)
+        (work / "tasks" / name).write_text("x: 1\n")
+    env = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
+           "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"}
+    run_git(["add", "tasks"], git_dir=work / ".git", work_tree=work)
+    run_git(["commit", "--quiet", "-m", "add"], git_dir=work / ".git", work_tree=work, env=env)
+    plain = run_git(["log", "--format=", "--name-only", "main"], git_dir=work / ".git").stdout
+    assert '"tasks/nl\\n.yaml"' in plain  # the control: what a reader without -z sees
+    found = sorted(item.path for item in added(work / ".git", "main", "tasks"))
+    assert found == sorted(f"tasks/{n}" for n in names)
+    assert key_for_name("nl\n.yaml").startswith("bad.")
