@@ -17,6 +17,7 @@ from cluster.backup.source import LocalRepo, SshRepo, StateSource, parse_state
 from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import RefUpdate, run_git
 from cluster.state.gitobj import TreeEditor
+from cluster.state.history import added
 from cluster.state.ids import ARCHIVE_DIR, agent_ref, archive_path
 from cluster.state.snapshot import Snapshot
 from cluster.transport import connect, run
@@ -53,17 +54,11 @@ def maintain(settings: BackupSettings, now: float | None = None) -> MaintainOutc
 
 
 def archived_at(git_dir: Path, main: str) -> dict[str, float]:
-    """When each archived task last landed in archive/ (commit time on main's own line)."""
-    done = run_git(["log", "--first-parent", "--diff-merges=first-parent", "--format=%x00%ct",
-                    "--name-only", "--diff-filter=A", "--no-renames", main, "--",
-                    f"{ARCHIVE_DIR}/"], git_dir=git_dir, timeout=600)  # fmt: skip
-    when = 0.0
+    """When each archived task last landed in archive/ (its fold commit's time)."""
     out: dict[str, float] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("\0"):
-            when = float(line[1:])
-        elif line.startswith(f"{ARCHIVE_DIR}/") and line.count("/") == 3:
-            out.setdefault(line.split("/")[2], when)  # newest first: the latest landing
+    for item in added(git_dir, main, ARCHIVE_DIR):
+        if item.path.count("/") == 3:
+            out.setdefault(item.path.split("/")[2], item.time)  # newest first: the latest
     return out
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.errors import ClusterError
 from cluster.state.gitcmd import hook_env, list_refs, run_git
 from cluster.state.gitobj import ObjectStore
-from cluster.state.history import is_ancestor
+from cluster.state.history import FoldLedger, is_ancestor
 
 ZERO = "0" * 40
 MAIN = "refs/heads/main"
@@ -45,6 +45,7 @@ class Push:
     store: ObjectStore
     updates: list[Update]
     refs: dict[str, str] = field(default_factory=dict)
+    _folded: Mapping[str, str] | None = None
 
     @classmethod
     def open(cls, git_dir: Path, updates: list[Update]) -> Push:
@@ -72,6 +73,13 @@ class Push:
                 if tip:
                     out[update.ref[len(CLAIMS) :]] = tip
         return out
+
+    def folded_before(self) -> Mapping[str, str]:
+        """Ids a fold archived anywhere in main's history before this push (even those a
+        later commit took out of archive/): an id runs once (cluster.state.history)."""
+        if self._folded is None:
+            self._folded = FoldLedger(self.git_dir, hook_env()).update(self.refs.get(MAIN))
+        return self._folded
 
     def new_commits(self, tip: str) -> list[str]:
         """Commits reachable from ``tip`` and from no ref yet, oldest first."""

@@ -1,11 +1,10 @@
-"""Which files a commit changed, read from trees without a work tree (merges count once)."""
+"""Which files a commit changed, read from trees without a work tree (against its first parent)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cluster.errors import GitError
 from cluster.state.gitobj import Entry, ObjectStore, Tree
 
 
@@ -52,28 +51,12 @@ def lookup(store: ObjectStore, tree: str, path: str) -> Entry | None:
     return lookup(store, entry.sha, rest) if entry.is_tree else None
 
 
-def commit_changes(store: ObjectStore, sha: str,
-                   side_names: frozenset[str] = frozenset()) -> list[Change]:
-    """What ``sha`` itself changed: against its first parent, minus what a merge took as is
-    from another parent (a path counts only when it differs from every parent). A parent whose
-    tree is one file named in ``side_names`` (a claim chain a fold joins) is not compared."""
+def commit_changes(store: ObjectStore, sha: str) -> list[Change]:
+    """What ``sha`` changed against its first parent (everything, for a root commit). A
+    merge's other parents are not consulted: a path that equals some parent's is still a
+    change of this commit when the first parent differs (a merge of an old ``main`` that
+    takes its tree wipes ``archive/`` though every path equals the old parent's)."""
     commit = store.commit(sha)
     if not commit.parents:
         return diff_trees(store, None, commit.tree)
-    first = store.commit(commit.parents[0]).tree
-    changes = diff_trees(store, first, commit.tree)
-    for parent in commit.parents[1:]:
-        try:
-            other = store.commit(parent).tree
-            entries = store.tree(other)
-        except GitError:
-            continue
-        if len(entries) == 1 and set(entries) <= side_names:
-            continue
-        changes = [c for c in changes if _blob_at(store, other, c.path) != c.new]
-    return changes
-
-
-def _blob_at(store: ObjectStore, tree: str, path: str) -> str | None:
-    entry = lookup(store, tree, path)
-    return entry.sha if entry is not None and not entry.is_tree else None
+    return diff_trees(store, store.commit(commit.parents[0]).tree, commit.tree)

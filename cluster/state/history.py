@@ -23,33 +23,45 @@ from cluster.state.ids import ARCHIVE_DIR
 
 
 @dataclass(frozen=True)
-class Added:
-    """A file that ``commit`` (committed at ``time``) added at ``path``."""
+class Change:
+    """``path`` as ``commit`` (committed at ``time``, with ``parents`` parents) changed it:
+    ``status`` is git's letter, ``A`` added or ``D`` deleted."""
 
     commit: str
     time: float
+    parents: int
+    status: str
     path: str
 
 
 def added(git_dir: Path, tip: str, prefix: str, *, since: str | None = None,
-          env: Mapping[str, str] | None = None) -> Iterator[Added]:
+          env: Mapping[str, str] | None = None) -> Iterator[Change]:
     """Every file added under ``prefix/`` in ``tip``'s history (minus ``since``'s), newest
     commit first."""
-    argv = ["log", "-z", "--format=%x01%H%x02%ct", "--name-only", "--diff-filter=A",
-            "--no-renames", "--full-history", "--diff-merges=first-parent", tip]
+    return changes(git_dir, tip, prefix, "A", since=since, env=env)
+
+
+def changes(git_dir: Path, tip: str, prefix: str, kinds: str, *, since: str | None = None,
+            env: Mapping[str, str] | None = None) -> Iterator[Change]:
+    """Every file under ``prefix/`` that a commit of ``tip``'s history (minus ``since``'s)
+    changed in one of the ways ``kinds`` names (git's --diff-filter letters), newest first."""
+    argv = ["log", "-z", "--format=%x01%H%x02%ct%x02%P", "--name-status",
+            f"--diff-filter={kinds}", "--no-renames", "--full-history",
+            "--diff-merges=first-parent", tip]
     if since is not None:
         argv += ["--not", since]
     out = run_git([*argv, "--", f"{prefix}/"], git_dir=git_dir, env=env).stdout
-    commit, when, first = "", 0.0, False
+    commit, when, parents, status = "", 0.0, 0, ""
     for token in out.split("\0"):
         if token.startswith("\x01"):
-            commit, _, stamp = token[1:].partition("\x02")
-            when, first = float(stamp), True
-            continue
-        path = token.removeprefix("\n") if first else token  # git puts one before the list
-        first = False
-        if commit and path.startswith(f"{prefix}/"):
-            yield Added(commit, when, path)
+            commit, stamp, parent_list = token[1:].split("\x02")
+            when, parents, status = float(stamp), len(parent_list.split()), ""
+        elif not status:
+            status = token.removeprefix("\n")  # git puts a newline before the list
+        else:
+            if commit and token.startswith(f"{prefix}/"):
+                yield Change(commit, when, parents, status, token)
+            status = ""
 
 
 def is_ancestor(git_dir: Path, old: str, new: str,
@@ -59,28 +71,44 @@ def is_ancestor(git_dir: Path, old: str, new: str,
     return done.returncode == 0
 
 
+def _archived_key(path: str) -> str | None:
+    """The key of ``archive/<xx>/<key>/result[.<tip>].yaml``, else None."""
+    parts = path.split("/")
+    return parts[2] if len(parts) == 4 and parts[3].startswith("result") else None
+
+
 class FoldLedger:
-    """The ids that a fold archived anywhere in ``main``'s history, each with that fold.
+    """The ids that a fold archived anywhere in ``main``'s history, each with that fold, and
+    those of them that a prune took out of ``archive/`` since (``invoke maintain``: a commit
+    with one parent; a merge that drops archive entries is a rewrite, not a prune).
 
     Kept up to date by reading only the commits ``main`` gained since the last reading; a
     ``main`` that is no descendant of the last one (history rewritten) is read whole.
     """
 
-    def __init__(self, git_dir: Path) -> None:
+    def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.git_dir = git_dir
+        self.env = env
         self.folded: dict[str, str] = {}
+        self.pruned: set[str] = set()
         self._main: str | None = None
 
     def update(self, main: str | None) -> Mapping[str, str]:
         if main == self._main:
             return self.folded
         since = self._main
-        if main is None or (since is not None and not is_ancestor(self.git_dir, since, main)):
-            self.folded, since = {}, None
+        if main is None or (since is not None
+                             and not is_ancestor(self.git_dir, since, main, self.env)):
+            self.folded, self.pruned, since = {}, set(), None
         if main is not None:
-            for item in added(self.git_dir, main, ARCHIVE_DIR, since=since):
-                parts = item.path.split("/")  # archive/<xx>/<key>/result[.<tip>].yaml
-                if len(parts) == 4 and parts[3].startswith("result"):
-                    self.folded.setdefault(parts[2], item.commit)
+            for item in changes(self.git_dir, main, ARCHIVE_DIR, "AD", since=since,
+                                env=self.env):
+                key = _archived_key(item.path)
+                if key is None:
+                    continue
+                if item.status == "A":
+                    self.folded.setdefault(key, item.commit)
+                elif item.parents == 1:
+                    self.pruned.add(key)
         self._main = main
         return self.folded

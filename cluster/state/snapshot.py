@@ -76,6 +76,8 @@ class Snapshot:
     store: ObjectStore
     # Ids a fold archived anywhere in main's history, with that fold commit (history.py).
     folded: Mapping[str, str] = field(default_factory=dict)
+    # Those of them that a prune (invoke maintain) took out of archive/ since.
+    pruned: frozenset[str] = frozenset()
     _results: dict[str, Result] = field(default_factory=dict)
 
     def claim_tip(self, key: str) -> str | None:
@@ -164,9 +166,10 @@ class Snapshot:
                 "file, or submit the work under a new id")
 
     def unarchived(self) -> list[str]:
-        """Ids a fold archived in main's history that ``archive/`` no longer holds: the
-        archive was rewritten (their records stay in history; see ``claude-cluster check``)."""
-        return sorted(key for key in self.folded if key not in self.archived)
+        """Ids a fold archived in main's history that ``archive/`` no longer holds and no
+        prune took out: the archive was rewritten (their records stay in history)."""
+        return sorted(key for key in self.folded
+                      if key not in self.archived and key not in self.pruned)
 
 
 class Reader:
@@ -200,7 +203,7 @@ class Reader:
         folded = self._ledger.update(main)
         self._main_seen = main
         return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store,
-                        folded)
+                        folded, frozenset(self._ledger.pruned))
 
     def _read_settings(self, entry: Entry | None) -> RepoSettings:
         sha = entry.sha if entry else None

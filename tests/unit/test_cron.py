@@ -18,6 +18,7 @@ from cluster.state.checker import check
 from cluster.state.client import Held, Identity, StateClient
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.ids import archive_path
+from cluster.state.init import init_state_repo
 from cluster.state.records import Heartbeat, Result
 from cluster.tasks.backup import ROOT, ns
 from tests.helpers import commit_files, make_state, task_doc, task_files
@@ -149,3 +150,45 @@ def test_maintain_adapter_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     invoke("maintain", "--state", str(repo))
     out: Any = capsys.readouterr().out
     assert "pruned 0 archived result(s)" in out and "git gc on" in out
+
+
+def test_a_prune_passes_the_hook_and_its_ids_stay_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the server hook (file://): the prune is accepted; the pruned id is not taken for
+    a rewritten archive, is still known, and a file bringing it back is refused by the hook and
+    replayed (never run) where no hook runs."""
+    repo = tmp_path / "state.git"
+    init_state_repo(repo, settings=b"{}\n", hooks=ROOT / "hooks")
+    commit_files(repo, task_files([task_doc("old1"), task_doc("new1")]), tmp_path / "person")
+    agent = StateClient(f"file://{repo}", tmp_path / "work", Identity("a1"))
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(client_module, "time", _Past)
+            _run_and_fold(agent, ["old1"])
+        _run_and_fold(agent, ["new1"])
+        settings = load_settings({"state": f"file://{repo}", "archive_days": 30}, {})
+        assert maintain(settings).pruned == ["old1"]
+        snap = agent.snapshot()
+        assert "old1" not in snap.archived and snap.pruned == {"old1"}
+        assert snap.unarchived() == [] and snap.known("old1")
+        result = snap.result("old1")
+        assert result is not None and result.status == "succeeded"
+        person = tmp_path / "again"
+        with pytest.raises(AssertionError, match="already finished"):
+            commit_files(repo, task_files([task_doc("old1")]), person)
+        run_git(["reset", "--quiet", "--hard", "origin/main"], git_dir=person / ".git",
+                work_tree=person)
+        # Where no hook runs (a fetch into the repo), the file lands and is never run.
+        (person / "tasks").mkdir(exist_ok=True)
+        (person / "tasks" / "old1.yaml").write_text(task_files([task_doc("old1")])[
+            "tasks/old1.yaml"] or "")
+        env = {"GIT_AUTHOR_NAME": "p", "GIT_AUTHOR_EMAIL": "p@p",
+               "GIT_COMMITTER_NAME": "p", "GIT_COMMITTER_EMAIL": "p@p"}
+        run_git(["add", "tasks"], git_dir=person / ".git", work_tree=person)
+        run_git(["commit", "--quiet", "-m", "again"], git_dir=person / ".git",
+                work_tree=person, env=env)
+        run_git(["fetch", "--quiet", str(person), "HEAD:refs/heads/main"], git_dir=repo)
+        snap = agent.snapshot()
+        assert snap.state("old1") == "replayed" and snap.unarchived() == []
+    finally:
+        agent.close()

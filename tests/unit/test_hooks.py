@@ -314,7 +314,8 @@ def test_pre_commit_hook_refuses_bad_task_files(person: Person) -> None:
     accepted(person.push())
 
 
-def test_merging_a_fold_passes_both_hooks(person: Person, state: Path, tmp_path: Path) -> None:
+def test_merging_main_passes_pre_commit_but_the_server_wants_a_rebase(
+        person: Person, state: Path, tmp_path: Path) -> None:
     client, held = claimed(state, tmp_path, person)
     assert install(str(person.work)) == ["pre-commit"]
     (person.work / "tasks" / "t2.yaml").write_text(task_yaml("t2"))
@@ -322,10 +323,17 @@ def test_merging_a_fold_passes_both_hooks(person: Person, state: Path, tmp_path:
     git(["commit", "-q", "-m", "t2, written before the fold"], person.work)
     assert client.finish(held, result(held, "agent-a"))
     assert client.fold(client.snapshot(), 10) == 1
+    fold = list_refs(["refs/heads/main"], git_dir=state)["refs/heads/main"]
     git(["fetch", "--quiet", "origin"], person.work)
     git(["merge", "--quiet", "--no-ff", "--no-commit", "origin/main"], person.work)
     git(["commit", "-q", "-m", "merge main"], person.work)  # the pre-commit hook runs here
+    merge = git(["rev-parse", "HEAD"], person.work).strip()
+    refused(person.push(), f"refs/heads/main {merge[:12]}: a merge: main takes merges only "
+                           f"from folds (parent {fold[:12]} is not a claim this push folds); "
+                           "rebase onto main and push again")
+    git(["rebase", "--quiet", "origin/main"], person.work)
     accepted(person.push())
+    assert git(["--git-dir", str(state), "show", "main:tasks/t2.yaml"], ROOT) == task_yaml("t2")
     client.close()
 
 
