@@ -60,8 +60,11 @@ def run_scenario(bed: Bed, scenario: Scenario) -> Outcome:
             injector = Injector(bed.names, bed.state.record.address, lambda: _holders(watcher),
                                 seed=scenario.seed)  # fmt: skip
             ids = _submit_under_faults(bed, scenario, client, injector)
-            _poll(lambda: _all_terminal(client, ids), "every task terminal",
-                  scenario.finish_timeout)  # fmt: skip
+            try:
+                _poll(lambda: _all_terminal(client, ids), "every task terminal",
+                      scenario.finish_timeout)  # fmt: skip
+            except NotReady as exc:
+                raise NotReady(f"{exc}\n{_why_not_terminal(client, bed, ids)}") from exc
             try:
                 _poll(lambda: _all_back(client, bed), "every agent heartbeating again",
                       scenario.recover_timeout)  # fmt: skip
@@ -144,6 +147,22 @@ def _all_terminal(client: StateClient, ids: list[str]) -> tuple[bool, str]:
     snap = client.snapshot()
     left = [i for i in ids if snap.state(i) not in TERMINAL]
     return not left, f"{len(left)} of {len(ids)} not terminal, e.g. {left[:3]}"
+
+
+def _why_not_terminal(client: StateClient, bed: Bed, ids: list[str]) -> str:
+    """For a few tasks left unfinished: their state and record; then each agent's heartbeat
+    and the last lines of its journal."""
+    snap = client.snapshot()
+    out = []
+    for key in [i for i in ids if snap.state(i) not in TERMINAL][:5]:
+        view = snap.claims.get(key)
+        record = view.record if view else None
+        out.append(f"{key}: {snap.state(key)} {record!r}"[:400])
+    for name in bed.names:
+        beat = snap.agents.get(name)
+        seen = f"{beat.state}, holding {list(beat.holding)}" if beat else "no heartbeat"
+        out.append(f"heartbeat {name}: {seen}\n{agent_state(name, lines=25)}")
+    return "\n".join(out)
 
 
 def _all_back(client: StateClient, bed: Bed) -> tuple[bool, str]:
