@@ -7,10 +7,15 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron bubblewrap)
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
-# The Claude Code CLI, pinned: tests script the Messages API traffic of exactly this version.
-CLAUDE_CODE_VERSION="2.1.332"
+# The Claude Code CLI, pinned in cluster/pins.py (deploy and the agent image read it too).
+CLAUDE_CODE_VERSION="$(sed -n 's/^CLAUDE_CODE_VERSION = "\([^"]*\)"$/\1/p' cluster/pins.py)"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+if [[ ! "$CLAUDE_CODE_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+    log "no CLAUDE_CODE_VERSION = \"x.y.z\" line in cluster/pins.py"
+    exit 1
+fi
 
 missing_apt_packages() {
     local pkg

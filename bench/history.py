@@ -108,7 +108,8 @@ def main() -> int:
         print(json.dumps(figures))
     else:
         print(f"{args.tasks} folded tasks (built in {figures['build_s']} s)")
-        print(f"  cold snapshot      p50 {figures['cold_ms_p50']} ms, max {figures['cold_ms_max']} ms")
+        print(f"  cold snapshot      p50 {figures['cold_ms_p50']} ms, "
+              f"max {figures['cold_ms_max']} ms")
         print(f"  warm snapshot      p50 {figures['warm_ms_p50']} ms")
         print(f"  after one fold     p50 {figures['one_fold_later_ms_p50']} ms")
     return 0

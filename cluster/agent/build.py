@@ -6,17 +6,66 @@ PyGithub) only when its configuration uses them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from cluster.agent.config import AgentConfig
+from cluster.agent.credentials import CredentialKind, fingerprint
 from cluster.agent.executors.base import Executor
 from cluster.agent.forge import Forge, LocalForge
 from cluster.agent.runner import CommandRunner, Runner
+from cluster.errors import SecretMissing
 from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
 from cluster.sandbox.seal import Sealer
 from cluster.secret import Secret
-from cluster.secrets_file import lookup, require
+from cluster.secrets_file import credential_path, lookup_all, require
+
+API_KEY, OAUTH_TOKEN = "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"
+_KINDS: dict[str, CredentialKind] = {API_KEY: "api_key", OAUTH_TOKEN: "oauth"}
+_CHOICES = {"auto": (API_KEY, OAUTH_TOKEN), "api_key": (API_KEY,), "oauth": (OAUTH_TOKEN,)}
+
+
+def model_credentials(
+    config: AgentConfig, *, strict: bool = True
+) -> dict[str, tuple[CredentialKind, Secret]]:
+    """The model API credential of each configured executor that calls the model.
+
+    ``claude`` (the SDK) takes only ``ANTHROPIC_API_KEY``: a subscription's OAuth token is
+    meant for Claude Code itself. ``claude-code`` takes what ``claude_code_credential`` says
+    (auto: the API key when set, else ``CLAUDE_CODE_OAUTH_TOKEN``); its broker holds it.
+    ``strict``: a credential the configuration requires and nobody set stops the agent here.
+    """
+    found = lookup_all((API_KEY, OAUTH_TOKEN), config.secrets_file)
+    found = {name: value for name, value in found.items() if value}
+    chosen: dict[str, tuple[CredentialKind, Secret]] = {}
+    if "claude" in config.executors:
+        if API_KEY in found:
+            chosen["claude"] = ("api_key", found[API_KEY])
+        elif strict:
+            hint = (f" ({OAUTH_TOKEN} is set, but only the claude-code executor takes it)"
+                    if OAUTH_TOKEN in found else "")
+            raise SecretMissing(f"{API_KEY} is not set (looked in {_places(config)}){hint}")
+    if "claude-code" in config.executors:
+        names = _CHOICES[config.claude_code_credential]
+        name = next((n for n in names if n in found), None)
+        if name is not None:
+            chosen["claude-code"] = (_KINDS[name], found[name])
+        elif strict and config.claude_code_credential != "auto":
+            raise SecretMissing(f"{names[0]} is not set (looked in {_places(config)}): "
+                                f"claude_code_credential is {config.claude_code_credential}")
+    return chosen
+
+
+def credential_fingerprints(config: AgentConfig) -> dict[str, str]:
+    """Executor kind -> fingerprint of its credential, as the heartbeat publishes them."""
+    return {kind: fingerprint(*pair) for kind, pair in
+            model_credentials(config, strict=False).items()}
+
+
+def _places(config: AgentConfig) -> str:
+    places = [str(p) for p in (credential_path(os.environ), config.secrets_file) if p]
+    return " or ".join(["the environment", *places])
 
 
 def agent_home(config: AgentConfig) -> Path:
@@ -31,11 +80,12 @@ def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secr
 
     executors: dict[str, Executor] = {}
     secrets: list[Secret] = []
+    credentials = model_credentials(config)
     for kind in config.executors:
         if kind == "command":
             executors[kind] = CommandExecutor()
         elif kind == "claude":
-            key = require("ANTHROPIC_API_KEY", config.secrets_file)
+            key = credentials["claude"][1]
             secrets.append(key)
             executors[kind] = ClaudeExecutor(
                 key, model=config.model or DEFAULT_MODEL, base_url=config.anthropic_base_url,
@@ -65,10 +115,9 @@ def build_sealer(config: AgentConfig, sandboxes: Sandboxes) -> tuple[Sealer, lis
     from cluster.sandbox.broker import Credential
 
     credential = None
-    if "claude-code" in config.executors:
-        key = lookup("ANTHROPIC_API_KEY", config.secrets_file)
-        if key:
-            credential = Credential("api_key", key)
+    chosen = model_credentials(config).get("claude-code")
+    if chosen is not None:
+        credential = Credential(*chosen)
     sealer = Sealer(sandboxes, credential, config.anthropic_base_url)
     return sealer, [credential.value] if credential is not None else []
 

@@ -67,8 +67,9 @@ def assigned(snap: Snapshot, me: str, specialties: Collection[str], free: int,
     next agent in its rendezvous order after STAGGER seconds, the one after after 2 x STAGGER,
     and so on: a busy or dead agent delays a task by a fraction of a second, not a lease.
     """
+    # Only agents that claim get tasks matched: a paused, blocked or draining one takes none.
     slots = {hb.id: max(0, hb.max_tasks - len(hb.holding))
-             for hb in snap.online_agents(now) if hb.id != me}
+             for hb in snap.online_agents(now) if hb.id != me and hb.state == "running"}
     slots[me] = free
     serves = {hb.id: set(hb.specialties) for hb in snap.agents.values()}
     serves[me] = set(specialties)

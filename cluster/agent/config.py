@@ -80,6 +80,9 @@ class AgentConfig(BaseModel):
     executors: tuple[Literal["claude", "claude-code", "command"], ...] = ("command",)
     model: str | None = None
     claude_code_task_args: tuple[str, ...] = ()  # CLI flags a task's executor.args may use
+    # What the claude-code executor's broker holds: ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN
+    # (a subscription's `claude setup-token`), or auto: the API key when set, else the token.
+    claude_code_credential: Literal["auto", "api_key", "oauth"] = "auto"
     anthropic_base_url: str | None = None
     prompts: dict[str, str] = Field(default_factory=dict)
     forge: Literal["local", "github"] = "local"

@@ -7,19 +7,22 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 
 from cluster import __version__
+from cluster.agent.build import credential_fingerprints
 from cluster.agent.choose import STAGGER, assigned, claimable, dependency_verdict, elected
 from cluster.agent.config import AgentConfig
+from cluster.agent.credentials import MAX_PAUSE, Pause, shared_pause
 from cluster.agent.events import EventLog
 from cluster.agent.metrics import Metrics
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
 from cluster.state.client import Held, Identity, StateClient
-from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields
+from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields, stamp
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.watch import Waker
 
@@ -50,7 +53,10 @@ class LoopState:
     running: dict[str, Running] = field(default_factory=dict)
     heartbeat_tip: str | None = None
     last_renew: float = 0.0
-    paused_until: float = 0.0
+    pause: Pause | None = None  # this agent's own: an attempt met a limit
+    fleet: Pause | None = None  # adopted from the heartbeat of an agent sharing a credential
+    skew: float = 0.0  # the repo's clock-skew allowance, added to an adopted pause's end
+    blocked: str | None = None  # why the model API refused the credential: no more claims
     stopping: bool = False
     stop_at: float = 0.0
     backoff: float = 0.0
@@ -63,8 +69,14 @@ class LoopState:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, runner: Runner, events: EventLog) -> None:
+    def __init__(self, config: AgentConfig, runner: Runner, events: EventLog,
+                 credentials: Mapping[str, str] | None = None) -> None:
         self.config = config
+        # Executor kind -> fingerprint of the model credential it uses: published in the
+        # heartbeat so that agents sharing a credential share its usage windows.
+        if credentials is None:
+            credentials = credential_fingerprints(config) if config.runner == "repo" else {}
+        self.credentials = dict(credentials)
         self.runner = runner
         self.events = events
         self.client = StateClient(config.state, config.workdir / config.id, Identity(config.id))
@@ -144,9 +156,10 @@ class Agent:
             self.waker.restart()
         try:
             self._collect(snap)
+            self._adopt_shared_pause(snap)
             self._renew_if_due(snap)
             claimed = 0
-            if not self.st.stopping and time.time() >= self.st.paused_until:
+            if not self.st.stopping and self.st.blocked is None and self._pause() is None:
                 claimed = self._claim(snap)
             self._judge_bad_tasks(snap)
             self._report_history(snap)
@@ -186,8 +199,8 @@ class Agent:
         now = time.time()
         _, beat = self._intervals(snap)
         settings = snap.settings
-        deadlines = [now + self.config.poll_seconds, self.st.last_renew + beat,
-                     self.st.paused_until]
+        deadlines = [now + self.config.poll_seconds, self.st.last_renew + beat]
+        deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
         if self.st.first_seen:  # tasks matched to others may become ours, step by step
             deadlines.append(now + STAGGER)
         deadlines += [c.until for c in self.st.cooling.values()]
@@ -294,17 +307,19 @@ class Agent:
                             attempt=attempt, agent=self.config.id, reason=report.reason,
                             **fields)
         else:
-            # A rate limit or a shutdown is nobody's failure: the attempt is not burnt.
+            # A rate limit, a refused credential or a shutdown is nobody's failure: the
+            # attempt is not burnt.
             paused = report.status in ("paused", "stopped")
             delay = report.retry_after if paused else snap.settings.retry_backoff_seconds
+            delay = min(max(delay, 0.0), MAX_PAUSE)
             record = Release(task=held.key, agent=self.config.id, attempt=attempt,
                              status="paused" if paused else report.status,  # type: ignore[arg-type]
                              counted=not paused, reason=report.reason,
                              not_before=time.time() + delay, **fields)
-            if report.status == "paused":
-                self.st.paused_until = max(self.st.paused_until, time.time() + delay)
-                self.metrics.pauses.inc()
-                self.events.emit("paused", held.key, seconds=round(delay, 2))
+            if report.status == "paused" and report.cause == "credential":
+                self._block(held, report)
+            elif report.status == "paused":
+                self._pause_own(held, report, delay)
         if self.client.finish(held, record):
             kind = record.status if isinstance(record, Result) else "released"
             self.counters[kind] = self.counters.get(kind, 0) + 1
@@ -316,22 +331,92 @@ class Agent:
             self.metrics.fenced.inc()
             self.events.emit("result_fenced", held.key, status=record.status, attempt=attempt)
 
+    # -- pauses: usage windows, refused credentials -------------------------------------
+
+    def _pause_own(self, held: Held, report: AttemptReport, delay: float) -> None:
+        """An attempt met a limit: stop claiming for ``delay`` and, when it was the model
+        API's, publish the pause with the credential's fingerprint at once, so that every agent
+        sharing the credential stops too."""
+        now = time.time()
+        spec = held.task.spec
+        kind = spec.executor.kind if spec is not None else ""
+        credential = self.credentials.get(kind) if report.cause == "model_limit" else None
+        asked = report.retry_after
+        reason = report.reason[:300]
+        if asked > delay:
+            reason = f"{reason[:200]} (asked {asked:.0f}s, capped at {MAX_PAUSE:.0f}s)"
+        pause = Pause(now + delay, credential, self.config.id, reason)
+        if self.st.pause is None or pause.until > self.st.pause.until:
+            self.st.pause = pause
+        self.metrics.pauses.inc()
+        self.events.emit("paused", held.key, seconds=round(delay, 2), until=stamp(pause.until),
+                         credential=credential, capped=asked > delay)
+        self.st.last_renew = 0.0  # the heartbeat goes out in this iteration
+
+    def _block(self, held: Held, report: AttemptReport) -> None:
+        """The model API refused the credential: claim nothing more until restarted (the
+        operator replaces the secret; deploy restarts the agent when it changes)."""
+        if self.st.blocked is None:
+            self.st.blocked = report.reason[:300] or "the model API refused the credential"
+            self.events.emit("credential_refused", held.key, reason=self.st.blocked,
+                             action="claiming stopped until the agent is restarted")
+            self.st.last_renew = 0.0
+
+    def _adopt_shared_pause(self, snap: Snapshot) -> None:
+        """Pause while another agent's heartbeat says a credential of ours is waiting out a
+        usage window; say when such a pause begins, grows and ends."""
+        now = time.time()
+        self.st.skew = snap.settings.skew_seconds
+        old = self.st.fleet
+        if old is not None and self._pause_end(old) <= now:
+            self.st.fleet = old = None
+            self.events.emit("fleet_resumed")
+        mine = set(self.credentials.values())
+        found = shared_pause(snap.agents.values(), self.config.id, mine, now, self.st.skew)
+        if found is None or (old is not None and found.until <= old.until):
+            return
+        own = self.st.pause
+        if own is not None and found.by == self.config.id and found.until <= own.until:
+            return  # our own pause, echoed by the agents that adopted it
+        self.st.fleet = found
+        self.events.emit("fleet_paused", by=found.by, credential=found.credential,
+                         until=stamp(found.until), seconds=round(found.until - now, 2),
+                         reason=found.reason)
+        self.st.last_renew = 0.0  # say so in our heartbeat too: status shows the paused fleet
+
+    def _pause_end(self, pause: Pause) -> float:
+        """When claiming may start again: an adopted pause gets the skew allowance (its time
+        is another host's clock); an own one ends when the server said."""
+        return pause.until + (self.st.skew if pause is self.st.fleet else 0.0)
+
+    def _pause(self) -> Pause | None:
+        """The pause in force now (own or adopted, the one ending later), or None."""
+        now = time.time()
+        live = [p for p in (self.st.pause, self.st.fleet)
+                if p is not None and self._pause_end(p) > now]
+        return max(live, key=self._pause_end) if live else None
+
     # -- leases, heartbeats ---------------------------------------------------------------
 
     def _heartbeat(self, snap: Snapshot, state: str | None = None) -> Heartbeat:
         _, beat = self._intervals(snap)
         now = time.time()
+        pause = self._pause()
         if state is None:
-            state = "draining" if self.st.stopping else (
-                "paused" if self.st.paused_until > now else "running")
+            state = "draining" if self.st.stopping else "blocked" if self.st.blocked else (
+                "paused" if pause is not None else "running")
         return Heartbeat(
             id=self.config.id, host=self.client.identity.host, pid=self.client.identity.pid,
             version=__version__, specialties=self.config.specialties,
             max_tasks=self.config.max_tasks, holding=tuple(sorted(self.st.running)),
             state=state,  # type: ignore[arg-type]
             started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
-            paused_until=self.st.paused_until or None, metrics_port=self.config.metrics_port,
+            paused_until=pause.until if pause else None, metrics_port=self.config.metrics_port,
             sandbox=self.config.sandbox.mode,
+            credentials=tuple(sorted(set(self.credentials.values()))),
+            paused_for=pause.credential if pause else None,
+            paused_by=pause.by if pause else None,
+            reason=self.st.blocked or (pause.reason if pause else None),
         )
 
     def _renew_if_due(self, snap: Snapshot) -> None:

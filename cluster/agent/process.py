@@ -62,9 +62,11 @@ def run_in_group(
     grace: float = GRACE_SECONDS,
     cancel: threading.Event | None = None,
     jail: Jail | None = None,
+    stdin: BinaryIO | None = None,
 ) -> Finished:
     """Run ``argv`` as the leader of a new process group, stdout into ``output`` and stderr into
-    ``errors`` (default: ``output`` too); inside ``jail`` when one is given.
+    ``errors`` (default: ``output`` too), stdin from ``stdin`` (a file; default: nothing);
+    inside ``jail`` when one is given.
 
     On timeout, or when ``cancel`` is set, the whole group gets SIGTERM, then SIGKILL after
     ``grace`` seconds. Whatever the command left running in its group is killed when it exits;
@@ -79,7 +81,7 @@ def run_in_group(
         list(argv),
         cwd=cwd,
         env=dict(env),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
         stdout=output,
         stderr=subprocess.STDOUT if errors is None else errors,
         start_new_session=True,

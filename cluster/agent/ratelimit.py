@@ -14,6 +14,9 @@ from email.message import Message
 # within what a datetime can hold wherever the pause is recorded.
 MAX_WAIT = 10 * 365 * 86400.0
 LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")  # anthropic-ratelimit-<limit>-*
+# A subscription's usage windows: anthropic-ratelimit-unified-reset is epoch seconds, and
+# anthropic-ratelimit-unified-status says "rejected" when the window is spent.
+UNIFIED = "unified"
 # The API's spend-limit error: "... You will regain access on 2025-07-01 at 00:00 UTC."
 _REGAIN = re.compile(r"regain access on (\d{4}-\d{2}-\d{2}) at (\d{2}:\d{2}) UTC")
 _ZERO = re.compile(r"\s*0+\s*")
@@ -27,7 +30,9 @@ def retry_wait(
     The first that reads, in order: ``retry-after-ms``; ``retry-after`` in seconds or as an HTTP
     date; the spend-limit ``message``'s "regain access on DATE at HH:MM UTC" (the per-minute
     limits' resets say nothing about a spent month); the ``anthropic-ratelimit-*-reset`` time of
-    the exhausted limit (``-remaining`` 0; the latest if several are), else the latest reset.
+    the exhausted limit (``-remaining`` 0, or ``-unified-status: rejected`` for a subscription's
+    usage window, whose reset is in epoch seconds; the latest if several are), else the latest
+    reset.
     Header names are case-insensitive; a value that does not parse, or is not finite, is skipped.
     ``now`` is epoch seconds (default: the clock).
     """
@@ -80,18 +85,34 @@ def _regain(message: str, now: float) -> float | None:
 def _reset(fields: Mapping[str, str], now: float) -> float | None:
     resets: list[float] = []
     exhausted: list[float] = []
-    for limit in LIMITS:
-        value = fields.get(f"anthropic-ratelimit-{limit}-reset")
-        try:
-            wait = None if value is None else _since(datetime.fromisoformat(value), now)
-        except ValueError:
-            wait = None
+    for limit in (*LIMITS, UNIFIED):
+        wait = _when(fields.get(f"anthropic-ratelimit-{limit}-reset"), now)
         if wait is None:
             continue
         resets.append(wait)
-        if _ZERO.fullmatch(fields.get(f"anthropic-ratelimit-{limit}-remaining", "")):
+        if limit == UNIFIED:
+            spent = fields.get(f"anthropic-ratelimit-{limit}-status", "").lower() == "rejected"
+        else:
+            spent = bool(_ZERO.fullmatch(fields.get(f"anthropic-ratelimit-{limit}-remaining", "")))
+        if spent:
             exhausted.append(wait)
     return max(exhausted or resets) if resets else None
+
+
+def _when(value: str | None, now: float) -> float | None:
+    """Seconds until a reset given as RFC 3339 or as epoch seconds."""
+    if value is None:
+        return None
+    try:
+        wait = float(value) - now
+    except ValueError:
+        pass
+    else:
+        return wait if math.isfinite(wait) else None
+    try:
+        return _since(datetime.fromisoformat(value), now)
+    except ValueError:
+        return None
 
 
 def _since(when: datetime, now: float) -> float | None:

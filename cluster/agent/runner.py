@@ -17,6 +17,9 @@ from cluster.state.client import Held
 from cluster.state.records import Outcome
 
 AttemptStatus = Literal["succeeded", "failed", "timed_out", "paused", "stopped", "invalid"]
+# Why an attempt paused: the model API's limit (shared by every agent holding its credential),
+# the forge's, or the model credential refused (the agent stops claiming).
+PauseCause = Literal["model_limit", "forge_limit", "credential"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class AttemptReport:
     reason: str = ""
     outcome: Outcome = field(default_factory=Outcome)
     retry_after: float = 0.0
+    cause: PauseCause | None = None  # with status "paused"
 
 
 class Runner(Protocol):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import (
     Budget,
     ExecutionOutcome,
@@ -20,7 +21,7 @@ from cluster.agent.executors.base import (
 from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
 from cluster.agent.process import child_env, run_shell
 from cluster.agent.repos import RepoPolicy, refusal
-from cluster.agent.runner import AttemptReport, AttemptStatus
+from cluster.agent.runner import AttemptReport, AttemptStatus, PauseCause
 from cluster.agent.workspace import GitIdentity, SecretInChanges, Workspace, Workspaces
 from cluster.errors import ClusterError
 from cluster.sandbox.sandboxes import default_sandboxes
@@ -40,11 +41,13 @@ UNFINISHED_PUSH_SECONDS = 30.0  # even past the task's timeout, so that a retry 
 class _Stop(Exception):
     """Ends an attempt early with a status and a reason; never leaves this module."""
 
-    def __init__(self, status: AttemptStatus, reason: str, retry_after: float = 0.0) -> None:
+    def __init__(self, status: AttemptStatus, reason: str, retry_after: float = 0.0,
+                 cause: PauseCause | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.cause = cause
 
 
 @dataclass
@@ -114,16 +117,15 @@ class TaskRunner:
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
         spec = held.task.spec
         assert spec is not None
-        att = _Attempt(held, spec, self.logs / f"{held.key}-a{held.claim.attempt}.log",
+        att = _Attempt(held, spec, self._new_log(f"{held.key}-a{held.claim.attempt}"),
                        unsealed=self.sealer.off)
-        att.log.parent.mkdir(parents=True, exist_ok=True)
-        att.log.write_bytes(b"")
         status: AttemptStatus = "succeeded"
-        reason, retry_after = "", 0.0
+        reason, retry_after, cause = "", 0.0, None
         try:
             self._attempt(att, cancel)
         except _Stop as stop:
             status, reason, retry_after = stop.status, stop.reason, stop.retry_after
+            cause = stop.cause
         finally:
             if att.workspace is not None:
                 att.workspace.close()
@@ -132,7 +134,7 @@ class TaskRunner:
         att.note(f"{status}{': ' + reason if reason else ''}")
         if status == "succeeded" and att.workspace is not None:
             self.workspaces.remove(att.workspace)
-        return AttemptReport(status, reason, self._outcome(att), retry_after)
+        return AttemptReport(status, reason, self._outcome(att), retry_after, cause)
 
     def _attempt(self, att: _Attempt, cancel: threading.Event) -> None:
         spec, attempt = att.spec, att.held.claim.attempt
@@ -215,7 +217,10 @@ class TaskRunner:
             jail=seal.jail, cancel=cancel,
         )
         with self._step(att, cancel, "executor"):
-            outcome = executor.run(request)
+            try:
+                outcome = executor.run(request)
+            except RateLimited as exc:
+                raise self._broker_wait(att, exc) from exc
             outcome = self._metered(att, outcome)
         summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
         att.executed = replace(outcome, summary=summary)
@@ -238,6 +243,31 @@ class TaskRunner:
         except ClusterError as exc:
             att.note(f"could not push unfinished work: {mask(str(exc), self.secrets)}")
 
+    def _new_log(self, name: str) -> Path:
+        """A log file of this run's own: an attempt that ran before and was paused or stopped
+        (not counted, so the same attempt number) keeps its log, and this run writes the next
+        ``<name>.runN.log``; each record names its own run's file."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for run in range(1, 10_000):
+            path = self.logs / (f"{name}.log" if run == 1 else f"{name}.run{run}.log")
+            try:
+                path.touch(exist_ok=False)
+            except FileExistsError:
+                continue
+            return path
+        raise ClusterError(f"{self.logs}: too many logs of {name}")
+
+    @staticmethod
+    def _broker_wait(att: _Attempt, exc: RateLimited) -> RateLimited:
+        """A rate limit for which the executor has only its default backoff takes the wait the
+        broker read from the 429's headers (retry-after, the ratelimit resets), when it read one."""
+        usage = att.seal.usage if att.seal is not None else None
+        until = usage.rate_limited_until if usage is not None else None
+        wait = until - time.time() if until is not None else 0.0
+        if exc.stated or wait <= 0:
+            return exc
+        return RateLimited(wait, f"{exc.detail} (the wait as the broker read it)")
+
     def _metered(self, att: _Attempt, outcome: ExecutionOutcome) -> ExecutionOutcome:
         """The outcome with what the broker measured: its token and dollar counts replace the
         executor's own report, a budget it refused ends the run, a rate limit it relayed
@@ -245,6 +275,9 @@ class TaskRunner:
         usage = att.seal.usage if att.seal is not None else None
         if usage is None or not usage.requests:
             return outcome
+        broker = att.seal.broker if att.seal is not None else None
+        if not outcome.ok and broker is not None and broker.credential_refused is not None:
+            raise CredentialRejected(broker.credential_refused)
         metered = replace(outcome, input_tokens=usage.input_tokens,
                           output_tokens=usage.output_tokens, cost_usd=usage.cost_usd)
         if usage.limit_hit is not None:
@@ -308,8 +341,11 @@ class TaskRunner:
         self._check(att, cancel, step)
         try:
             yield
+        except CredentialRejected as exc:  # not the task's fault: released, not counted
+            raise _Stop("paused", f"{step}: {exc}", cause="credential") from exc
         except (RateLimited, ForgeRateLimited) as exc:
-            raise _Stop("paused", f"{step}: {exc}", exc.retry_after) from exc
+            cause: PauseCause = "model_limit" if isinstance(exc, RateLimited) else "forge_limit"
+            raise _Stop("paused", f"{step}: {exc}", exc.retry_after, cause) from exc
         except SecretInChanges as exc:
             raise _Stop("failed", str(exc)) from exc  # never retried as a timeout
         except ClusterError as exc:

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cluster.state.report import human_duration
+
 STATE_STYLE = {
     "succeeded": "green", "failed": "red", "invalid": "magenta", "cancelled": "yellow",
     "timed_out": "red", "claimed": "cyan", "stale": "bold yellow", "pending": "white",
@@ -38,15 +40,29 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
         f"agents: {report['agents']['total']} total, {report['agents']['online']} online, "
         f"{report['agents']['offline']} offline"
     ))
-    for name in ("id", "host", "online", "state", "specialties", "capacity", "tasks", "last seen"):
+    for name in ("id", "host", "online", "state", "specialties", "capacity", "tasks", "last seen",
+                 "detail"):
         agents.add_column(name)
     for agent in report["agent_detail"]:
         agents.add_row(
             agent["id"], agent["host"], "[green]yes[/]" if agent["online"] else "[red]no[/]",
-            agent["state"], ",".join(agent["specialties"]), str(agent["capacity"]),
+            AGENT_STYLE.get(agent["state"], "{}").format(agent["state"]),
+            ",".join(agent["specialties"]), str(agent["capacity"]),
             ",".join(agent["tasks"]) or "-", f"{agent['last_seen_age_s']}s ago",
+            _agent_detail(agent),
         )
     tables = [counts, agents]
+    if report.get("paused"):
+        paused = Table(title="paused for a usage window (every agent sharing the credential)")
+        for name in ("credential", "agents", "met by", "resumes at", "in", "reason"):
+            paused.add_column(name)
+        for group in report["paused"]:
+            paused.add_row(
+                str(group["credential"] or "(own)")[:24], ",".join(group["agents"]),
+                str(group["met_by"] or "-"), group["until"], human_duration(group["resumes_in_s"]),
+                str(group["reason"] or "")[:80],
+            )
+        tables.append(paused)
     if report.get("unarchived"):
         lost = Table(title=f"archive rewritten: {len(report['unarchived'])} task(s) archived by "
                            "folds in main's history are missing from archive/")
@@ -55,6 +71,20 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
             lost.add_row(key)
         tables.append(lost)
     return tables
+
+
+AGENT_STYLE = {"paused": "[yellow]{}[/]", "blocked": "[bold red]{}[/]", "stopped": "[red]{}[/]"}
+
+
+def _agent_detail(agent: dict[str, Any]) -> str:
+    if agent["state"] == "blocked":
+        return f"blocked: {agent.get('reason') or 'credential refused'}"[:100]
+    if "paused_until" in agent:
+        by = agent.get("paused_by")
+        source = f" (limit met by {by})" if by and by != agent["id"] else ""
+        return (f"paused until {agent['paused_until']}{source}, resumes in "
+                f"{human_duration(agent['resumes_in_s'])}")
+    return ""
 
 
 def print_tables(tables: list[Table]) -> None:

@@ -83,7 +83,7 @@ def user(n):
         return pwd.getpwnam(n).pw_dir
     except KeyError:
         return None
-rel = a["releases"]
+rel, cc = a["releases"], a["cli_root"]
 print(json.dumps({
     "remote_time": now, "python": list(sys.version_info[:3]),
     "venv": importlib.util.find_spec("ensurepip") is not None,
@@ -100,6 +100,12 @@ print(json.dumps({
     "unit": unit(a["unit"]), "user_home": user(a["user"]),
     "wheels": {n: sha(os.path.join(w, n)) for n in sorted(os.listdir(w)) if n.endswith(".whl")}
               if os.path.isdir(w) else {},
+    "cli": {d: read(os.path.join(cc, d, a["mark"])) for d in sorted(os.listdir(cc))
+            if os.path.isfile(os.path.join(cc, d, a["mark"]))} if os.path.isdir(cc) else {},
+    "cli_links": {r: os.path.basename(link(os.path.join(rel, r, a["cli_link"])).rstrip("/"))
+                  for r in sorted(os.listdir(rel))
+                  if os.path.islink(os.path.join(rel, r, a["cli_link"]))}
+                 if os.path.isdir(rel) else {},
 }))
 """
 
@@ -129,6 +135,8 @@ class HostFacts(BaseModel):
     user_home: str | None = None  # the service user's home; None: no such user
     files: dict[str, str | None] = {}
     wheels: dict[str, str | None] = {}
+    cli: dict[str, str] = {}  # complete Claude Code CLI installs: directory -> tarball sha256
+    cli_links: dict[str, str] = {}  # release -> the CLI directory its claude-code link names
 
     @property
     def systemd(self) -> bool:
@@ -152,6 +160,8 @@ def probe_argv(files: tuple[str, ...] = (), dirs: tuple[str, ...] = ()) -> list[
         "current": str(layout.CURRENT),
         "previous": str(layout.PREVIOUS),
         "wheels": str(layout.WHEELS),
+        "cli_root": str(layout.CLI_ROOT),
+        "cli_link": layout.CLI_LINK,
         "files": sorted(set(TRACKED_FILES) | set(files)),
         "dirs": list(dirs),
         "mark": INSTALLED_MARK,

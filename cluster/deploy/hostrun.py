@@ -8,16 +8,23 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from cluster.deploy.diffs import file_diffs
+from cluster.deploy.facts import HostFacts
 from cluster.deploy.outcome import HostOutcome, RunContext, failure_reason, timed
-from cluster.deploy.plan import Action, Plan, plan_host
+from cluster.deploy.plan import Action, Kind, Plan, plan_host
 from cluster.deploy.preflight import preflight
 from cluster.deploy.remote import HostOps
-from cluster.deploy.verify import verify_systemd
+from cluster.deploy.verify import VerifyFailed, verify_systemd
 from cluster.deploy.wanted import Wanted
 from cluster.errors import ClusterError, ConfigError, HostError
 from cluster.inventory.model import HostSpec
 from cluster.transport import connect
 from cluster.units import layout
+
+CLI_TOUCHED: tuple[Kind, ...] = ("push_cli", "link_cli", "install", "switch")  # then: check it
+
+
+class CliVerifyFailed(VerifyFailed):
+    """The release's Claude Code CLI did not run, or is not the pinned version."""
 
 
 @contextlib.contextmanager
@@ -97,6 +104,9 @@ def _converge(
         return HostOutcome(spec.name, "changed" if plan.changed else "ok", actions, diffs=diffs)
     try:
         _apply(ops, plan, wanted, ctx, phase)
+        if wanted.cli is not None and any(plan.has(k) for k in CLI_TOUCHED):
+            with phase("verify_cli"):
+                verify_cli(ops, spec.name, wanted.cli.version)
         if plan.has("restart"):
             ctx.progress(spec.name, "verify")
             with phase("verify"):
@@ -105,7 +115,7 @@ def _converge(
             ops.discard_backups(plan.of("write"))
     except ClusterError as exc:
         reason = failure_reason(exc, spec.name)
-        back = _undo(ops, plan, facts.current, ctx)
+        back = _undo(ops, plan, facts, wanted, ctx)
         return HostOutcome(spec.name, "failed", actions, reason, diffs, rolled_back=back)
     return HostOutcome(spec.name, "changed", actions, diffs=diffs)
 
@@ -125,6 +135,12 @@ def _apply_one(ops: HostOps, action: Action, wanted: Wanted) -> None:
         ops.prepare(wanted.dirs)
     elif kind == "push_wheels":
         ops.push_wheels(wanted.wheels.directory, action.items)
+    elif kind == "push_cli" and wanted.cli is not None:
+        ops.push_cli(wanted.cli)
+    elif kind == "link_cli" and wanted.cli is not None:
+        ops.link_cli(wanted.release, wanted.cli.install_name)
+    elif kind == "prune_cli":
+        ops.prune_cli(action.items)
     elif kind == "install":
         ops.install(wanted.release, tuple(wanted.wheels.manifest), wanted.wheels.in_place)
     elif kind == "switch":
@@ -141,15 +157,30 @@ def _apply_one(ops: HostOps, action: Action, wanted: Wanted) -> None:
         ops.systemctl("restart", layout.UNIT_NAME)
 
 
-def _undo(ops: HostOps, plan: Plan, before: str | None, ctx: RunContext) -> str:
-    """Put back what this run changed: files, the release link; restart or stop the unit."""
+def verify_cli(ops: HostOps, host: str, pinned: str) -> None:
+    """The release's Claude Code CLI runs on the host and says it is the pinned version."""
+    try:
+        said = ops.cli_version()
+    except ClusterError as exc:
+        raise CliVerifyFailed(host, f"claude-code: {layout.CLI_BINARY} --version failed: "
+                                    f"{failure_reason(exc, host)}") from exc  # fmt: skip
+    if said != pinned:
+        raise CliVerifyFailed(host, f"claude-code: {layout.CLI_BINARY} --version says "
+                                    f"{said or 'nothing'}, the pin is {pinned}")  # fmt: skip
+
+
+def _undo(ops: HostOps, plan: Plan, facts: HostFacts, wanted: Wanted, ctx: RunContext) -> str:
+    """Put back what this run changed: files, the release links; restart or stop the unit."""
     ctx.progress(ops.name, "rolling back")
+    before = facts.current
     try:
         if before is None:
             ops.systemctl("disable", "--now", "--quiet", layout.UNIT_NAME)
         written = plan.of("write")
         if written:
             ops.restore(written)
+        if plan.has("link_cli") and wanted.release in facts.releases:
+            ops.link_cli(wanted.release, facts.cli_links.get(wanted.release))
         if plan.has("switch") and before is not None:
             ops.switch(before)
         ops.systemctl("daemon-reload")
@@ -185,4 +216,3 @@ def rollback_host(spec: HostSpec, ctx: RunContext) -> HostOutcome:
         outcome = HostOutcome(spec.name, "failed", reason=failure_reason(exc, spec.name))
     ctx.progress(spec.name, outcome.status)
     return timed(outcome, started)
-

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from cluster.deploy.claudecli import CliPack, file_sha256
 from cluster.deploy.wheels import BuildError, WheelSet
 from cluster.testhosts import engine
 from cluster.testhosts.recipe import Recipe
@@ -14,6 +16,7 @@ IMAGE_REPO = "claude-cluster-agent"
 BASE_REPO = "ccc-testhost"  # the cached systemd test-host image: python3 and venv, no registry
 UID = 10001  # the service user's uid and gid inside the image (and on the files it mounts)
 DOCKERFILE = Path("containers") / "agent" / "Dockerfile"
+CLI_TARBALL = "claude-code.tar.gz"  # its name in the build context (the Dockerfile ADDs it)
 
 
 def base_image(client: engine.Client, wanted: str | None = None) -> str:
@@ -42,23 +45,36 @@ def dockerfile(project: Path) -> Path:
 
 
 def ensure_agent_image(
-    client: engine.Client, wheels: WheelSet, project: Path, base: str | None = None
+    client: engine.Client, wheels: WheelSet, project: Path, base: str | None, cli: CliPack
 ) -> str:
-    """The tag of the agent image for ``wheels``' release; built (offline) when missing."""
+    """The tag of the agent image for ``wheels``' release; built (offline) when missing.
+
+    It carries the pinned Claude Code CLI from ``cli``'s tarball (ADDed, checked against its
+    checksum here first): its layer comes before the wheels', so the build cache keeps one copy
+    per base and CLI while releases come and go.
+    """
     base = base_image(client, base)
     with engine.translated(f"inspect {base}"):
         base_id = str(client.images.get(base).id).rsplit(":", 1)[-1][:12]
-    tag = f"{IMAGE_REPO}:{wheels.release}-{base_id}"
+    tag = f"{IMAGE_REPO}:{wheels.release}-{base_id}-{cli.sha256[:8]}"
     if engine.image_exists(client, tag):
         return tag
     with tempfile.TemporaryDirectory(prefix="ccc-agent-image-") as scratch:
         context = Path(scratch)
         shutil.copyfile(dockerfile(project), context / "Dockerfile")
+        try:
+            os.link(cli.path, context / CLI_TARBALL)  # ~185 MB: a link where it can be one
+        except OSError:
+            shutil.copyfile(cli.path, context / CLI_TARBALL)
+        if file_sha256(context / CLI_TARBALL) != cli.sha256:
+            raise BuildError(f"{cli.path}: not the checksum packed ({cli.sha256[:12]}): "
+                             "remove it and its .json, deploy packs it again")  # fmt: skip
         (context / "wheels").mkdir()
         for name in wheels.manifest:
             shutil.copyfile(wheels.directory / name, context / "wheels" / name)
         with engine.translated(f"build {tag}"):
             client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
                                 network_mode="none",
-                                buildargs={"BASE": base, "UID": str(UID)})  # fmt: skip
+                                buildargs={"BASE": base, "UID": str(UID),
+                                           "CLAUDE_CODE_VERSION": cli.version})  # fmt: skip
     return tag

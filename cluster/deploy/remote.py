@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cluster.deploy.claudecli import CliPack
 from cluster.deploy.facts import INSTALLED_MARK, HostFacts, gather_facts, probe_argv
 from cluster.deploy.installer import INSTALL, install_args
 from cluster.deploy.wanted import DirSpec, FileSpec
@@ -87,6 +88,61 @@ for w in a["wheels"]:
         os.remove(path)
 """
 
+# The pinned Claude Code CLI: the uploaded tarball is checked against its checksum, unpacked
+# beside its final name and renamed into place with the mark last (only complete installs
+# count), then removed. Members are checked: relative, no "..", files, dirs and links only.
+CLI_INSTALL = r"""
+import hashlib, json, os, shutil, sys, tarfile
+a = json.loads(sys.argv[1])
+os.umask(0o022)
+digest = hashlib.sha256()
+with open(a["upload"], "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
+if digest.hexdigest() != a["sha256"]:
+    os.remove(a["upload"])
+    sys.exit("%s: sha256 %s, expected %s" % (a["upload"], digest.hexdigest(), a["sha256"]))
+target = os.path.join(a["root"], a["name"])
+scratch = os.path.join(a["root"], "." + a["name"] + ".tmp")
+for old in (scratch, target):
+    shutil.rmtree(old, ignore_errors=True)
+with tarfile.open(a["upload"], "r:gz") as archive:
+    members = archive.getmembers()
+    for m in members:
+        parts = m.name.split("/")
+        if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir() or m.issym()):
+            sys.exit("%s: refusing member %r" % (a["upload"], m.name))
+        if m.issym() and (m.linkname.startswith("/") or
+                          os.path.normpath(os.path.join(os.path.dirname(m.name), m.linkname))
+                          .startswith("..")):
+            sys.exit("%s: refusing link %r -> %r" % (a["upload"], m.name, m.linkname))
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(scratch, members, filter="data")
+    else:
+        archive.extractall(scratch, members)
+with open(os.path.join(scratch, a["mark"]), "w") as out:
+    out.write(a["sha256"] + "\n")
+os.rename(scratch, target)
+os.remove(a["upload"])
+"""
+# A release's claude-code link: to the CLI directory ``name``, or removed (None).
+CLI_LINK = r"""
+import json, os, sys
+a = json.loads(sys.argv[1])
+if a["name"] is None:
+    if os.path.islink(a["link"]):
+        os.remove(a["link"])
+else:
+    os.symlink(os.path.join(a["root"], a["name"]), a["link"] + ".tmp")
+    os.replace(a["link"] + ".tmp", a["link"])
+"""
+CLI_PRUNE = r"""
+import json, os, shutil, sys
+a = json.loads(sys.argv[1])
+for name in a["names"]:
+    shutil.rmtree(os.path.join(a["root"], name), ignore_errors=True)
+"""
+
 
 @dataclass
 class HostOps:
@@ -121,6 +177,28 @@ class HostOps:
         """Fill a fresh ``releases/<release>/venv`` with ``wheels`` (installer.INSTALL)."""
         args = install_args(release, wheels, INSTALLED_MARK, in_place)
         self.script(INSTALL, args, INSTALL_TIMEOUT)
+
+    def push_cli(self, pack: CliPack) -> None:
+        """Upload the CLI tarball and unpack it into CLI_ROOT/<version>-<sha12> (CLI_INSTALL)."""
+        upload = f"{layout.CLI_ROOT}/.{pack.name}"
+        self.sh(["mkdir", "-p", "-m", "0755", str(layout.CLI_ROOT)])
+        put_file(self.conn, pack.path, upload)
+        args = {"upload": upload, "sha256": pack.sha256, "root": str(layout.CLI_ROOT),
+                "name": pack.install_name, "mark": INSTALLED_MARK}  # fmt: skip
+        self.script(CLI_INSTALL, args, INSTALL_TIMEOUT)
+
+    def link_cli(self, release: str, name: str | None) -> None:
+        """Point ``release``'s claude-code link at CLI_ROOT/``name`` (None: remove it)."""
+        link = str(layout.RELEASES / release / layout.CLI_LINK)
+        self.script(CLI_LINK, {"link": link, "root": str(layout.CLI_ROOT), "name": name})
+
+    def prune_cli(self, names: Sequence[str]) -> None:
+        self.script(CLI_PRUNE, {"names": list(names), "root": str(layout.CLI_ROOT)})
+
+    def cli_version(self, binary: str = str(layout.CLI_BINARY)) -> str:
+        """The first word ``binary --version`` prints (``2.1.332``); HostError if it fails."""
+        out = run(self.conn, [binary, "--version"], timeout=60.0)[1].split()
+        return out[0] if out else ""
 
     def switch(self, release: str) -> None:
         self.script(

@@ -11,6 +11,7 @@ from nornir.core.task import Result, Task
 from pydantic import ValidationError
 from rich.console import Console
 
+from cluster.deploy.claudecli import CliPack, pack_cli
 from cluster.deploy.containerhost import deploy_container, rollback_container
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.hostrun import deploy_host, rollback_host
@@ -19,7 +20,13 @@ from cluster.deploy.lock import deploy_lock
 from cluster.deploy.outcome import HostOutcome, Progress, RunContext
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.summary import live_progress
-from cluster.deploy.wanted import MULTIPLEX_SSH_CONFIG, Wanted, read_state_access, wanted_state
+from cluster.deploy.wanted import (
+    MULTIPLEX_SSH_CONFIG,
+    Wanted,
+    read_state_access,
+    uses_claude_code,
+    wanted_state,
+)
 from cluster.deploy.wheels import WheelSet, build_wheels
 from cluster.errors import ConfigError, SecretMissing
 from cluster.inventory import HostSpec, Inventory, load_inventory
@@ -88,12 +95,41 @@ def heartbeat_reader(settings: DeploySettings, hosts: Sequence[HostSpec]) -> Hea
 
 
 def wanted_for(
-    settings: DeploySettings, wheels: WheelSet, secrets: Mapping[str, Secret]
+    settings: DeploySettings,
+    wheels: WheelSet,
+    secrets: Mapping[str, Secret],
+    cli: CliPack | None = None,
 ) -> Callable[[HostSpec], Wanted]:
     key, known = read_state_access(settings.state_ssh_key, settings.state_known_hosts)
     ssh_config = MULTIPLEX_SSH_CONFIG if settings.state_ssh_multiplex else None
     return partial(wanted_state, wheels=wheels, secrets=secrets, agent=settings.agent,
-                   state_key=key, state_known_hosts=known, ssh_config=ssh_config)  # fmt: skip
+                   state_key=key, state_known_hosts=known, ssh_config=ssh_config,
+                   cli=cli)  # fmt: skip
+
+
+def needs_cli(settings: DeploySettings, hosts: Sequence[HostSpec]) -> bool:
+    """A selected systemd host's agent uses claude-code, or an agent image is to be built (it
+    carries the CLI for every container host). An invalid agent config fails on its own."""
+    for host in hosts:
+        if host.runtime == "container":
+            if not host.container_image:
+                return True
+            continue
+        try:
+            if uses_claude_code(agent_config(host, **settings.agent)):
+                return True
+        except (ConfigError, ValidationError):
+            continue
+    return False
+
+
+def cli_pack(settings: DeploySettings, console: Console) -> CliPack:
+    """The pinned CLI's tarball from the cache, packed from this host's install when missing."""
+    pack = pack_cli(settings.cli_cache_dir, settings.claude_code_package)
+    if pack.built:
+        console.print(f"packed the Claude Code CLI {pack.version}: {pack.path} "
+                      f"({pack.size / 1e6:.0f} MB, sha256 {pack.sha256[:12]})")  # fmt: skip
+    return pack
 
 
 def run(
@@ -109,18 +145,22 @@ def run(
     hosts = select(inventory, settings.limit)
     what = "rollback" if rollback else "deploy"
     with deploy_lock(settings.lock_file, what):
+        cli: CliPack | None = None
         if rollback:
             wanted: Callable[[HostSpec], Wanted] = _no_wanted
         else:
             secrets = collect_secrets(settings, environ)
             check_secrets(settings, hosts, secrets)
             wheels = build_wheels(settings.root, settings.cache_dir)
-            wanted = wanted_for(settings, wheels, secrets)
+            cli = cli_pack(settings, console) if needs_cli(settings, hosts) else None
+            wanted = wanted_for(settings, wheels, secrets, cli)
         ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
                          heartbeat_reader(settings, hosts))  # fmt: skip
         if not rollback and any(h.runtime == "container" and not h.container_image for h in hosts):
             client = engine.client()
-            ctx.image = ensure_agent_image(client, wheels, settings.root, settings.container_base)
+            cli = cli or cli_pack(settings, console)
+            ctx.image = ensure_agent_image(client, wheels, settings.root, settings.container_base,
+                                           cli)  # fmt: skip
         with live_progress(console, [h.name for h in hosts], what) as report:
             ctx.progress = report
             return run_hosts(inventory, hosts, ctx, rollback_any if rollback else deploy_any)

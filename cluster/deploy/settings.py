@@ -45,10 +45,16 @@ class DeploySettings(BaseModel):
     container_root: Path = Path("/")  # where the container host's files are, seen from here
     container_network: str | None = None  # the docker network agent containers join
     container_base: str | None = None  # FROM of the agent image (default: the test-host one)
+    # the npm package the pinned Claude Code CLI is packed from (default: the `claude` on PATH's)
+    claude_code_package: Path | None = None
 
     @property
     def cache_dir(self) -> Path:
         return self.work_dir / "wheels"
+
+    @property
+    def cli_cache_dir(self) -> Path:
+        return self.work_dir / "claude-code"
 
     @property
     def lock_file(self) -> Path:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cluster.agent.config import AgentConfig
+from cluster.deploy.claudecli import CliPack
 from cluster.deploy.wheels import WheelSet
 from cluster.inventory.model import HostSpec
 from cluster.secret import MASK, Secret
@@ -61,6 +63,7 @@ class Wanted:
     wheels: WheelSet
     files: tuple[FileSpec, ...]
     dirs: tuple[DirSpec, ...]
+    cli: CliPack | None = None  # the pinned Claude Code CLI, where the agent uses claude-code
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
@@ -101,11 +104,15 @@ def wanted_state(
     state_key: Secret | None = None,
     state_known_hosts: str | None = None,
     ssh_config: str | None = None,
+    cli: CliPack | None = None,
 ) -> Wanted:
-    """The files and release ``host`` should have; pure apart from nothing (no I/O here)."""
+    """The files and release ``host`` should have; pure apart from nothing (no I/O here).
+
+    ``cli`` goes to the host only when its agent uses the claude-code executor.
+    """
     config = agent_config(host, **agent)
     needs = agent_needs(config)
-    env = render_secrets_env({k: v for k, v in secrets.items() if k in needs.names}, needs.required)
+    env = render_secrets_env(needs.shipped(secrets), needs.required)
     files = [
         plain_file(str(layout.UNIT_PATH), render_unit(unit_spec(config)), 0o644),
         plain_file(str(layout.AGENT_CONFIG), render_agent_config(config), 0o640, ROOT, USER),
@@ -121,7 +128,13 @@ def wanted_state(
         files.append(plain_file(str(layout.SSH_DIR / "known_hosts"), state_known_hosts, 0o644))
     if ssh_config is not None:
         files.append(plain_file(str(layout.SSH_DIR / "config"), ssh_config, 0o644))
-    return Wanted(host.name, wheels.release, wheels.version, wheels, tuple(files), DIRS)
+    shipped = cli if uses_claude_code(config) else None
+    return Wanted(host.name, wheels.release, wheels.version, wheels, tuple(files), DIRS, shipped)
+
+
+def uses_claude_code(config: AgentConfig) -> bool:
+    """The agent runs the Claude Code CLI: its host gets the pinned one."""
+    return "claude-code" in config.executors
 
 
 # Agents reach the state repo with a new ssh per git command (several a second with short

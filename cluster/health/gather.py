@@ -19,6 +19,7 @@ from cluster.health.probe import run_probe
 from cluster.health.staterepo import read_state_facts
 from cluster.health.verdict import Limits, fleet_health, host_health, state_health
 from cluster.inventory import HostSpec, load_inventory
+from cluster.pins import CLAUDE_CODE_VERSION
 from cluster.transport import run
 
 
@@ -80,7 +81,7 @@ def check_host(
 ) -> HostFacts:
     """One host over one connection; the metrics port comes from its heartbeat when it has one."""
     started = time.monotonic()
-    base = HostFacts(spec.name, spec.runtime, expected)
+    base = HostFacts(spec.name, spec.runtime, expected, expected_claude_code=CLAUDE_CODE_VERSION)
     try:
         conn = open_connection(spec, limiter, settings.connect_timeout)
     except ClusterError as exc:

@@ -26,6 +26,9 @@ class HostProbe:
     cpus: int
     metrics: dict[str, float] | None = None  # sample name -> value, summed over labels
     metrics_error: str | None = None
+    # `claude --version` as the agent finds it: None where no claude-code agent runs, "" when
+    # one does and the CLI is missing or fails
+    claude_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,21 @@ class AgentView:
     sandbox: str = "bwrap"  # "off": the operator runs its task code unsealed
     holding: tuple[str, ...] = ()  # live claims whose holder is this agent
     expired: tuple[str, ...] = ()  # claims it holds whose lease has expired
+    reason: str | None = None  # why it is paused or blocked (its heartbeat's own words)
+    paused_until: str | None = None  # RFC 3339, while a pause holds
+    resumes_in: float | None = None  # seconds from the read until then
+    paused_by: str | None = None  # the agent that met the usage limit
+
+
+@dataclass(frozen=True)
+class PausedGroup:
+    """Online agents sharing one credential that wait out one usage window."""
+
+    credential: str | None  # the fingerprint, never the value
+    until: str
+    resumes_in: float
+    met_by: str | None
+    agents: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class StateFacts:
     stale: tuple[StaleClaim, ...] = ()
     invalid: tuple[str, ...] = ()
     agents: dict[str, AgentView] = field(default_factory=dict)
+    paused: tuple[PausedGroup, ...] = ()
 
     @property
     def reachable(self) -> bool:
@@ -82,6 +101,7 @@ class HostFacts:
     probe: HostProbe | None = None
     agent: AgentView | None = None
     seconds: float = 0.0
+    expected_claude_code: str | None = None  # the pinned CLI version (cluster/pins.py)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Run = Callable[[list[str]], tuple[int, str, str]]
 PREFIX = "claude_cluster_"
 # stdlib only, Python 3.6+. The metrics are fetched here so that they ride the same connection.
 PROBE = r"""
-import json, os, subprocess, sys, urllib.request
+import json, os, shutil, subprocess, sys, urllib.request
 a = json.loads(sys.argv[1])
 def sh(argv):
     try:
@@ -38,6 +38,39 @@ else:
     if kv.get("LoadState") == "not-found":
         out["service"] = "not-installed"
     out["restarts"] = int(kv.get("NRestarts") or 0)
+def executors(path):
+    # The agent.yaml deploy wrote (yaml.safe_dump, block style): its `executors:` list.
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found, inside = [], False
+    for line in lines:
+        if line.startswith("executors:"):
+            rest, inside = line[len("executors:"):].strip(), True
+            if rest.startswith("["):
+                found += [w.strip(" '\"") for w in rest.strip("[]").split(",") if w.strip()]
+                inside = False
+        elif inside and line.startswith("- "):
+            found.append(line[2:].strip(" '\""))
+        else:
+            inside = False
+    return found
+used = executors(a["config"])
+# The Claude Code CLI the agent would run: None when none of its agents uses claude-code (or
+# it cannot be told and there is none), "" when it should be there and does not answer.
+out["claude_code"] = None
+if used is None or "claude-code" in used:
+    if a["runtime"] == "container":
+        code, text = sh(["docker", "exec", a["container"], "claude", "--version"])
+    else:
+        found = shutil.which("claude", path=a["agent_path"])
+        code, text = sh([found, "--version"]) if found else (-1, "")
+    if code == 0 and text.split():
+        out["claude_code"] = text.split()[0]
+    elif used is not None:
+        out["claude_code"] = ""
 cur = a["current"]
 out["release"] = os.path.basename(os.readlink(cur).rstrip("/")) if os.path.islink(cur) else None
 p = a["base"]
@@ -70,6 +103,8 @@ def probe_argv(runtime: str, metrics_port: int | None, agent: str) -> list[str]:
         "container": layout.container_name(agent),
         "current": str(layout.CURRENT),
         "base": str(layout.BASE),
+        "config": str(layout.AGENT_CONFIG),
+        "agent_path": layout.AGENT_PATH,
         "metrics_port": metrics_port,
     }
     return ["python3", "-c", PROBE, json.dumps(args)]

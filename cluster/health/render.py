@@ -16,8 +16,8 @@ COLOUR = {"healthy": "green", "degraded": "yellow", "down": "red", "note": "cyan
 
 def table(fleet: FleetHealth) -> Table:
     grid = Table(title="claude-cluster health", title_justify="left", expand=False)
-    for column in ("host", "status", "service", "restarts", "release", "disk free", "mem avail",
-                   "load", "heartbeat", "tasks", "findings"):  # fmt: skip
+    for column in ("host", "status", "service", "restarts", "release", "claude-code",
+                   "disk free", "mem avail", "load", "heartbeat", "tasks", "findings"):  # fmt: skip
         grid.add_column(column, overflow="fold")
     for host in fleet.hosts:
         grid.add_row(*_row(host))
@@ -28,12 +28,14 @@ def _row(host: HostHealth) -> list[str]:
     facts, probe, agent = host.facts, host.facts.probe, host.facts.agent
     status = f"[{COLOUR[host.status]}]{host.status}[/]"
     findings = "; ".join(f"[{COLOUR[f.level]}]{f.text}[/]" for f in host.findings) or "-"
-    cells = ["-"] * 6
+    cells = ["-"] * 7
     if probe is not None:
+        cli = probe.claude_code
         cells = [
             probe.service,
             str(probe.restarts),
             probe.release or "-",
+            "-" if cli is None else cli or "missing",
             f"{probe.disk_free / 1e9:.1f} GB",
             f"{100 * probe.mem_available / max(probe.mem_total, 1):.0f}%",
             f"{probe.load1:.2f}/{probe.cpus}",

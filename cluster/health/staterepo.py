@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cluster.errors import ClusterError
-from cluster.health.model import AgentView, StaleClaim, StateFacts
+from cluster.health.model import AgentView, PausedGroup, StaleClaim, StateFacts
 from cluster.state.gitcmd import run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.localrefs import read_refs
-from cluster.state.records import Claim, Result
+from cluster.state.records import Claim, Heartbeat, Result, stamp
 from cluster.state.remote import FETCH_SPECS, LS_REMOTE_PATTERNS, REF_PATTERNS, local_path
 from cluster.state.snapshot import Reader, Snapshot
 
@@ -50,6 +50,7 @@ def summarise(url: str, snap: Snapshot, now: float) -> StateFacts:
     agents: dict[str, AgentView] = {}
     for name in set(snap.agents) | set(held) | set(expired):
         beat = snap.agents.get(name)
+        pause = beat if beat is not None and _pausing(beat, now) else None
         agents[name] = AgentView(
             heartbeat_age=None if beat is None else max(0.0, now - beat.last_seen),
             heartbeat_seconds=beat.heartbeat_seconds if beat else 0.0,
@@ -58,10 +59,32 @@ def summarise(url: str, snap: Snapshot, now: float) -> StateFacts:
             sandbox=beat.sandbox if beat else "bwrap",
             holding=tuple(held.get(name, ())),
             expired=tuple(expired.get(name, ())),
+            reason=beat.reason if beat else None,
+            paused_until=stamp(pause.paused_until) if pause and pause.paused_until else None,
+            resumes_in=round(pause.paused_until - now, 1) if pause and pause.paused_until
+            else None,
+            paused_by=pause.paused_by if pause else None,
         )
     oldest = min((t.added_at for t in pending), default=None)
     return StateFacts(url, None, len(pending), None if oldest is None else now - oldest,
-                      tuple(stale), tuple(sorted(invalid)), agents)  # fmt: skip
+                      tuple(stale), tuple(sorted(invalid)), agents,
+                      _paused_groups(snap, now))  # fmt: skip
+
+
+def _pausing(beat: Heartbeat, now: float) -> bool:
+    return beat.paused_until is not None and beat.paused_until > now
+
+
+def _paused_groups(snap: Snapshot, now: float) -> tuple[PausedGroup, ...]:
+    """Online agents waiting out a usage window, grouped by credential and end."""
+    groups: dict[tuple[str | None, float], list[Heartbeat]] = {}
+    for beat in snap.agents.values():
+        if beat.online(now) and _pausing(beat, now) and beat.paused_until is not None:
+            groups.setdefault((beat.paused_for, beat.paused_until), []).append(beat)
+    return tuple(
+        PausedGroup(credential, stamp(until), round(until - now, 1), beats[0].paused_by,
+                    tuple(sorted(b.id for b in beats)))
+        for (credential, until), beats in sorted(groups.items(), key=lambda g: g[0][1]))
 
 
 def _snapshot(url: str, work_dir: Path, env: Mapping[str, str]) -> Snapshot:

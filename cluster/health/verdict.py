@@ -17,6 +17,7 @@ from cluster.health.model import (
     StateHealth,
     Status,
 )
+from cluster.state.report import human_duration
 
 RUNNING = {"systemd": ("active",), "container": ("running",)}
 GB = 1e9
@@ -65,6 +66,9 @@ def _probe_findings(facts: HostFacts, probe: HostProbe, limits: Limits) -> list[
     if facts.expected_release and probe.release != facts.expected_release:
         out.append(Finding("degraded", f"release {probe.release or 'none'}, "
                                        f"expected {facts.expected_release}"))  # fmt: skip
+    cli, pinned = probe.claude_code, facts.expected_claude_code
+    if cli is not None and pinned and cli != pinned:
+        out.append(Finding("degraded", f"claude-code {cli or 'missing'}, pinned {pinned}"))
     free_pct = 100.0 * probe.disk_free / probe.disk_total if probe.disk_total else 100.0
     if probe.disk_free < limits.min_disk_free_gb * GB or free_pct < limits.min_disk_free_pct:
         free = f"disk {probe.disk_free / GB:.1f} GB free ({free_pct:.0f}%)"
@@ -87,6 +91,14 @@ def _agent_findings(agent: AgentView, limits: Limits) -> list[Finding]:
         out.append(Finding("degraded", "agent says it stopped"))
     elif agent.heartbeat_age > limits.heartbeat_intervals * max(agent.heartbeat_seconds, 1.0):
         out.append(Finding("degraded", f"last heartbeat {agent.heartbeat_age:.0f}s ago"))
+    if agent.state == "blocked":
+        why = agent.reason or "the model API refused its credential"
+        out.append(Finding("degraded", f"blocked, claims nothing: {why}; "
+                                       "restart it with a working credential"))
+    elif agent.paused_until is not None and agent.resumes_in is not None:
+        by = f" (limit met by {agent.paused_by})" if agent.paused_by else ""
+        out.append(Finding("note", f"paused until {agent.paused_until}{by}, resumes in "
+                                   f"{human_duration(agent.resumes_in)}"))
     if agent.sandbox == "off":
         out.append(Finding("note", "sandbox off: its task code runs unsealed, with the "
                                    "agent's rights and credentials"))
@@ -107,6 +119,11 @@ def state_health(facts: StateFacts, limits: Limits = Limits()) -> StateHealth:
     if facts.invalid:
         findings.append(Finding("note", f"{len(facts.invalid)} invalid task(s): "
                                         f"{', '.join(facts.invalid[:5])}"))  # fmt: skip
+    for group in facts.paused:
+        by = f", limit met by {group.met_by}" if group.met_by else ""
+        findings.append(Finding("note", f"usage window: {len(group.agents)} agent(s) paused "
+                                        f"({', '.join(group.agents[:8])}{by}) until {group.until}, "
+                                        f"resume in {human_duration(group.resumes_in)}"))
     age = facts.oldest_pending_age
     if age is not None and age > limits.pending_age_note_s:
         findings.append(Finding("note", f"oldest pending task waits for {age / 60:.0f} min"))

@@ -107,6 +107,7 @@ class Broker:
         self.placeholder_key = f"claude-cluster-placeholder-{secrets.token_hex(32)}"
         self._lock = threading.Lock()
         self._usage = Usage()
+        self._refused: str | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._socket_path: Path | None = None
@@ -115,6 +116,12 @@ class Broker:
     def usage(self) -> Usage:
         with self._lock:
             return self._usage
+
+    @property
+    def credential_refused(self) -> str | None:
+        """Why upstream refused the real credential (a 401: expired, revoked), or None."""
+        with self._lock:
+            return self._refused
 
     def start(self, socket_path: Path) -> None:
         """Listen on ``socket_path`` (created 0600; only the sandbox should have it mounted)."""
@@ -275,4 +282,19 @@ class Broker:
             headers = [(n, v) for n, v in headers if n.lower() != "anthropic-beta"]
             beta = ",".join(dict.fromkeys(b for b in [*betas, OAUTH_BETA] if b))
             headers += [("authorization", f"Bearer {secret}"), ("anthropic-beta", beta)]
-        return wire.send(conn, method, parts.path.rstrip("/") + target, headers, call.body)
+        response = wire.send(conn, method, parts.path.rstrip("/") + target, headers, call.body)
+        if response.status == 401:  # the Messages API's authentication_error: the credential
+            self._credential_refused()
+            # Retrying a refused credential cannot help: the CLI (whose SDK honours this header)
+            # gives up at once instead of backing off for minutes, and the agent takes over.
+            del response.msg["x-should-retry"]
+            response.msg["x-should-retry"] = "false"
+        return response
+
+    def _credential_refused(self) -> None:
+        what = "API key" if self._credential and self._credential.kind == "api_key" else (
+            "OAuth token")
+        with self._lock:
+            self._refused = (f"the model API refused the {what} (401 authentication_error: "
+                             "expired, revoked or mistyped)")
+        self.say(f"upstream refused the credential: 401 ({what})")

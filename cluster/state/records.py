@@ -145,13 +145,19 @@ class Heartbeat(Record):
     specialties: tuple[str, ...]
     max_tasks: int
     holding: tuple[str, ...]
-    state: Literal["running", "paused", "draining", "stopped"]
+    # blocked: the model API refused its credential; it claims nothing until restarted.
+    state: Literal["running", "paused", "blocked", "draining", "stopped"]
     started_at: float
     last_seen: float
     heartbeat_seconds: float
     paused_until: float | None = None
     metrics_port: int | None = None
     sandbox: Literal["bwrap", "off"] = "bwrap"  # off: its task code runs unsealed
+    # Fingerprints (cluster.agent.credentials.fingerprint) of the model credentials it uses.
+    credentials: tuple[str, ...] = ()
+    paused_for: str | None = None  # the credential whose usage window the pause waits out
+    paused_by: str | None = None  # the agent that met the limit (itself, or one sharing it)
+    reason: str | None = None  # why it is paused or blocked, one line
 
     def online(self, now: float) -> bool:
         return self.state != "stopped" and now - self.last_seen < 3 * self.heartbeat_seconds

@@ -12,6 +12,16 @@ WORKSPACE = BASE / "workspace"
 LOGS = BASE / "logs"
 WHEELS = BASE / "wheels"
 STATE_DIR = PurePosixPath("/var/lib/claude-cluster")  # the service user's HOME
+# The pinned Claude Code CLI (cluster/deploy/claudecli.py), shipped only where an agent uses the
+# `claude-code` executor: unpacked once per version and checksum into CLI_ROOT/<version>-<sha12>
+# (an npm prefix: bin/claude, lib/node_modules/@anthropic-ai/claude-code), shared by releases;
+# each release links to its own as <release>/claude-code, so `current` (and rollback) pick it.
+CLI_ROOT = BASE / "claude-code"
+CLI_LINK = "claude-code"  # the link's name inside a release
+CLI_BINARY = CURRENT / CLI_LINK / "bin" / "claude"
+# The PATH of an agent unit that uses the claude-code executor: the release's CLI first, then
+# systemd's default search path.
+AGENT_PATH = f"{CLI_BINARY.parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The state repo's deploy key, known_hosts and ssh config, where ssh looks for them. Root-owned
 # (the agent only reads them) and read-only in the agent's unit and container, so the agent's
 # user can neither change them nor move the directory aside.

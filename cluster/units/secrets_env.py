@@ -11,7 +11,8 @@ from cluster.agent.config import AgentConfig
 from cluster.errors import ConfigError
 from cluster.secret import MASK, Secret
 
-SECRET_NAMES = ("ANTHROPIC_API_KEY", "GITHUB_TOKEN")  # all deploy ever writes to a host
+# All deploy ever writes to a host.
+SECRET_NAMES = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "GITHUB_TOKEN")
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Read by cluster/secrets_file.py (the agent's credential; deploy, for a container's environment)
 # and, by hand, perhaps by systemd's EnvironmentFile= or docker's --env-file, which all quote
@@ -38,22 +39,40 @@ class Needs:
 
     required: dict[str, str]  # name -> what needs it
     optional: dict[str, str]
+    # Alternatives, in order of preference: only the first one set is shipped (claude-code's
+    # `claude_code_credential: auto` uses the API key when there is one, else the OAuth token).
+    first_of: tuple[str, ...] = ()
 
     @property
     def names(self) -> set[str]:
-        return set(self.required) | set(self.optional)
+        return set(self.required) | set(self.optional) | set(self.first_of)
+
+    def shipped(self, secrets: Mapping[str, Secret]) -> dict[str, Secret]:
+        """What of ``secrets`` goes to the host: what it needs, and of the alternatives only
+        the one its agent will use."""
+        chosen = next((n for n in self.first_of if secrets.get(n) or n in self.required), None)
+        keep = set(self.required) | set(self.optional) | ({chosen} if chosen else set())
+        return {name: value for name, value in secrets.items() if name in keep}
 
 
 def agent_needs(config: AgentConfig) -> Needs:
     """Least privilege: a host gets only the secrets its agent's configuration uses."""
-    required, optional = {}, {}
-    if "claude" in config.executors:
+    required: dict[str, str] = {}
+    optional: dict[str, str] = {}
+    first_of: tuple[str, ...] = ()
+    if "claude" in config.executors:  # the SDK takes an API key only
         required["ANTHROPIC_API_KEY"] = "the claude executor"
-    elif "claude-code" in config.executors:
-        optional["ANTHROPIC_API_KEY"] = "the claude-code executor"
+    if "claude-code" in config.executors:
+        choice = config.claude_code_credential
+        if choice == "oauth":
+            required["CLAUDE_CODE_OAUTH_TOKEN"] = "the claude-code executor (oauth)"  # noqa: S105
+        elif choice == "api_key":
+            required.setdefault("ANTHROPIC_API_KEY", "the claude-code executor (api_key)")
+        else:
+            first_of = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     if config.forge == "github":
         required["GITHUB_TOKEN"] = "forge: github"  # noqa: S105 - who needs it, not a value
-    return Needs(required, optional)
+    return Needs(required, optional, first_of)
 
 
 def render_secrets_env(

@@ -26,6 +26,7 @@ class UnitSpec:
     user: str = layout.SERVICE_USER
     stop_grace_seconds: float = 30.0
     restart_seconds: int = 5
+    path: str | None = None  # PATH=, set where the agent runs the release's Claude Code CLI
 
     @property
     def timeout_stop_seconds(self) -> int:
@@ -37,6 +38,7 @@ def unit_spec(config: AgentConfig) -> UnitSpec:
     return UnitSpec(
         description=f"Claude Code Cluster agent {config.id}",
         stop_grace_seconds=config.stop_grace_seconds,
+        path=layout.AGENT_PATH if "claude-code" in config.executors else None,
     )
 
 
@@ -69,6 +71,7 @@ def sections(spec: UnitSpec) -> dict[str, Section]:
         ("LoadCredential", f"{layout.SECRETS_CREDENTIAL}:{layout.SECRETS_ENV}"),
         ("Environment", f"HOME={layout.STATE_DIR}"),
         ("Environment", "PYTHONUNBUFFERED=1"),
+        *([("Environment", f"PATH={spec.path}")] if spec.path else []),
         ("WorkingDirectory", str(layout.WORKSPACE)),
         ("Restart", "on-failure"),
         ("RestartSec", str(spec.restart_seconds)),

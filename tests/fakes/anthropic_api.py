@@ -7,13 +7,16 @@ import itertools
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from tests.fakes import FakeServer, Request, Response
 
 DEFAULT_KEY = "sk-ant-api03-fake-test-key"
 HOLD_TIMEOUT = 10.0  # how long a held stream waits for its test before it fails it
+# Content built from the request it answers (e.g. a tool call naming the client's work tree).
+Content = list[dict[str, Any]] | Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
 def text_block(text: str) -> dict[str, Any]:
@@ -44,7 +47,7 @@ class FakeAnthropic(FakeServer):
     def __init__(self, api_key: str = DEFAULT_KEY) -> None:
         super().__init__()
         self.api_key = api_key
-        self._script: deque[Response | dict[str, Any]] = deque()
+        self._script: deque[Response | Callable[[], Response] | dict[str, Any]] = deque()
         self._script_lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -52,14 +55,15 @@ class FakeAnthropic(FakeServer):
 
     def reply(
         self,
-        content: list[dict[str, Any]],
+        content: Content,
         stop_reason: str = "end_turn",
         *,
         input_tokens: int = 10,
         output_tokens: int = 5,
         hold: threading.Event | None = None,
     ) -> Self:
-        """Queue an assistant message; its ``model`` echoes the request's.
+        """Queue an assistant message; its ``model`` echoes the request's. ``content`` may be a
+        function of the request's JSON body, called when the request arrives.
 
         Streamed, the events after ``message_start`` wait for ``hold`` to be set: a test proves
         with it that the client saw the first event while the message was still being written
@@ -112,6 +116,42 @@ class FakeAnthropic(FakeServer):
         text = message or "This request would exceed the rate limit for your organization."
         return self.reply_error(429, "rate_limit_error", text, headers)
 
+    def rate_limited_until_reset(self, seconds: float, message: str) -> Self:
+        """Queue a 429 that gives no ``retry-after``, only the spent limit's reset time (``seconds``
+        after the request arrives), and says (``x-should-retry: false``) that retrying at once
+        will not help."""
+
+        def answer() -> Response:
+            reset = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+            headers = {
+                "content-type": "application/json",
+                "x-should-retry": "false",
+                "anthropic-ratelimit-requests-limit": "50",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": reset.replace("+00:00", "Z"),
+            }
+            body = error_body("rate_limit_error", message, self._request_id())
+            return Response(429, json.dumps(body).encode(), headers)
+
+        with self._script_lock:
+            self._script.append(answer)
+        return self
+
+    def usage_limited(self, reset_epoch: int, window: str = "five_hour") -> Self:
+        """Queue a subscription's usage-window 429: ``anthropic-ratelimit-unified-*`` headers
+        with the window ``rejected`` and its reset in epoch seconds."""
+        short = {"five_hour": "5h", "seven_day": "7d"}[window]
+        headers = {
+            "anthropic-ratelimit-unified-status": "rejected",
+            "anthropic-ratelimit-unified-reset": str(reset_epoch),
+            "anthropic-ratelimit-unified-representative-claim": window,
+            f"anthropic-ratelimit-unified-{short}-status": "rejected",
+            f"anthropic-ratelimit-unified-{short}-reset": str(reset_epoch),
+            f"anthropic-ratelimit-unified-{short}-utilization": "1.0",
+        }
+        text = "This request would exceed your account's rate limit. Please try again later."
+        return self.reply_error(429, "rate_limit_error", text, headers)
+
     def overloaded(self) -> Self:
         return self.reply_error(529, "overloaded_error", "Overloaded")
 
@@ -129,6 +169,40 @@ class FakeAnthropic(FakeServer):
     def message_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of every POST /v1/messages, in order."""
         return [r.json() for r in self.requests if r.path == "/v1/messages"]
+
+    def prompt_texts(self, index: int = 0) -> list[str]:
+        """The text blocks (or the text) of the first user message of request ``index``: where a
+        client's prompt is (the CLI adds blocks of its own beside it)."""
+        content = self.message_requests()[index]["messages"][0]["content"]
+        if isinstance(content, str):
+            return [content]
+        return [b["text"] for b in content if b.get("type") == "text"]
+
+    def tool_results(self) -> dict[str, dict[str, Any]]:
+        """Every ``tool_result`` block the client sent, by ``tool_use_id``, the content as text."""
+        found: dict[str, dict[str, Any]] = {}
+        for body in self.message_requests():
+            for message in body["messages"]:
+                content = message.get("content")
+                for block in content if isinstance(content, list) else []:
+                    if block.get("type") != "tool_result":
+                        continue
+                    inner = block.get("content")
+                    text = inner if isinstance(inner, str) else "".join(
+                        part.get("text", "") for part in inner or [] if isinstance(part, dict))
+                    found[block["tool_use_id"]] = {**block, "content": text}
+        return found
+
+    def tool_uses(self) -> list[dict[str, Any]]:
+        """Every ``tool_use`` block this stand-in sent (as the client echoed it), in order."""
+        seen: dict[str, dict[str, Any]] = {}
+        for body in self.message_requests():
+            for message in body["messages"]:
+                content = message.get("content")
+                for block in content if isinstance(content, list) else []:
+                    if block.get("type") == "tool_use":
+                        seen.setdefault(block["id"], block)
+        return list(seen.values())
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -167,12 +241,17 @@ class FakeAnthropic(FakeServer):
             return self._error(500, "api_error", "fake: no scripted response left")
         if isinstance(scripted, Response):
             return scripted
+        if callable(scripted):
+            return scripted()
+        content = scripted["content"]
+        if callable(content):
+            content = content(body)
         message = {
             "id": f"msg_fake{next(self._ids):06d}",
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": scripted["content"],
+            "content": content,
             "stop_reason": scripted["stop_reason"],
             "stop_sequence": None,
             "usage": {

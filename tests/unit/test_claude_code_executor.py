@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from cluster.errors import ClusterError
 # Records its arguments, talks on stderr like the CLI, prints $FAKE_RESULT as its stdout.
 FAKE_CLAUDE = """#!/bin/sh
 printf '%s\\n' "$@" > "$PWD/.claude-argv"
+cat > "$PWD/.claude-stdin"
 echo "${ANTHROPIC_API_KEY:-no key}" > "$PWD/.claude-key"
 echo "working..." >&2
 if [ -n "$FAKE_SLEEP" ]; then sleep "$FAKE_SLEEP"; fi
@@ -49,6 +51,12 @@ def result(**overrides: object) -> dict[str, object]:
     }
     document.update(overrides)
     return document
+
+
+def cc(**settings: Any) -> ClaudeCodeExecutor:
+    """The executor without the bypass flag: these runs are unsealed, and may run as root,
+    where the real CLI (and so the executor) refuses it."""
+    return ClaudeCodeExecutor(**{"extra_args": (), **settings})
 
 
 @pytest.fixture
@@ -84,17 +92,17 @@ def run(
         log_path=tmp_path / "t-7.log",
         env={"FAKE_RESULT": str(output), **env},
     )
-    return (executor or ClaudeCodeExecutor()).run(req), req
+    return (executor or cc()).run(req), req
 
 
 def test_missing_cli_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ClusterError, match="not on PATH"):
-        ClaudeCodeExecutor()
+        cc()
 
 
 def test_success_is_parsed(fake_cli: Path, tmp_path: Path) -> None:
-    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6")
+    executor = cc(model="claude-sonnet-4-6")
     # The key the CLI gets is whatever the request's environment says: the broker's placeholder.
     outcome, req = run(tmp_path, result(), Budget(max_turns=5), executor=executor,
                        ANTHROPIC_API_KEY="sk-ant-cli")
@@ -104,12 +112,36 @@ def test_success_is_parsed(fake_cli: Path, tmp_path: Path) -> None:
     assert (outcome.input_tokens, outcome.output_tokens) == (12120, 850)
     assert outcome.summary == "Added the endpoint and its test."
     argv = (req.workspace / ".claude-argv").read_text().splitlines()
-    assert argv[:4] == ["-p", "Add a /health endpoint.", "--output-format", "json"]
+    assert argv[0] == "-p" and "Add a /health endpoint." not in argv  # the prompt is on stdin
+    assert (req.workspace / ".claude-stdin").read_text() == "Add a /health endpoint."
+    assert argv[argv.index("--output-format") + 1] == "stream-json"
+    assert argv[argv.index("--setting-sources") + 1] == "" and "--strict-mcp-config" in argv
     assert argv[argv.index("--max-turns") + 1] == "5"
     assert argv[argv.index("--model") + 1] == "claude-sonnet-4-6"
     assert (req.workspace / ".claude-key").read_text() == "sk-ant-cli\n"
     log = req.log_path.read_text()
     assert "working..." in log and '"num_turns": 4' in log
+
+
+def test_the_default_model_and_the_dollar_budget_reach_the_cli(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    outcome, req = run(tmp_path, result(), Budget(max_usd=0.25))
+    assert outcome.ok, outcome.error
+    argv = (req.workspace / ".claude-argv").read_text().splitlines()
+    assert argv[argv.index("--model") + 1] == "claude-sonnet-4-6"  # no task or agent model
+    assert argv[argv.index("--max-budget-usd") + 1] == "0.25"
+
+
+def test_the_boundary_comes_after_the_task_args(fake_cli: Path, tmp_path: Path) -> None:
+    executor = cc(task_flags=("--setting-sources",))
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    req = ExecutionRequest(task_id="t", workspace=workspace, prompt="p", specialty="backend",
+                           budget=Budget(), timeout=30.0, log_path=tmp_path / "t.log", env={},
+                           args=("--setting-sources", "project"))
+    argv = executor.argv(req)
+    assert argv.index("project") < len(argv) - 1 - argv[::-1].index("--setting-sources")
 
 
 def test_max_turns_subtype(fake_cli: Path, tmp_path: Path) -> None:
@@ -141,10 +173,42 @@ def test_usage_limit_raises_rate_limited(fake_cli: Path, tmp_path: Path) -> None
 
 
 def test_api_429_uses_default_backoff(fake_cli: Path, tmp_path: Path) -> None:
-    document = result(is_error=True, result='API Error: 429 {"type":"error"}')
+    document = result(is_error=True, result="API Error: Request rejected (429) · go away",
+                      api_error_status=429)
     with pytest.raises(RateLimited) as caught:
-        run(tmp_path, document, executor=ClaudeCodeExecutor(default_backoff=33.0))
-    assert caught.value.retry_after == 33.0
+        run(tmp_path, document, executor=cc(default_backoff=33.0))
+    assert (caught.value.retry_after, caught.value.stated) == (33.0, False)
+
+
+def test_an_old_cli_without_api_error_status_is_read_by_its_words(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    document = result(is_error=True, result='API Error: 429 {"type":"error"}')
+    with pytest.raises(RateLimited):
+        run(tmp_path, document, executor=cc(default_backoff=33.0))
+
+
+def test_words_alone_are_no_limit_for_a_cli_that_gives_the_status(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    document = result(subtype="error_during_execution", is_error=True, api_error_status=None,
+                      result="The tests mention a rate limit and an overloaded queue.")
+    outcome, _ = run(tmp_path, document, FAKE_EXIT="1")
+    assert not outcome.ok and outcome.error and "error_during_execution" in outcome.error
+
+
+def test_a_reset_time_in_the_stream_sets_the_wait(fake_cli: Path, tmp_path: Path) -> None:
+    reset = int(time.time()) + 7200
+    info = {"status": "rejected", "resetsAt": reset, "rateLimitType": "five_hour"}
+    stream = "\n".join(json.dumps(line) for line in [
+        {"type": "system", "subtype": "init", "model": "claude-sonnet-4-6"},
+        {"type": "rate_limit_event", "rate_limit_info": info},
+        result(is_error=True, api_error_status=429, api_error="usage_limit_reached",
+               result="You've hit your 5-hour limit · resets 11:49pm (UTC)"),
+    ])
+    with pytest.raises(RateLimited) as caught:
+        run(tmp_path, stream, FAKE_EXIT="1")
+    assert caught.value.stated and 7000 < caught.value.retry_after <= 7200
 
 
 def test_garbage_output_is_a_failure(fake_cli: Path, tmp_path: Path) -> None:
@@ -155,13 +219,13 @@ def test_garbage_output_is_a_failure(fake_cli: Path, tmp_path: Path) -> None:
 
 def test_timeout_kills_the_cli(fake_cli: Path, tmp_path: Path) -> None:
     outcome, _ = run(
-        tmp_path, result(), timeout=0.5, executor=ClaudeCodeExecutor(grace=0.2), FAKE_SLEEP="300"
+        tmp_path, result(), timeout=0.5, executor=cc(grace=0.2), FAKE_SLEEP="300"
     )
     assert (outcome.ok, outcome.limit) == (False, "timeout")
 
 
 def test_task_model_and_allowed_args_reach_the_cli(fake_cli: Path, tmp_path: Path) -> None:
-    executor = ClaudeCodeExecutor(model="claude-sonnet-4-6", task_flags=("--append-system-prompt",))
+    executor = cc(model="claude-sonnet-4-6", task_flags=("--append-system-prompt",))
     workspace = tmp_path / "ws"
     workspace.mkdir()
     req = ExecutionRequest(task_id="t-8", workspace=workspace, prompt="p", specialty="backend",
@@ -186,9 +250,9 @@ def test_task_model_and_allowed_args_reach_the_cli(fake_cli: Path, tmp_path: Pat
 def test_task_args_outside_the_operators_allowlist_are_refused(
     fake_cli: Path, args: tuple[str, ...], reason: str
 ) -> None:
-    executor = ClaudeCodeExecutor(task_flags=("--append-system-prompt",))
+    executor = cc(task_flags=("--append-system-prompt",))
     assert reason in (executor.refusal(None, args) or "")
-    assert "(allowed: none)" in (ClaudeCodeExecutor().refusal(None, ("--verbose",)) or "")
+    assert "(allowed: none)" in (cc().refusal(None, ("--verbose",)) or "")
 
 
 def test_the_cli_runs_quiet(fake_cli: Path, tmp_path: Path) -> None:
@@ -228,7 +292,7 @@ def test_a_cli_installed_outside_usr_is_shown_to_the_jail_by_its_package(
         'cat "$FAKE_RESULT"', 'cat "$(dirname "$0")/../version.txt" >&2; cat "$FAKE_RESULT"')
     package = npm_install(tmp_path / "npm", reads_its_package)
     monkeypatch.setenv("PATH", f"{tmp_path / 'npm' / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    executor = ClaudeCodeExecutor()
+    executor = cc()
     shown = executor_programs({"claude-code": executor})
     assert shown == (package,)
 

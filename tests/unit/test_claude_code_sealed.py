@@ -25,7 +25,7 @@ from cluster.sandbox.jail import sandbox_uid
 from cluster.state.checker import check
 from cluster.state.records import Release, Result
 from tests.fakes import FakeServer, Request, Response
-from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.anthropic_api import FakeAnthropic, tool_use_block
 from tests.helpers import AgentProcess, commit_files, git, make_state, poll, task_doc, task_files
 from tests.unit.test_agent_e2e import repo_agent, result_of
 
@@ -192,20 +192,18 @@ def test_repo_settings_cannot_send_the_key_elsewhere(
 
         # The jail has no route to the recorder: it got nothing, let alone the key.
         assert evil.requests == [], [(r.path, r.headers) for r in evil.requests]
-    if attack == "base_url":
-        assert result.status == "failed"
-        assert "Connection refused" in result.reason, result.reason  # the CLI did try
-        assert api.requests == []
-    else:
-        assert result.status == "succeeded", result.reason  # the helper's key: the placeholder
-        assert_through_broker(api, 2)
+    # The CLI reads no settings file of the repo (test_claude_code_cli.py has the controls,
+    # where the same settings apply): it used the broker and the placeholder it was given.
+    assert result.status == "succeeded", result.reason
+    assert_through_broker(api, 2)
     assert_key_nowhere(tmp_path, target, state)
 
 
+# (max_usd: the CLI's own --max-budget-usd stops it before its next request reaches the broker,
+# test_the_cli_keeps_the_tasks_turns_and_dollars_itself; the broker's dollar refusal behind it is
+# in test_broker.py)
 @pytest.mark.parametrize(("budget", "model", "usage", "named"), [
     ({"max_tokens": 150}, None, {"input_tokens": 100, "output_tokens": 60}, "max_tokens"),
-    ({"max_usd": 0.4}, "claude-sonnet-4-6", {"input_tokens": 100_000, "output_tokens": 10_000},
-     "max_usd"),  # $0.30 + $0.15 at the model's price
 ])
 def test_a_budget_spent_mid_run_stops_the_cli_at_the_broker(
     tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch, api: FakeAnthropic,
@@ -250,4 +248,134 @@ def test_a_rate_limit_mid_run_pauses_the_attempt_uncounted(
     assert "rate" in releases[0].reason and releases[0].not_before is not None
     assert_through_broker(api, 2)  # no retry behind the agent's back
     agent.stop()
+    assert_key_nowhere(tmp_path, target, state)
+
+
+# -- the CLI as users run it: its own tools, the prompt, budgets, limits, the clock -------------
+
+DASH_PROMPT = "- Make test_calc.py pass.\n- Read calc.py first, then edit it, then run the test."
+
+
+def _tree(body: dict[str, Any]) -> str:
+    """The work tree the CLI says it runs in (its environment reminder names it)."""
+    found = re.search(r"Primary working directory: (\S+)", json.dumps(body))
+    assert found is not None, "the CLI named no working directory"
+    return found[1].replace("\\n", "")
+
+
+def test_the_cli_fixes_the_test_with_its_own_read_edit_and_bash_tools(
+    tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch, api: FakeAnthropic
+) -> None:
+    target = sample_repo(tmp_path)
+    api.reply(lambda body: [tool_use_block("Read", {"file_path": f"{_tree(body)}/calc.py"},
+                                           "toolu_read")], "tool_use")
+    api.reply(lambda body: [tool_use_block("Edit", {"file_path": f"{_tree(body)}/calc.py",
+                                                    "old_string": "a - b",
+                                                    "new_string": "a + b"}, "toolu_edit")],
+              "tool_use")
+    api.reply_tool_use(("Bash", {"command": "python3 test_calc.py && echo TESTS-PASS",
+                                 "description": "Run the test"}))
+    api.reply_text("Fixed add() and ran the test.")
+    doc = cc_task("cc-tools", target, prompt=DASH_PROMPT)
+    state, agent = run_agent(tmp_path, agents, monkeypatch, api, doc)
+    result = finished(agent, state, tmp_path, "cc-tools")
+
+    assert result.status == "succeeded", result.reason
+    assert result.head == git(["rev-parse", "refs/heads/cluster/cc-tools"], target).strip()
+    assert "a + b" in git(["show", f"{result.head}:calc.py"], target)
+    assert result.pull_request is not None  # verify (python3 test_calc.py) passed on the commit
+    assert_through_broker(api, 4)
+    # The prompt, a Markdown list, reached the model whole; the documented default model.
+    assert DASH_PROMPT in [text.strip() for text in api.prompt_texts()]
+    assert {body["model"] for body in api.message_requests()} == {"claude-sonnet-4-6"}
+    # Each tool really ran, and its result went back to the model.
+    results = api.tool_results()
+    used = {use["id"]: use["name"] for use in api.tool_uses()}
+    assert sorted(used.values()) == ["Bash", "Edit", "Read"]
+    assert "return a - b" in results["toolu_read"]["content"]
+    assert not results["toolu_edit"].get("is_error"), results["toolu_edit"]
+    bash = next(i for i, name in used.items() if name == "Bash")
+    assert "TESTS-PASS" in results[bash]["content"], results[bash]
+    assert_key_nowhere(tmp_path, target, state)
+
+
+@pytest.mark.parametrize(("budget", "usage", "named", "subtype"), [
+    ({"max_turns": 1}, {"input_tokens": 10, "output_tokens": 5}, "max_turns", "error_max_turns"),
+    ({"max_usd": 0.5}, {"input_tokens": 200_000, "output_tokens": 1_000}, "max_usd",
+     "error_max_budget_usd"),  # $0.615 at claude-sonnet-4-6's price, in one turn
+])
+def test_the_cli_keeps_the_tasks_turns_and_dollars_itself(
+    tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch, api: FakeAnthropic,
+    budget: dict[str, Any], usage: dict[str, int], named: str, subtype: str,
+) -> None:
+    target = sample_repo(tmp_path)
+    api.reply_tool_use(("Bash", {"command": FIX, "description": "Fix add"}),
+                       input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
+    api.reply_text("Fixed.")  # never asked for: the CLI stops first
+    state, agent = run_agent(tmp_path, agents, monkeypatch, api,
+                             cc_task("cc-cli-budget", target, budget=budget))
+    result = finished(agent, state, tmp_path, "cc-cli-budget")
+
+    assert (result.status, result.reason) == ("failed", f"{named} exceeded")
+    assert_through_broker(api, 1)
+    assert api.pending == 1
+    log = Path(result.log or "").read_text()
+    assert f'"subtype":"{subtype}"' in log.replace(": ", ":")  # the CLI's own stop, not ...
+    assert "refused: the" not in log  # ... the broker's refusal of a next request
+    assert_key_nowhere(tmp_path, target, state)
+
+
+def test_at_the_deadline_the_whole_jail_dies_and_the_attempt_is_timed_out(
+    tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch, api: FakeAnthropic
+) -> None:
+    target = sample_repo(tmp_path)
+    marker = f"sleep {3000 + os.getpid() % 1000}"
+    api.reply_tool_use(("Bash", {"command": f"({marker} &) ; {marker}", "description": "Wait",
+                                 "timeout": 600000}))
+    api.reply_text("Never sent.")
+    state, agent = run_agent(tmp_path, agents, monkeypatch, api,
+                             cc_task("cc-clock", target, timeout=15))
+    poll(lambda: any(marker in cmd for cmd in commands()), 60, f"the CLI's `{marker}`")
+    result = finished(agent, state, tmp_path, "cc-clock")
+
+    assert result.status == "timed_out", result.reason
+    assert not [cmd for cmd in commands() if marker in cmd]  # both sleeps, the CLI, the jail
+    assert api.pending == 1
+
+
+def commands() -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            found.append(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_429_with_a_reset_time_pauses_that_long_and_keeps_the_paused_runs_log(
+    tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch, api: FakeAnthropic
+) -> None:
+    target = sample_repo(tmp_path)
+    # No retry-after, words the executor does not know: the status pauses, the reset times it.
+    api.rate_limited_until_reset(4, "Please slow down a little.")
+    api.reply_tool_use(("Bash", {"command": FIX, "description": "Fix add"}))
+    api.reply_text("Fixed.")
+    state, agent = run_agent(tmp_path, agents, monkeypatch, api,
+                             cc_task("cc-reset", target, max_attempts=1))
+    result = finished(agent, state, tmp_path, "cc-reset")
+
+    assert result.status == "succeeded", result.reason  # max_attempts 1: the pause was free
+    releases = [r for r in check(state).histories["cc-reset"].records.values()
+                if isinstance(r, Release)]
+    assert [(r.status, r.counted) for r in releases] == [("paused", False)]
+    paused = releases[0]
+    assert paused.finished_at is not None
+    assert paused.not_before - paused.finished_at < 30  # the reset (4 s), not the 60 s default
+    assert "429" in paused.reason or "rate" in paused.reason
+    # Each run keeps its own log, and each record names its own.
+    assert paused.log and result.log and paused.log != result.log
+    first, second = Path(paused.log).read_text(), Path(result.log).read_text()
+    assert "Please slow down a little." in first and "paused" in first
+    assert "succeeded" in second and "Please slow down" not in second
     assert_key_nowhere(tmp_path, target, state)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
 from cluster.agent.executors.claude import ClaudeExecutor
 from cluster.agent.pricing import DEFAULT_PRICES, Price, price_for
@@ -188,9 +189,10 @@ def test_malformed_response_is_a_failure(
 
 def test_bad_key_is_a_clear_failure(anthropic_api: FakeAnthropic, tmp_path: Path) -> None:
     bad = ClaudeExecutor(Secret("sk-ant-wrong-key"), base_url=anthropic_api.url, model=MODEL)
-    outcome = bad.run(request(tmp_path))
-    assert not outcome.ok
-    assert outcome.error is not None and "401" in outcome.error
+    # Not the task's failure: the agent releases the attempt uncounted and stops claiming.
+    with pytest.raises(CredentialRejected, match="401") as caught:
+        bad.run(request(tmp_path))
+    assert "sk-ant-wrong-key" not in str(caught.value)
     assert "sk-ant-wrong-key" not in request(tmp_path).log_path.read_text()
 
 

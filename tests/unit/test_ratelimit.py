@@ -6,6 +6,7 @@ import email.utils
 import math
 from datetime import UTC, datetime, timedelta
 from email.message import Message
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -188,3 +189,46 @@ def test_the_reset_chosen_is_the_exhausted_limits_else_the_latest(
     spent = [s for s, left in limits.values() if left is not None and int(left) == 0]
     expected = max(spent or [s for s, _ in limits.values()])
     assert wait(headers) == pytest.approx(max(expected, 0.0), abs=1e-5)
+
+
+# -- a subscription's usage window, and the SDK executor honouring the reset ------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"anthropic-ratelimit-unified-status": "rejected",
+          "anthropic-ratelimit-unified-reset": str(int(T) + 7)}, 7.0),
+        ({"anthropic-ratelimit-unified-status": "rejected",
+          "anthropic-ratelimit-unified-reset": str(int(T) + 3600),
+          "anthropic-ratelimit-requests-remaining": "10",
+          "anthropic-ratelimit-requests-reset": rfc3339(30)}, 3600.0),  # the spent one
+        ({"anthropic-ratelimit-unified-reset": "nan"}, None),
+    ],
+)
+def test_the_unified_reset_is_epoch_seconds(headers: dict[str, str],
+                                            expected: float | None) -> None:
+    assert wait(headers) == expected
+
+
+def test_the_sdk_executor_pauses_for_the_reset_it_was_given(tmp_path: Path) -> None:
+    """The claude executor's 429 with only a reset 7 s away pauses 7 s, not its 60 s default."""
+    from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
+    from cluster.agent.executors.claude import ClaudeExecutor
+    from cluster.secret import Secret
+    from tests.fakes.anthropic_api import DEFAULT_KEY, FakeAnthropic
+
+    with FakeAnthropic() as api:
+        reset = (datetime.now(UTC) + timedelta(seconds=7)).isoformat()
+        api.reply_error(429, "rate_limit_error", "Slow down.", {
+            "anthropic-ratelimit-tokens-remaining": "0",
+            "anthropic-ratelimit-tokens-reset": reset})
+        api.usage_limited(int(datetime.now(UTC).timestamp()) + 7)
+        executor = ClaudeExecutor(Secret(DEFAULT_KEY), base_url=api.url, default_backoff=60.0)
+        for _ in range(2):
+            request = ExecutionRequest(task_id="t", workspace=tmp_path, prompt="p",
+                                       specialty="backend", budget=Budget(), timeout=30.0,
+                                       log_path=tmp_path / "t.log", env={})
+            with pytest.raises(RateLimited) as caught:
+                executor.run(request)
+            assert 0.0 < caught.value.retry_after <= 7.0, caught.value

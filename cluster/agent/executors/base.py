@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from cluster.sandbox.jail import Jail
 
 LimitName = Literal["max_turns", "max_tokens", "max_usd", "timeout"]
+# The model a task runs with when neither it nor its agent names one (priced: docs/agent.md).
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,11 @@ class Executor(Protocol):
 
 class RateLimited(ClusterError):
     """The API said 429/529 or a usage limit: the agent pauses claiming and does not count the
-    attempt. ``retry_after`` is in seconds."""
+    attempt. ``retry_after`` is in seconds; ``stated`` says whether the server (or the CLI) gave
+    it, or whether it is the executor's default backoff, which a better source may replace."""
 
-    def __init__(self, retry_after: float, message: str) -> None:
+    def __init__(self, retry_after: float, message: str, *, stated: bool = True) -> None:
         self.retry_after = retry_after
+        self.stated = stated
+        self.detail = message
         super().__init__(f"rate limited, retry after {retry_after:.0f}s: {message}")

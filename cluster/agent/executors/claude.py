@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import (
+    DEFAULT_MODEL,
     Budget,
     ExecutionOutcome,
     ExecutionRequest,
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
     import anthropic
     from anthropic.types import MessageParam, ToolParam, ToolResultBlockParam
 
-DEFAULT_MODEL = "claude-sonnet-4-6"
+__all__ = ["DEFAULT_MODEL", "ClaudeExecutor"]
+
 DEFAULT_BACKOFF = 60.0
 CONTINUE_PROMPT = "Your reply was cut off at the output limit. Continue where you stopped."
 
@@ -205,6 +208,11 @@ class ClaudeExecutor:
                 return tally.outcome(False, f"timed out after {request.timeout:g}s", "timeout")
             except anthropic.APIStatusError as exc:
                 self._raise_if_rate_limited(exc, log)
+                if exc.status_code == 401:  # the key itself: not this task's fault
+                    log.line(f"credential refused: {_api_message(exc)}")
+                    raise CredentialRejected(log.masked(
+                        f"the model API refused the API key (401 {exc.type or ''}): "
+                        f"{_api_message(exc)}")) from exc
                 error = f"API error {exc.status_code} {exc.type or ''}: {_api_message(exc)}"
                 log.line(error)
                 return tally.outcome(False, log.masked(error))
