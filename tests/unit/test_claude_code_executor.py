@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import Budget, ExecutionRequest, RateLimited
 from cluster.agent.executors.claude_code import ClaudeCodeExecutor
 from cluster.errors import ClusterError
@@ -178,6 +179,15 @@ def test_api_429_uses_default_backoff(fake_cli: Path, tmp_path: Path) -> None:
     with pytest.raises(RateLimited) as caught:
         run(tmp_path, document, executor=cc(default_backoff=33.0))
     assert (caught.value.retry_after, caught.value.stated) == (33.0, False)
+
+
+def test_a_refused_credential_is_no_failed_attempt(fake_cli: Path, tmp_path: Path) -> None:
+    """The CLI's own 401 (an unsealed run: no broker saw it) blocks the agent like the
+    broker's would, instead of burning the attempt."""
+    document = result(is_error=True, api_error_status=401,
+                      result="Failed to authenticate. API Error: 401 invalid x-api-key")
+    with pytest.raises(CredentialRejected, match="refused the credential"):
+        run(tmp_path, document)
 
 
 def test_an_old_cli_without_api_error_status_is_read_by_its_words(

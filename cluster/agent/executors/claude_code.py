@@ -31,6 +31,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import (
     DEFAULT_MODEL,
     ExecutionOutcome,
@@ -241,6 +242,9 @@ class ClaudeCodeExecutor:
         )
         subtype = str(result.get("subtype") or "")
         failed = bool(result.get("is_error")) or returncode != 0 or subtype != "success"
+        if failed and result.get("api_error_status") == 401:
+            # Unsealed runs have no broker to see the 401: the CLI's own result says it.
+            raise CredentialRejected(f"the model API refused the credential (401): {text[:300]}")
         if failed and _limited(result, text):
             wait, stated = self._wait(stdout, text)
             status = result.get("api_error_status")
