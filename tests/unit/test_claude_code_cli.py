@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cluster.agent.config import SandboxConfig
+from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import Budget, ExecutionOutcome, ExecutionRequest, RateLimited
 from cluster.agent.executors.claude_code import QUIET_ENV, ROOT_ERROR, ClaudeCodeExecutor
 from cluster.agent.process import child_env, run_in_group
@@ -202,12 +203,17 @@ def test_repo_settings_cannot_reconfigure_the_cli(
         api.reply_tool_use(("Bash", {"command": MARK, "description": "Mark"}))
         api.reply_text("Done.")
         attempt = Attempt(tmp_path, api, tree)
-        outcome = attempt.run(ClaudeCodeExecutor() if guarded else Unguarded())
+        outcome: ExecutionOutcome | CredentialRejected
+        try:
+            outcome = attempt.run(ClaudeCodeExecutor() if guarded else Unguarded())
+        except CredentialRejected as refused:  # the control's helper key, refused upstream
+            assert not guarded and name == "apiKeyHelper", refused
+            outcome = refused
         assert evil.requests == []  # the jail has no route there, boundary or not
 
     assert _applied(name, tree, api, evil) is not guarded, (name, outcome, api.tool_results())
     if guarded:
-        assert outcome.ok, outcome.error
+        assert isinstance(outcome, ExecutionOutcome) and outcome.ok, outcome
         assert (tree / "ran.txt").read_text() == "ran\n"
         assert len(api.message_requests()) == 2
         # CLAUDE.md still guides the model: it is in what the model was sent.
