@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from invoke.program import Program
 
 from cluster.backup import cron as crontab
@@ -180,8 +181,7 @@ def test_a_prune_passes_the_hook_and_its_ids_stay_used(
                 work_tree=person)
         # Where no hook runs (a fetch into the repo), the file lands and is never run.
         (person / "tasks").mkdir(exist_ok=True)
-        (person / "tasks" / "old1.yaml").write_text(task_files([task_doc("old1")])[
-            "tasks/old1.yaml"] or "")
+        (person / "tasks" / "old1.yaml").write_text(yaml.safe_dump(task_doc("old1")))
         env = {"GIT_AUTHOR_NAME": "p", "GIT_AUTHOR_EMAIL": "p@p",
                "GIT_COMMITTER_NAME": "p", "GIT_COMMITTER_EMAIL": "p@p"}
         run_git(["add", "tasks"], git_dir=person / ".git", work_tree=person)
