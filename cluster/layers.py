@@ -1,5 +1,8 @@
-"""Settings in layers: a model's defaults < ``PREFIX<FIELD>`` environment variables < what the
-caller layers on top (a file, flags). One way to read them, one way to report them wrong."""
+"""Settings in layers: ``PREFIX<FIELD>`` variables, the flags given, one way to report them.
+
+Each loader stacks the layers itself, in the order defaults < file < environment < flags: the
+agent's file (agent.yaml) sits below the environment; deploy and backup settings have no file.
+"""
 
 from __future__ import annotations
 

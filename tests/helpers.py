@@ -1,4 +1,8 @@
-"""Test helpers: real state repos, real git clones, real agent processes, deadline polling."""
+"""Test helpers: real state repos, real git clones, real agent processes, deadline polling.
+
+Each helper is written once: here ``git`` runs git, ``poll`` waits for a condition and
+``commit_files`` commits as a person would; ``tests.clients`` has the state-repo clients.
+"""
 
 from __future__ import annotations
 
@@ -86,10 +90,16 @@ def task_files(docs: list[dict[str, Any]]) -> dict[str, bytes | str | None]:
 
 
 def git(args: list[str], cwd: Path) -> str:
+    """``git *args`` in ``cwd``; its stdout as it is (callers strip); fails loudly on an error."""
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
     return done.stdout
+
+
+def main_of(repo: Path) -> str:
+    """The commit main of the bare repo ``repo`` points at."""
+    return git(["--git-dir", str(repo), "rev-parse", "--verify", "refs/heads/main"], ROOT).strip()
 
 
 class AgentProcess:

@@ -7,12 +7,14 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from cluster.agent.executors.base import RateLimited
 from cluster.atomicfile import write_atomic
 from cluster.errors import ClusterError, GitError, RemoteUnavailable
 from cluster.secret import Secret
 from cluster.state.gitcmd import run_git, transport_config
+from cluster.state.statuses import PauseCause
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 LS_REMOTE_TIMEOUT = 60.0
@@ -30,12 +32,16 @@ class ForgeNotFound(ForgeError):
     """The repo, issue or pull request does not exist, or the token may not see it."""
 
 
-class ForgeRateLimited(ForgeError):
-    """The forge's API rate limit is spent; ``retry_after`` is in seconds."""
+class ForgeRateLimited(RateLimited, ForgeError):
+    """The forge's API rate limit is spent: the one :class:`RateLimited`, with what differs. It
+    is a ForgeError too; its pause stays the agent's own (no model credential is shared:
+    docs/agent.md); its message is the forge's own, which already names the wait."""
 
-    def __init__(self, retry_after: float, message: str) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
+    cause: ClassVar[PauseCause] = "forge_limit"
+
+    @staticmethod
+    def _message(retry_after: float, detail: str) -> str:
+        return detail
 
 
 class Forge(Protocol):

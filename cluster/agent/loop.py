@@ -24,6 +24,7 @@ from cluster.errors import ClusterError
 from cluster.state.client import Held, Identity, StateClient
 from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields, stamp
 from cluster.state.snapshot import Snapshot, TaskView
+from cluster.state.statuses import COUNTED, is_terminal
 from cluster.state.watch import Waker
 
 MAX_BACKOFF = 30.0
@@ -301,7 +302,7 @@ class Agent:
         attempt = held.claim.attempt
         record: Result | Release
         if report.status in ("succeeded", "invalid") or (
-            report.status in ("failed", "timed_out") and attempt >= spec.max_attempts
+            report.status in COUNTED and attempt >= spec.max_attempts
         ):
             record = Result(task=held.key, status=report.status,
                             attempt=attempt, agent=self.config.id, reason=report.reason,
@@ -505,7 +506,7 @@ class Agent:
             if task.key in snap.archived or task.key in snap.folded:
                 continue
             state = snap.state(task.key, now)
-            if state in ("succeeded", "failed", "invalid", "cancelled", "timed_out"):
+            if is_terminal(state):
                 continue
             if self._serves(task) or task.error is not None:
                 return False

@@ -1,9 +1,13 @@
-"""Task processes: each the leader of its own process group, with an environment of its own,
-and killed whole on timeout, on cancel, and when it exits (nothing it started outlives it).
+"""Task processes: each leads a process group, killed whole on timeout, on cancel, at exit.
 
-Every process the agent starts for a task goes through here: the command executor, the Claude
-Code CLI, the claude executor's `run_command` and `search` tools, verify commands and the
-scratch runner; with a jail (:mod:`cluster.sandbox.jail`), each runs sealed inside it.
+Each gets an environment of its own (:func:`child_env`, never the agent's). In a jail nothing
+it started outlives it (the jail's PID namespace dies with its leader); unsealed, what left the
+group (``setsid``, double forks) can.
+
+Every process of task code goes through here: the command executor, the Claude Code CLI, the
+claude executor's `run_command` and `search` tools, verify commands and the offline
+:class:`cluster.agent.runner.CommandRunner`; with a jail (:mod:`cluster.sandbox.jail`), each
+runs sealed inside it. The agent's own git on the workspace does not (cluster.state.gitcmd).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from cluster.agent.executors.base import Budget
 from cluster.agent.process import child_env, run_shell
@@ -15,11 +15,7 @@ from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
 from cluster.sandbox.seal import Sealer, log_line
 from cluster.state.client import Held
 from cluster.state.records import Outcome
-
-AttemptStatus = Literal["succeeded", "failed", "timed_out", "paused", "stopped", "invalid"]
-# Why an attempt paused: the model API's limit (shared by every agent holding its credential),
-# the forge's, or the model credential refused (the agent stops claiming).
-PauseCause = Literal["model_limit", "forge_limit", "credential"]
+from cluster.state.statuses import AttemptStatus, PauseCause
 
 
 @dataclass(frozen=True)

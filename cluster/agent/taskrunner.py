@@ -18,10 +18,10 @@ from cluster.agent.executors.base import (
     Executor,
     RateLimited,
 )
-from cluster.agent.forge import Forge, ForgeRateLimited, is_slug
+from cluster.agent.forge import Forge, is_slug
 from cluster.agent.process import child_env, run_shell
 from cluster.agent.repos import RepoPolicy, refusal
-from cluster.agent.runner import AttemptReport, AttemptStatus, PauseCause
+from cluster.agent.runner import AttemptReport
 from cluster.agent.workspace import GitIdentity, SecretInChanges, Workspace, Workspaces
 from cluster.errors import ClusterError
 from cluster.sandbox.sandboxes import default_sandboxes
@@ -30,6 +30,7 @@ from cluster.secret import Secret, mask
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 from cluster.state.schema import TaskSpec
+from cluster.state.statuses import COUNTED, AttemptStatus, PauseCause
 
 if TYPE_CHECKING:
     from cluster.sandbox.jail import Jail
@@ -170,7 +171,7 @@ class TaskRunner:
                 try:
                     self._verify(att, cancel, ws, spec.verify)
                 except _Stop as stop:
-                    if stop.status in ("failed", "timed_out"):
+                    if stop.status in COUNTED:
                         self._push_unfinished(att, ws)
                     raise
         with self._step(att, cancel, "push"):
@@ -221,6 +222,10 @@ class TaskRunner:
                 outcome = executor.run(request)
             except RateLimited as exc:
                 raise self._broker_wait(att, exc) from exc
+            except CredentialRejected as exc:  # the broker saw the 401 too: its words, once
+                broker = att.seal.broker if att.seal is not None else None
+                refused = broker.credential_refused if broker is not None else None
+                raise (CredentialRejected(refused) if refused else exc) from exc
             outcome = self._metered(att, outcome)
         summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
         att.executed = replace(outcome, summary=summary)
@@ -343,9 +348,8 @@ class TaskRunner:
             yield
         except CredentialRejected as exc:  # not the task's fault: released, not counted
             raise _Stop("paused", f"{step}: {exc}", cause="credential") from exc
-        except (RateLimited, ForgeRateLimited) as exc:
-            cause: PauseCause = "model_limit" if isinstance(exc, RateLimited) else "forge_limit"
-            raise _Stop("paused", f"{step}: {exc}", exc.retry_after, cause) from exc
+        except RateLimited as exc:  # the model API's or the forge's (ForgeRateLimited)
+            raise _Stop("paused", f"{step}: {exc}", exc.retry_after, exc.cause) from exc
         except SecretInChanges as exc:
             raise _Stop("failed", str(exc)) from exc  # never retried as a timeout
         except ClusterError as exc:

@@ -10,8 +10,6 @@ from cluster.chaos.inject import FaultRecord
 from cluster.state.checker import Report
 from cluster.state.records import Claim
 
-DEATHS = ("kill", "stop", "cut", "restart")
-
 
 @dataclass(frozen=True)
 class Reclaim:

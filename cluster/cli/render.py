@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.state.report import human_duration
+from cluster.state.statuses import AgentState
 
 STATE_STYLE = {
     "succeeded": "green", "failed": "red", "invalid": "magenta", "cancelled": "yellow",
@@ -73,7 +74,9 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
     return tables
 
 
-AGENT_STYLE = {"paused": "[yellow]{}[/]", "blocked": "[bold red]{}[/]", "stopped": "[red]{}[/]"}
+AGENT_STYLE: dict[AgentState, str] = {
+    "paused": "[yellow]{}[/]", "blocked": "[bold red]{}[/]", "stopped": "[red]{}[/]",
+}
 
 
 def _agent_detail(agent: dict[str, Any]) -> str:

@@ -12,8 +12,7 @@ from posixpath import basename
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticError
 
-from cluster.errors import ConfigError, HostError
-from cluster.inventory.model import HostSpec
+from cluster.errors import HostError
 from cluster.transport import connect, run
 from cluster.units import layout
 
@@ -208,14 +207,3 @@ def read_facts(
     """Connect once (host key verified), gather the facts, close. HostError if unreachable."""
     with connect(host, port, user, key_file, known_hosts, timeout=timeout) as conn:
         return gather_facts(partial(run, conn, check=False, timeout=timeout), name or host)
-
-
-def read_host_facts(spec: HostSpec, timeout: float = FACT_TIMEOUT) -> HostFacts:
-    """Facts of an inventory host, which must name its ssh_key_file and known_hosts_file."""
-    if spec.ssh_key_file is None or spec.known_hosts_file is None:
-        raise ConfigError(f"host {spec.name!r}: needs data ssh_key_file and known_hosts_file")
-    key, known = spec.ssh_key_file.expanduser(), spec.known_hosts_file.expanduser()
-    try:
-        return read_facts(spec.hostname, spec.port, spec.username, key, known, timeout, spec.name)
-    except HostError as exc:
-        raise type(exc)(spec.name, str(exc)) from exc  # keeps HostKeyMismatch a mismatch

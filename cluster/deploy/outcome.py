@@ -1,4 +1,4 @@
-"""The closed result vocabulary of one host in one run, and what every host run shares."""
+"""What one host's run ends as (a closed status vocabulary) and what all hosts of a run share."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ Progress = Callable[[str, str], None]  # (host, what it is doing now)
 @dataclass(frozen=True)
 class HostOutcome:
     """``changed``: something changed (or would, with --check); ``ok``: already converged;
-    ``skipped``: not attempted (a rolling deploy stopped after an earlier batch failed).
+    ``failed``: a step went wrong (``reason`` says which and why); ``skipped``: not
+    attempted (a rolling deploy stopped after an earlier batch failed).
     """
 
     host: str
@@ -28,7 +29,7 @@ class HostOutcome:
     actions: tuple[str, ...] = ()
     reason: str = ""
     diffs: tuple[str, ...] = ()
-    rolled_back: str = ""  # what the host was returned to after a failed verification
+    rolled_back: str = ""  # what the host was returned to after a failed apply or verify
     seconds: float = 0.0
     phases: tuple[tuple[str, float], ...] = ()  # (phase, seconds) in the order they ran
 
@@ -49,7 +50,8 @@ def timed(outcome: HostOutcome, started: float) -> HostOutcome:
 
 @dataclass
 class RunContext:
-    """Shared, read-only during a run (the semaphore and reader are thread-safe)."""
+    """Shared by every host of a run: ``image`` and ``progress`` are set before the hosts
+    start, and nothing changes while they run (the semaphore and reader are thread-safe)."""
 
     settings: DeploySettings
     wanted: Callable[[HostSpec], Wanted]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -89,9 +88,7 @@ def heartbeat_reader(settings: DeploySettings, hosts: Sequence[HostSpec]) -> Hea
     url = settings.state_url or (urls.pop() if len(urls) == 1 else None)
     if url is None:
         return None
-    key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
-    mirror = settings.work_dir / "heartbeats" / f"{key}.git"
-    return HeartbeatReader(url, mirror, settings.state_ssh_command)
+    return HeartbeatReader(url, settings.work_dir, settings.state_ssh_command)
 
 
 def wanted_for(

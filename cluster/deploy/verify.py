@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cluster.deploy.heartbeats import Beat, HeartbeatReader
+from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.remote import HostOps
 from cluster.errors import ClusterError, HostError
+from cluster.state.records import Heartbeat
 
 POLL = 0.5
 Clock = Callable[[], float]
@@ -17,7 +18,7 @@ class VerifyFailed(HostError):
     """The agent did not come up (unit inactive, or no heartbeat from its process in time)."""
 
 
-def beat_matches(beat: Beat | None, main_pid: int, host: str) -> bool:
+def beat_matches(beat: Heartbeat | None, main_pid: int, host: str) -> bool:
     """A heartbeat of the running unit: its pid is the unit's MainPID on this host name."""
     return (
         beat is not None

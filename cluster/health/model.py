@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cluster.state.statuses import AgentState
+
 Status = Literal["healthy", "degraded", "down"]
 Level = Literal["note", "degraded", "down"]
 RANK: dict[str, int] = {"healthy": 0, "note": 0, "degraded": 1, "down": 2}
@@ -37,7 +39,7 @@ class AgentView:
 
     heartbeat_age: float | None  # None: no heartbeat ref at all
     heartbeat_seconds: float = 0.0
-    state: str | None = None
+    state: AgentState | None = None
     metrics_port: int | None = None
     sandbox: str = "bwrap"  # "off": the operator runs its task code unsealed
     holding: tuple[str, ...] = ()  # live claims whose holder is this agent

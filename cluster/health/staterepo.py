@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 from cluster.errors import ClusterError
 from cluster.health.model import AgentView, PausedGroup, StaleClaim, StateFacts
-from cluster.state.gitcmd import run_git
-from cluster.state.gitobj import ObjectStore
-from cluster.state.localrefs import read_refs
 from cluster.state.records import Claim, Heartbeat, Result, stamp
-from cluster.state.remote import FETCH_SPECS, LS_REMOTE_PATTERNS, REF_PATTERNS, local_path
+from cluster.state.remote import StateRemote, local_path
 from cluster.state.snapshot import Reader, Snapshot
 
 PENDING = ("pending", "released", "waiting")
@@ -21,11 +18,25 @@ PENDING = ("pending", "released", "waiting")
 
 def read_state_facts(url: str, work_dir: Path, ssh_command: str | None = None) -> StateFacts:
     """Read the repo once (ls-remote, fetch only what changed); never raises for a bad remote."""
+    env = {"GIT_SSH_COMMAND": ssh_command} if ssh_command else None
     try:
-        snap = _snapshot(url, work_dir, {"GIT_SSH_COMMAND": ssh_command} if ssh_command else {})
+        remote = _open(url, work_dir, env)
     except ClusterError as exc:
         return StateFacts(url, error=_short(str(exc)))
-    return summarise(url, snap, time.time())
+    with closing(remote):  # after summarise: a result is read from the store on demand
+        try:
+            snap = Reader(remote.store).read(remote.refs())
+        except ClusterError as exc:
+            return StateFacts(url, error=_short(str(exc)))
+        return summarise(url, snap, time.time())
+
+
+def _open(url: str, work_dir: Path, env: Mapping[str, str] | None) -> StateRemote:
+    """The state remote as every reader opens it, health's mirror under ``work_dir/health``."""
+    path = local_path(url)
+    if path is not None and not (path / "HEAD").exists():
+        raise ClusterError(f"{url} is not a git repository")
+    return StateRemote(url, work_dir / "health", env)
 
 
 def summarise(url: str, snap: Snapshot, now: float) -> StateFacts:
@@ -85,40 +96,6 @@ def _paused_groups(snap: Snapshot, now: float) -> tuple[PausedGroup, ...]:
         PausedGroup(credential, stamp(until), round(until - now, 1), beats[0].paused_by,
                     tuple(sorted(b.id for b in beats)))
         for (credential, until), beats in sorted(groups.items(), key=lambda g: g[0][1]))
-
-
-def _snapshot(url: str, work_dir: Path, env: Mapping[str, str]) -> Snapshot:
-    path = local_path(url)
-    if path is not None:
-        if not (path / "HEAD").exists():
-            raise ClusterError(f"{url} is not a git repository")
-        store = ObjectStore(path)
-        refs = read_refs(path, REF_PATTERNS)
-    else:
-        key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
-        mirror = work_dir / "health" / f"{key}.git"
-        refs = _sync_mirror(url, mirror, env)
-        store = ObjectStore(mirror)
-    try:
-        return Reader(store).read(refs)
-    finally:
-        store.close()
-
-
-def _sync_mirror(url: str, mirror: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """Remote refs by ls-remote; a fetch only when one points at an object the mirror lacks."""
-    if not (mirror / "HEAD").exists():
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        run_git(["init", "--quiet", "--bare", str(mirror)])
-    done = run_git(["ls-remote", url, *LS_REMOTE_PATTERNS], git_dir=mirror, timeout=30, env=env)
-    refs = {ref: sha for sha, _, ref in (line.partition("\t") for line in done.stdout.splitlines())}
-    if refs:
-        check = run_git(["cat-file", "--batch-check"], git_dir=mirror, check=False,
-                        input_text="\n".join(refs.values()) + "\n")  # fmt: skip
-        if "missing" in check.stdout:
-            run_git(["fetch", "--quiet", "--prune", "--no-tags", url, *FETCH_SPECS],
-                    git_dir=mirror, timeout=120, env=env)  # fmt: skip
-    return refs
 
 
 def _short(message: str) -> str:

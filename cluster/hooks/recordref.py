@@ -17,9 +17,9 @@ from cluster.state.records import (
     load_claim_record,
     load_heartbeat,
 )
+from cluster.state.statuses import RELEASE_STATUSES
 
 CLAIM_FILES = ("claim.yaml", "release.yaml", "result.yaml")
-RELEASE_STATUSES = ("failed", "timed_out", "paused")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import Any
 
 from rich.console import Console
 
-from cluster.deploy.heartbeats import Beat
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import heartbeat_reader, run
 from cluster.deploy.settings import DeploySettings
@@ -18,6 +17,7 @@ from cluster.errors import ClusterError, ValidationError
 from cluster.inventory import Inventory, load_inventory
 from cluster.inventory.edit import add_host, restore_hosts
 from cluster.state.ids import ID_RULE, is_safe_id
+from cluster.state.records import Heartbeat
 
 POLL = 0.5
 
@@ -132,7 +132,7 @@ def _first_heartbeat(
     if reader is None:
         return "heartbeat not checked (hosts name several state repos; set state_url)"
     started = clock()
-    beat: Beat | None = None
+    beat: Heartbeat | None = None
     while clock() - started < timeout:
         try:
             beat = reader.beat(name)

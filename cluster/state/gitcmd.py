@@ -1,4 +1,9 @@
-"""Running git: one place that builds argument lists, sets a safe environment, parses output."""
+"""Running git: the sealed environment, argument lists, commands, push and ref output parsed.
+
+Every git this project runs on the local host goes through :func:`run_git` or
+:func:`run_git_bytes`, except the long-lived ``cat-file --batch`` that cluster.state.gitobj
+starts itself (with :func:`git_env`) and the demo's git on its sample repo.
+"""
 
 from __future__ import annotations
 

@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from cluster.state import yamlio
-
-TERMINAL = ("succeeded", "failed", "invalid", "cancelled", "timed_out")
-Terminal = Literal["succeeded", "failed", "invalid", "cancelled", "timed_out"]
-AttemptStatus = Literal["failed", "timed_out", "paused"]
+from cluster.state.statuses import TERMINAL, AgentState, ReleaseStatus, Terminal
 
 
 def stamp(epoch: float) -> str:
@@ -115,7 +112,7 @@ class Release(Outcome, Record):
     task: str
     agent: str
     attempt: int
-    status: AttemptStatus
+    status: ReleaseStatus
     counted: bool
     reason: str
     not_before: float
@@ -145,8 +142,7 @@ class Heartbeat(Record):
     specialties: tuple[str, ...]
     max_tasks: int
     holding: tuple[str, ...]
-    # blocked: the model API refused its credential; it claims nothing until restarted.
-    state: Literal["running", "paused", "blocked", "draining", "stopped"]
+    state: AgentState
     started_at: float
     last_seen: float
     heartbeat_seconds: float
@@ -198,7 +194,7 @@ def _load_mapping(data: bytes) -> dict[str, Any]:
 
 
 __all__ = [
-    "TERMINAL",
+    "TERMINAL",  # re-exported: cluster.state.statuses holds the vocabulary
     "Claim",
     "ClaimRecord",
     "Heartbeat",

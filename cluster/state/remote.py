@@ -1,9 +1,9 @@
-"""The agent's view of the state remote: a local mirror, refs read cheaply, CAS pushes."""
+"""The state remote as agent, health and deploy see it: a mirror, refs read cheaply, CAS pushes."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -14,12 +14,24 @@ from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
 
 REF_PATTERNS = ("refs/heads/main", "refs/claims", "refs/agents")
-LS_REMOTE_PATTERNS = ("refs/heads/main", "refs/claims/*", "refs/agents/*")
-FETCH_SPECS = (
-    "+refs/heads/main:refs/mirror/heads/main",
-    "+refs/claims/*:refs/mirror/claims/*",
-    "+refs/agents/*:refs/mirror/agents/*",
-)
+AGENT_REFS = ("refs/agents",)  # heartbeats alone: what deploy verification polls
+
+
+def ls_remote_patterns(prefixes: Sequence[str]) -> list[str]:
+    """``git ls-remote`` patterns for the refs at or under ``prefixes`` (see REF_PATTERNS)."""
+    return [p if p.startswith("refs/heads/") else f"{p}/*" for p in prefixes]
+
+
+def fetch_specs(prefixes: Sequence[str]) -> list[str]:
+    """Refspecs bringing the refs at or under ``prefixes`` into the mirror's ``refs/mirror/``."""
+    return [f"+{pattern}:refs/mirror/{pattern.removeprefix('refs/')}"
+            for pattern in ls_remote_patterns(prefixes)]
+
+
+def mirror_dir(url: str, workdir: Path) -> Path:
+    """The bare mirror of the state remote ``url`` under ``workdir``: one per URL and owner."""
+    key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
+    return workdir / f"mirror-{key}.git"
 
 
 def local_path(url: str) -> Path | None:
@@ -41,19 +53,21 @@ def local_files(url: str) -> Path | None:
 
 
 class StateRemote:
-    """Reads and writes the state repo at ``url``.
+    """Reads and writes the state repo at ``url``; the one reader of it (agent, health, deploy).
 
     A plain local path is used in place: refs are read from its files, objects are written
     into it and refs are moved by CAS ref transactions (see ``localrefs``). Any URL goes
-    through a bare mirror under ``workdir``: ``git ls-remote`` tells what changed, objects are
-    fetched only when a ref points at one the mirror lacks, and writes are CAS pushes.
+    through a bare mirror under ``workdir`` (:func:`mirror_dir`): ``git ls-remote`` tells what
+    changed, objects are fetched only when a ref points at one the mirror lacks, and writes
+    are CAS pushes. ``env`` (say a ``GIT_SSH_COMMAND``) goes to every git that talks to the
+    remote while reading; writes take the process's own (``gitcmd.push`` takes no ``env``).
     """
 
-    def __init__(self, url: str, workdir: Path) -> None:
+    def __init__(self, url: str, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.url = url
         self.path = local_path(url)
-        key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
-        self.mirror = self.path if self.path is not None else workdir / f"mirror-{key}.git"
+        self.env = dict(env) if env else None
+        self.mirror = self.path if self.path is not None else mirror_dir(url, workdir)
         if self.path is None:
             self._ensure_mirror()
         self.store = ObjectStore(self.mirror)
@@ -79,15 +93,27 @@ class StateRemote:
             raise RemoteUnavailable(f"state remote {self.url} does not exist (yet?)")
         self.refs()
 
-    def refs(self) -> dict[str, str]:
+    def refs(self, prefixes: Sequence[str] = REF_PATTERNS) -> dict[str, str]:
+        """The refs at or under ``prefixes`` (all the protocol's by default, or say only
+        :data:`AGENT_REFS`), each pointing at an object the mirror holds."""
         if self.path is not None:
-            return read_refs(self.path, REF_PATTERNS)
-        refs = list_refs(LS_REMOTE_PATTERNS, git_dir=self.mirror, remote=self.url)
-        missing = [sha for sha in refs.values() if sha not in self._have]
+            return read_refs(self.path, prefixes)
+        refs = list_refs(ls_remote_patterns(prefixes), git_dir=self.mirror, remote=self.url,
+                         env=self.env)  # fmt: skip
+        missing = {sha for sha in refs.values() if sha not in self._have}
+        if missing and not self._have:
+            missing -= self._present(missing)  # a mirror an earlier process left up to date
         if missing:
-            self.fetch()
-            self._have = set(refs.values())
+            self.fetch(prefixes)
+        self._have = set(refs.values())
         return refs
+
+    def _present(self, shas: set[str]) -> set[str]:
+        listing = "".join(f"{sha}\n" for sha in sorted(shas))
+        done = run_git(["cat-file", "--batch-check"], git_dir=self.mirror, input_text=listing,
+                       check=False)  # fmt: skip
+        found = (line.split() for line in done.stdout.splitlines())
+        return shas & {parts[0] for parts in found if len(parts) == 3}  # "<sha> missing": 2
 
     def clear_mirror_locks(self) -> list[Path]:
         """Remove every ref lock in the mirror. Only for a process that holds the mirror alone
@@ -100,12 +126,13 @@ class StateRemote:
             self.on_stale_lock(lock)
         return found
 
-    def fetch(self) -> None:
-        """Bring the mirror up to date; a lock a killed fetch left in it is cleared once stale."""
-        argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *FETCH_SPECS]
-        done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
+    def fetch(self, prefixes: Sequence[str] = REF_PATTERNS) -> None:
+        """Bring the mirror's copy of ``prefixes`` up to date; a lock a killed fetch left in it
+        is cleared once stale."""
+        argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *fetch_specs(prefixes)]
+        done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
         if done.returncode != 0 and self._cleared(locks_named(done.stderr), self.mirror):
-            done = run_git(argv, git_dir=self.mirror, timeout=120, check=False)
+            done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
         if done.returncode != 0:
             raise_for(["git", *argv], done)
 

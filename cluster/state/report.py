@@ -7,9 +7,9 @@ from typing import Any
 
 from cluster.state.records import Claim, Release, Result, stamp
 from cluster.state.snapshot import Snapshot
+from cluster.state.statuses import TERMINAL
 
-TASK_STATES = ("pending", "claimed", "succeeded", "failed", "invalid", "cancelled", "timed_out",
-               "replayed")
+TASK_STATES = ("pending", "claimed", *TERMINAL, "replayed")
 
 
 def _bucket(state: str) -> str:

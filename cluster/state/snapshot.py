@@ -11,7 +11,6 @@ from cluster.state.gitobj import Entry, ObjectStore, Tree
 from cluster.state.history import FoldLedger, added
 from cluster.state.ids import ARCHIVE_DIR, TASKS_DIR, archive_path, key_for_name
 from cluster.state.records import (
-    TERMINAL,
     Claim,
     ClaimRecord,
     Heartbeat,
@@ -199,7 +198,7 @@ class Reader:
         tasks = self._read_tasks(root.get(TASKS_DIR), settings)
         archived = self._read_archive(root.get(ARCHIVE_DIR))
         claims = self._read_claims(refs)
-        agents = self._read_agents(refs)
+        agents = self.read_agents(refs)
         folded = self._ledger.update(main)
         self._main_seen = main
         return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store,
@@ -298,7 +297,9 @@ class Reader:
             return None  # not ours to interpret; the hooks keep such refs out
         return ClaimView(key, sha, record, float(commit.committer_time))
 
-    def _read_agents(self, refs: dict[str, str]) -> dict[str, Heartbeat]:
+    def read_agents(self, refs: dict[str, str]) -> dict[str, Heartbeat]:
+        """The heartbeats of the ``refs/agents/*`` among ``refs``: alone, for a reader that
+        polls only them (deploy verification), or as part of :meth:`read`."""
         fresh: dict[str, tuple[str, Heartbeat]] = {}
         for ref, sha in refs.items():
             if not ref.startswith("refs/agents/"):
@@ -317,8 +318,4 @@ class Reader:
         return {agent: hb for agent, (_, hb) in fresh.items()}
 
 
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
-
-
-__all__ = ["Claim", "ClaimView", "Reader", "Snapshot", "TaskView", "entry_key", "is_terminal"]
+__all__ = ["Claim", "ClaimView", "Reader", "Snapshot", "TaskView", "entry_key"]

@@ -46,11 +46,6 @@ def container_name(agent: str) -> str:
     return f"{CONTAINER_NAME}-{agent}"
 
 
-def release_dir(version: str, source_hash: str) -> PurePosixPath:
-    """``/opt/claude-cluster/releases/<version>-<hash>``: one per distinct build."""
-    return RELEASES / f"{version}-{source_hash}"
-
-
 def agent_argv(config_path: PurePosixPath = AGENT_CONFIG) -> list[str]:
     """The agent's command line, the same under systemd and in a container."""
     return [str(EXECUTABLE), "agent", "run", "--config", str(config_path)]

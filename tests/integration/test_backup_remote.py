@@ -12,12 +12,12 @@ import pytest
 from cluster.backup import create_backup, load_settings, maintain, restore
 from cluster.errors import HostError
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.records import Heartbeat, Result
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
 from cluster.transport import connect, run
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, task_doc, task_files
 
 pytestmark = pytest.mark.integration
@@ -46,8 +46,7 @@ def seed(tmp: Path) -> Path:
     """A state repo with main, an in-flight claim, a result and a heartbeat."""
     repo = make_state(tmp)
     commit_files(repo, task_files([task_doc("built"), task_doc("flying")]), tmp / "person")
-    client = StateClient(str(repo), tmp / "work", Identity("seed"))
-    try:
+    with state_client(repo, tmp, "seed", work="work") as client:
         snap = client.snapshot()
         held = client.claim(snap, snap.tasks["built"], 600)
         assert held is not None and not isinstance(held, Result)
@@ -58,8 +57,6 @@ def seed(tmp: Path) -> Path:
         client.stop_heartbeat(Heartbeat(id="seed", host="h", pid=1, version="0", specialties=(
             "backend",), max_tasks=1, holding=(), state="stopped", started_at=now,
             last_seen=now, heartbeat_seconds=1.0), None)
-    finally:
-        client.close()
     return repo
 
 

@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 from cluster.demo import sample_repo
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
-from cluster.state.records import Release, Result
+from cluster.state.records import Release
+from tests.clients import result_of
 from tests.fakes.anthropic_api import DEFAULT_KEY, FakeAnthropic
 from tests.helpers import ROOT, commit_files, git, make_state, task_doc, task_files
 
@@ -22,16 +22,6 @@ from tests.helpers import ROOT, commit_files, git, make_state, task_doc, task_fi
 def fix_task(task_id: str, repo: Path, **extra: Any) -> dict[str, Any]:
     return task_doc(task_id, command="sed -i 's/a - b/a + b/' calc.py", repo=str(repo),
                     verify="python3 test_calc.py", **extra)
-
-
-def result_of(repo: Path, tmp_path: Path, key: str) -> Result:
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
-    try:
-        result = client.snapshot().result(key)
-    finally:
-        client.close()
-    assert result is not None, f"{key} has no result"
-    return result
 
 
 def repo_agent(agents: Any, state: Path, tmp_path: Path, name: str, *extra: str,

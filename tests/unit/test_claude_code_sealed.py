@@ -24,10 +24,11 @@ from cluster.demo import sample_repo
 from cluster.sandbox.jail import sandbox_uid
 from cluster.state.checker import check
 from cluster.state.records import Release, Result
+from tests.clients import result_of
 from tests.fakes import FakeServer, Request, Response
 from tests.fakes.anthropic_api import FakeAnthropic, tool_use_block
 from tests.helpers import AgentProcess, commit_files, git, make_state, poll, task_doc, task_files
-from tests.unit.test_agent_e2e import repo_agent, result_of
+from tests.unit.test_agent_e2e import repo_agent
 
 REAL_KEY = "sk-ant-api03-real-agent-key-0123456789abcdef"
 FIX = "sed -i 's/a - b/a + b/' calc.py"

@@ -35,11 +35,12 @@ from cluster.health.verdict import host_health, state_health
 from cluster.sandbox.broker import Broker, Credential
 from cluster.sandbox.sandboxes import default_sandboxes
 from cluster.secret import Secret
-from cluster.state.client import Identity, StateClient
+from cluster.state.client import StateClient
 from cluster.state.init import init_state_repo
 from cluster.state.records import Heartbeat, load_heartbeat
 from cluster.state.report import human_duration, status
 from cluster.units.secrets_env import agent_needs, render_secrets_env
+from tests.clients import state_client
 from tests.fakes import FakeServer, Request, Response
 from tests.helpers import ROOT
 
@@ -277,10 +278,10 @@ def test_old_heartbeats_still_parse_and_new_ones_round_trip() -> None:
 
 def _publish(repo: Path, tmp_path: Path, *beats: Heartbeat) -> StateClient:
     for item in beats:
-        writer = StateClient(str(repo), tmp_path / f"w-{item.id}", Identity(item.id))
+        writer = state_client(repo, tmp_path, item.id, work=f"w-{item.id}")
         writer.renew([], item, None)
         writer.close()
-    return StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    return state_client(repo, tmp_path)
 
 
 def test_status_and_health_show_the_paused_fleet_and_the_blocked_agent(tmp_path: Path) -> None:

@@ -16,12 +16,13 @@ from cluster.backup import load_settings, maintain
 from cluster.errors import ConfigError
 from cluster.state import client as client_module
 from cluster.state.checker import check
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.ids import archive_path
 from cluster.state.init import init_state_repo
 from cluster.state.records import Heartbeat, Result
 from cluster.tasks.backup import ROOT, ns
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, task_doc, task_files
 
 FOREIGN = """MAILTO=ops@example.invalid
@@ -112,7 +113,7 @@ def test_maintain_prunes_old_results_keeps_history_deps_and_live_heartbeats(
     old, new = ["old1", "old2", "parent"], ["new1"]
     docs = [task_doc(k) for k in old + new] + [task_doc("child", depends_on=["parent"])]
     commit_files(repo, task_files(docs[:-1]), tmp_path / "person")
-    agent = StateClient(str(repo), tmp_path / "work", Identity("a1"))
+    agent = state_client(repo, tmp_path, "a1", work="work")
     with monkeypatch.context() as patch:
         patch.setattr(client_module, "time", _Past)
         _run_and_fold(agent, old)
@@ -161,8 +162,7 @@ def test_a_prune_passes_the_hook_and_its_ids_stay_used(
     repo = tmp_path / "state.git"
     init_state_repo(repo, settings=b"{}\n", hooks=ROOT / "hooks")
     commit_files(repo, task_files([task_doc("old1"), task_doc("new1")]), tmp_path / "person")
-    agent = StateClient(f"file://{repo}", tmp_path / "work", Identity("a1"))
-    try:
+    with state_client(f"file://{repo}", tmp_path, "a1", work="work") as agent:
         with monkeypatch.context() as patch:
             patch.setattr(client_module, "time", _Past)
             _run_and_fold(agent, ["old1"])
@@ -190,5 +190,3 @@ def test_a_prune_passes_the_hook_and_its_ids_stay_used(
         run_git(["fetch", "--quiet", str(person), "HEAD:refs/heads/main"], git_dir=repo)
         snap = agent.snapshot()
         assert snap.state("old1") == "replayed" and snap.unarchived() == []
-    finally:
-        agent.close()

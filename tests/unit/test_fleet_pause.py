@@ -30,8 +30,8 @@ from cluster.demo import sample_repo
 from cluster.sandbox.broker import OAUTH_BETA
 from cluster.secret import Secret
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.records import Claim, Heartbeat, Release, Result, unstamp
+from tests.clients import state_client
 from tests.fakes import Request, Response
 from tests.fakes.anthropic_api import FakeAnthropic, error_body, text_block, tool_use_block
 from tests.helpers import (
@@ -143,7 +143,7 @@ class Reader:
     """Reads the state repo as `status` does, from its own mirror."""
 
     def __init__(self, state: Path, tmp_path: Path) -> None:
-        self.client = StateClient(str(state), tmp_path / "reader", Identity("reader"))
+        self.client = state_client(state, tmp_path)
 
     def heartbeats(self) -> dict[str, Heartbeat]:
         return dict(self.client.snapshot().agents)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from cluster.health.model import AgentView
 from cluster.health.staterepo import read_state_facts, summarise
-from cluster.state.client import Identity, StateClient
+from cluster.state.client import StateClient
 from cluster.state.init import init_state_repo
 from cluster.state.submit import submit
+from tests.clients import state_client
 
 TASK = ("id: {id}\ntitle: t\nspecialty: {specialty}\nrepo: o/r\n"
         "executor: {{kind: command, command: 'true'}}\n")
@@ -23,14 +24,14 @@ def _repo(tmp_path: Path) -> tuple[Path, StateClient]:
         path = tmp_path / f"{key}.yaml"
         path.write_text(TASK.format(id=key, specialty=specialty))
         files.append(path)
-    person = StateClient(str(repo), tmp_path / "person", Identity("operator"))
+    person = state_client(repo, tmp_path, "operator", work="person")
     submit(person, files)
     return repo, person
 
 
 def test_summary_counts_pending_stale_and_claims_per_agent(tmp_path: Path):
     repo, _ = _repo(tmp_path)
-    web = StateClient(str(repo), tmp_path / "web", Identity("web-1"))
+    web = state_client(repo, tmp_path, "web-1", work="web")
     snap = web.snapshot()
     assert web.claim(snap, snap.tasks["t1"], lease=1.0) is not None
     assert web.claim(snap, snap.tasks["t2"], lease=600.0) is not None

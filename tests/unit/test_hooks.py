@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cluster.hooks.install import install, render
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.gitcmd import list_refs
 from cluster.state.gitobj import ObjectStore
 from cluster.state.ids import archive_path
@@ -21,6 +21,7 @@ from cluster.state.init import init_state_repo
 from cluster.state.records import Heartbeat, Record, Result
 from cluster.state.reflocks import STALE_LOCK_SECONDS
 from cluster.state.submit import cancel
+from tests.clients import state_client
 from tests.helpers import ROOT, git, poll, task_doc
 
 SETTINGS = b"fold_delay_seconds: 0.2\nretry_backoff_seconds: 0.2\n"
@@ -86,7 +87,7 @@ def person(state: Path, tmp_path: Path) -> Person:
 
 
 def agent(state: Path, tmp_path: Path, name: str) -> StateClient:
-    return StateClient(f"file://{state}", tmp_path / f"agent-{name}", Identity(name))
+    return state_client(f"file://{state}", tmp_path, name, work=f"agent-{name}")
 
 
 def claimed(state: Path, tmp_path: Path, person: Person, task_id: str = "t1",

@@ -13,7 +13,7 @@ from cluster.state.client import StateClient
 from cluster.state.gitcmd import list_refs
 from cluster.state.ids import archive_path
 from cluster.state.init import init_state_repo
-from tests.helpers import ROOT, git
+from tests.helpers import ROOT, git, main_of
 from tests.unit.test_hooks import (
     SETTINGS,
     Person,
@@ -32,10 +32,6 @@ def make_repo(tmp_path: Path, name: str, hooked: bool = True) -> tuple[Path, Per
     init_state_repo(repo, settings=SETTINGS, hooks=ROOT / "hooks" if hooked else None)
     assert (repo / "hooks" / "pre-receive").exists() == hooked
     return repo, Person(f"file://{repo}", tmp_path / f"{name}-person")
-
-
-def main_of(repo: Path) -> str:
-    return list_refs([MAIN], git_dir=repo)[MAIN]
 
 
 def tree_names(repo: Path, rev: str = "main") -> list[str]:

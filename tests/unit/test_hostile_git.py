@@ -20,13 +20,13 @@ from cluster.agent.taskrunner import TaskRunner
 from cluster.sandbox.sandboxes import default_sandboxes
 from cluster.sandbox.seal import Sealer
 from cluster.secret import Secret
-from cluster.state.client import Identity, StateClient
+from tests.clients import result_of
 from tests.fakes import FakeServer, Request, Response
 from tests.fakes.github_api import DEFAULT_TOKEN, FakeGitHub
-from tests.helpers import commit_files, make_state, task_doc, task_files
+from tests.helpers import commit_files, git, make_state, task_doc, task_files
 from tests.unit.test_forges import NO_THROTTLE
 from tests.unit.test_taskrunner import FIXED, held, task
-from tests.unit.test_workspace import FIX, git, make_remote, remote_sha
+from tests.unit.test_workspace import FIX, make_remote, remote_sha
 
 API_KEY = "sk-ant-api03-hostile-test-key-0123456789abcdef"
 BRANCH = "cluster/fix-add"
@@ -64,9 +64,9 @@ class Bed:
             (self.hooks / name).write_text(f"#!/bin/sh\n{self.mark} hook-{name}\n")
             (self.hooks / name).chmod(0o755)
         self.other = tmp_path / "other.git"
-        git(tmp_path, "init", "-q", "--bare", str(self.other))
+        git(["init", "-q", "--bare", str(self.other)], tmp_path)
         self.evil = tmp_path / "evil.git"  # a git dir for .git files, links and commondir
-        git(tmp_path, "init", "-q", "--bare", str(self.evil))
+        git(["init", "-q", "--bare", str(self.evil)], tmp_path)
         self.config = self._config(remote)
         with (self.evil / "config").open("a") as handle:
             handle.write(self.config)
@@ -147,8 +147,8 @@ def test_planted_git_settings_never_run(tmp_path: Path, case: str,
     assert bed.planted.exists(), "the attack did not run"
     assert bed.fired() == [], f"agent git ran what the task planted: {bed.fired()}"
     assert (report.status, report.reason) == ("succeeded", "")
-    assert git(remote, "show", f"{BRANCH}:calc.py") == FIXED.strip()
-    assert git(bed.other, "for-each-ref") == ""  # nothing went to another remote
+    assert git(["show", f"{BRANCH}:calc.py"], remote).strip() == FIXED.strip()
+    assert git(["for-each-ref"], bed.other).strip() == ""  # nothing went to another remote
 
 
 # -- only the work is pushed ---------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_the_clis_files_and_caches_are_never_pushed(tmp_path: Path) -> None:
     make = "; ".join(f"mkdir -p $(dirname {name}) && echo junk > {name}" for name in junk)
     report = run(tmp_path, task(remote, f"{make}; {FIX}"))
     assert report.status == "succeeded", report.reason
-    tree = git(remote, "ls-tree", "-r", "--name-only", BRANCH).split()
+    tree = git(["ls-tree", "-r", "--name-only", BRANCH], remote).split()
     assert tree == ["calc.py", "test_calc.py"]
     # These runs are unsealed: every line the agent wrote into the log says so, from the first.
     ours = [line for line in Path(report.outcome.log or "").read_text().splitlines()
@@ -256,11 +256,7 @@ def test_a_real_agent_without_allow_local_repos_refuses_a_path(tmp_path: Path,
     agent = agents(state, "strict", runner="repo", exit_when_idle=True, allow_local=False,
                    extra=["--pull-request-dir", str(tmp_path / "prs")])
     assert agent.wait(120) == 0, agent.tail()
-    client = StateClient(str(state), tmp_path / "reader", Identity("reader"))
-    try:
-        result = client.snapshot().result("local-repo")
-    finally:
-        client.close()
+    result = result_of(state, tmp_path, "local-repo")
     assert result is not None and result.status == "invalid"
     assert "needs allow_local_repos" in (result.reason or "")
     assert remote_sha(remote, "cluster/local-repo") is None

@@ -15,9 +15,10 @@ from cluster.intake.issues import IssueFeed
 from cluster.intake.poller import poll_once
 from cluster.intake.taskdoc import Policy, task_id
 from cluster.secret import Secret
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.init import init_state_repo
 from cluster.state.records import Result
+from tests.clients import state_client
 from tests.fakes.github_api import DEFAULT_TOKEN, FakeGitHub
 from tests.helpers import ROOT, git
 
@@ -33,7 +34,7 @@ def state(tmp_path: Path) -> str:
 
 @pytest.fixture
 def client(state: str, tmp_path: Path) -> Iterator[StateClient]:
-    made = StateClient(state, tmp_path / "intake", Identity("intake"))
+    made = state_client(state, tmp_path, "intake")
     yield made
     made.close()
 
@@ -101,7 +102,7 @@ def test_claimed_or_archived_issues_are_not_filed_again(
     number = github_api.add_issue(REPO, "Do it", labels=("cluster",))
     policy = Policy("cluster", specialty="backend")
     [tid] = poll_once(feed, client, REPO, policy).created
-    agent = StateClient(state, tmp_path / "agent", Identity("agent-a"))
+    agent = state_client(state, tmp_path, "agent-a", work="agent")
     snap = agent.snapshot()
     held = agent.claim(snap, snap.tasks[tid], 30)
     assert isinstance(held, Held)
@@ -143,7 +144,7 @@ def test_racing_filers_make_one_task(
         tmp_path: Path) -> None:
     github_api.add_issue(REPO, "once", labels=("cluster",))
     issues = feed.labelled(REPO, "cluster")
-    other = StateClient(state, tmp_path / "other", Identity("intake"))
+    other = state_client(state, tmp_path, "intake", work="other")
     policy = Policy("cluster", specialty="backend")
     stale = other.snapshot()  # the other filer looked before this one filed
     assert file_issues(client, issues, policy).created == ["gh-web-1"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from cluster.state.client import Identity, StateClient
 from cluster.state.records import Result
+from tests.clients import state_client
 from tests.helpers import ROOT, commit_files, make_state, poll, state_url, task_doc, task_files
 
 SECRET = "sk-ant-api03-sealed-agent-key-0123456789abcdef"
@@ -38,13 +38,10 @@ def attack(state: str) -> str:
 
 
 def result(state: Path, tmp_path: Path, key: str) -> Result:
-    client = StateClient(str(state), tmp_path / "reader", Identity("reader"))
-    try:
-        snap = client.snapshot()
+    with state_client(state, tmp_path) as reader:
+        snap = reader.snapshot()
         found = snap.result(key)
         assert "spread" not in snap.tasks, "task code pushed a task to the state repo"
-    finally:
-        client.close()
     assert found is not None, f"{key} has no result"
     return found
 
@@ -72,11 +69,8 @@ def test_task_code_cannot_reach_the_agent_or_its_state_repo(
     log = Path(open_result.log or "").read_text()
     assert "[unsealed] sandbox off" in log
     assert SECRET not in log
-    client = StateClient(str(state), tmp_path / "beats", Identity("reader"))
-    try:
-        beats = client.snapshot().agents
-    finally:
-        client.close()
+    with state_client(state, tmp_path, work="beats") as reader:
+        beats = reader.snapshot().agents
     assert (beats["open-agent"].sandbox, beats["sealed-agent"].sandbox) == ("off", "bwrap")
 
 

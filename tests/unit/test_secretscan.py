@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from cluster.agent.secretscan import (
     values_of,
 )
 from cluster.secret import Secret
+from tests.helpers import git
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 KEY = "sk-ant-api03-scan-test-key-0123456789"
@@ -88,10 +88,7 @@ def test_short_or_empty_values_are_not_matched_by_chance() -> None:
 # -- scans of real commit ranges -----------------------------------------------------------
 
 
-def git(repo: Path, *args: str, data: bytes | None = None) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo,
-                          input=data, capture_output=True, check=True)  # fmt: skip
-    return done.stdout.decode().strip()
+AUTHOR = ["-c", "user.name=t", "-c", "user.email=t@x"]  # for the commits these tests make
 
 
 def commit(repo: Path, files: dict[str, bytes | None], message: str = "change") -> str:
@@ -102,9 +99,9 @@ def commit(repo: Path, files: dict[str, bytes | None], message: str = "change") 
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
+    git(["add", "-A"], repo)
+    git([*AUTHOR, "commit", "-q", "--allow-empty", "-m", message], repo)
+    return git(["rev-parse", "HEAD"], repo).strip()
 
 
 def scan(repo: Path, lower: str | None, head: str) -> str | None:
@@ -115,7 +112,7 @@ def scan(repo: Path, lower: str | None, head: str) -> str | None:
 def test_what_the_range_adds_is_scanned_not_what_base_had(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    git(["init", "-q", "-b", "main"], repo)
     base = commit(repo, {"old.txt": f"an old key {KEY}\n".encode(), "a.txt": b"a\n"})
     assert scan(repo, None, base) == "old.txt"  # a new branch from nothing: all of it
     clean = commit(repo, {"a.txt": b"a\nb\n", "old.txt": f"an old key {KEY}\nmore\n".encode()})
@@ -128,15 +125,15 @@ def test_what_the_range_adds_is_scanned_not_what_base_had(tmp_path: Path) -> Non
 def test_intermediate_commits_messages_and_names_are_scanned(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    git(["init", "-q", "-b", "main"], repo)
     base = commit(repo, {"a.txt": b"a\n"})
     commit(repo, {"leak.txt": f"{KEY}\n".encode()})
     gone = commit(repo, {"leak.txt": None})  # removed again: still in what is pushed
     assert scan(repo, base, gone) == "leak.txt"
-    git(repo, "reset", "-q", "--hard", base)
+    git(["reset", "-q", "--hard", base], repo)
     message = commit(repo, {"b.txt": b"b\n"}, f"use {KEY}")
     assert scan(repo, base, message) == f"commit {message[:12]}"
-    git(repo, "reset", "-q", "--hard", base)
+    git(["reset", "-q", "--hard", base], repo)
     ghp = "ghp_" + "Ab1" * 12
     named = commit(repo, {f"notes/{ghp}.txt": b"x\n"})
     assert scan(repo, base, named) == "notes/***.txt"
@@ -145,12 +142,12 @@ def test_intermediate_commits_messages_and_names_are_scanned(tmp_path: Path) -> 
 def test_a_merged_side_branch_is_scanned(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    git(["init", "-q", "-b", "main"], repo)
     base = commit(repo, {"a.txt": b"a\n"})
-    git(repo, "checkout", "-q", "--orphan", "side")
-    git(repo, "rm", "-q", "-rf", ".")
+    git(["checkout", "-q", "--orphan", "side"], repo)
+    git(["rm", "-q", "-rf", "."], repo)
     commit(repo, {"side.txt": b"-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"})
-    git(repo, "checkout", "-q", "main")
+    git(["checkout", "-q", "main"], repo)
     commit(repo, {"c.txt": b"c\n"})
-    git(repo, "merge", "-q", "--allow-unrelated-histories", "-m", "merge", "side")
-    assert scan(repo, base, git(repo, "rev-parse", "HEAD")) == "side.txt"
+    git([*AUTHOR, "merge", "-q", "--allow-unrelated-histories", "-m", "merge", "side"], repo)
+    assert scan(repo, base, git(["rev-parse", "HEAD"], repo).strip()) == "side.txt"

@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import run_git
 from cluster.state.ids import key_for_name
 from cluster.state.report import task_rows
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, task_doc
 
 
@@ -27,7 +27,7 @@ def test_check_and_agents_agree_on_nested_paths(tmp_path: Path, agents: Any) -> 
     commit_files(repo, files, tmp_path / "person")
     proc = agents(repo, "solo", exit_when_idle=True, lease=5, heartbeat=0.5)
     assert proc.wait(120) == 0, proc.tail()
-    snap = StateClient(str(repo), tmp_path / "reader", Identity("reader")).snapshot()
+    snap = state_client(repo, tmp_path).snapshot()
     entries = {"dir.yaml": "dir", "deep": key_for_name("deep"), "kept": key_for_name("kept")}
     report = check(repo)
     assert report.problems() == {}, report.problems()
@@ -63,7 +63,7 @@ def test_check_status_and_agents_agree_on_names_git_would_quote(
     assert report.problems() == {}, report.problems()
     assert set(report.tasks) == {"good", *keys}
     assert all(report.tasks[k] == ("done", "invalid") for k in keys)
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    client = state_client(repo, tmp_path)
     rows = {row["id"]: row["state"] for row in task_rows(client.snapshot())}
     client.close()
     assert rows == {"good": "succeeded", **dict.fromkeys(keys, "invalid")}

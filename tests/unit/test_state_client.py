@@ -10,15 +10,12 @@ import pytest
 
 from cluster.errors import ClusterError
 from cluster.state.checker import check
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.records import Claim, Result
 from cluster.state.submit import cancel
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, task_doc, task_files
-
-
-def client(repo: Path, tmp_path: Path, name: str) -> StateClient:
-    return StateClient(str(repo), tmp_path / f"work-{name}", Identity(name))
 
 
 def done(held: Held, agent: str) -> Result:
@@ -34,7 +31,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_only_one_of_two_racing_claims_is_accepted(repo: Path, tmp_path: Path) -> None:
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     snap_a, snap_b = a.snapshot(), b.snapshot()
     got_a = a.claim(snap_a, snap_a.tasks["t1"], 30)
     got_b = b.claim(snap_b, snap_b.tasks["t1"], 30)
@@ -44,7 +41,7 @@ def test_only_one_of_two_racing_claims_is_accepted(repo: Path, tmp_path: Path) -
 
 
 def test_fenced_result_after_takeover(repo: Path, tmp_path: Path) -> None:
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     snap = a.snapshot()
     held_a = a.claim(snap, snap.tasks["t1"], lease=0.5)
     assert isinstance(held_a, Held)
@@ -65,7 +62,7 @@ def test_fenced_result_after_takeover(repo: Path, tmp_path: Path) -> None:
 
 
 def test_takeover_on_the_last_attempt_ends_the_task(repo: Path, tmp_path: Path) -> None:
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     snap = a.snapshot()
     first = a.claim(snap, snap.tasks["t2"], lease=0.2)
     assert isinstance(first, Held)
@@ -82,7 +79,7 @@ def test_takeover_on_the_last_attempt_ends_the_task(repo: Path, tmp_path: Path) 
 
 
 def test_renewals_replace_the_claim_commit(repo: Path, tmp_path: Path) -> None:
-    a = client(repo, tmp_path, "a")
+    a = state_client(repo, tmp_path, "a")
     snap = a.snapshot()
     held = a.claim(snap, snap.tasks["t1"], lease=30)
     assert isinstance(held, Held)
@@ -99,7 +96,7 @@ def test_renewals_replace_the_claim_commit(repo: Path, tmp_path: Path) -> None:
 
 
 def test_fold_archives_and_deletes_claim_refs_atomically(repo: Path, tmp_path: Path) -> None:
-    a = client(repo, tmp_path, "a")
+    a = state_client(repo, tmp_path, "a")
     for key in ("t1", "t2"):
         snap = a.snapshot()
         held = a.claim(snap, snap.tasks[key], lease=30)
@@ -129,7 +126,7 @@ def run_and_archive(agent: StateClient, key: str) -> None:
 
 def test_claim_made_from_a_stale_view_of_a_folded_task_is_withdrawn(
         repo: Path, tmp_path: Path) -> None:
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     stale_view = b.snapshot()
     run_and_archive(a, "t1")
     assert b.claim(stale_view, stale_view.tasks["t1"], lease=30) is None
@@ -141,7 +138,7 @@ def test_terminal_result_written_from_a_stale_view_of_a_folded_task_is_withdrawn
         repo: Path, tmp_path: Path) -> None:
     # Two agents judge the same task from views read before a fold archived it: a CI run saw
     # the second one's result accepted (its ref, deleted by the fold, was absent as expected).
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     stale_view = b.snapshot()
     snap = a.snapshot()
     first = Result(task="t1", status="invalid", attempt=0, agent="a", reason="judged by a")
@@ -158,7 +155,7 @@ def test_terminal_result_written_from_a_stale_view_of_a_folded_task_is_withdrawn
 
 def test_cancel_racing_a_fold_says_the_task_already_finished(
         repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    a, op = client(repo, tmp_path, "a"), client(repo, tmp_path, "operator")
+    a, op = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "operator")
     pending = op.snapshot()
     run_and_archive(a, "t1")
     # The operator's first look predates the claim, the result and the fold.
@@ -171,7 +168,7 @@ def test_cancel_racing_a_fold_says_the_task_already_finished(
 
 
 def test_cancel_fences_the_holder(repo: Path, tmp_path: Path) -> None:
-    a, op = client(repo, tmp_path, "a"), client(repo, tmp_path, "operator")
+    a, op = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "operator")
     snap = a.snapshot()
     held = a.claim(snap, snap.tasks["t1"], lease=30)
     assert isinstance(held, Held)

@@ -11,10 +11,10 @@ import pytest
 
 from cluster.errors import RemoteUnavailable
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import list_refs
 from cluster.state.gitobj import ObjectStore
 from cluster.state.records import Claim
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
 
 LEASE = 2.0
@@ -65,7 +65,7 @@ def test_sigkilled_holder_of_a_last_attempt_is_failed_and_folded(
     report = check(repo)
     assert report.tasks["once"] == ("done", "failed")
     assert report.problems() == {}
-    archived = StateClient(str(repo), tmp_path / "reader", Identity("reader")).snapshot()
+    archived = state_client(repo, tmp_path).snapshot()
     result = archived.result("once")
     assert "once" in archived.archived and result is not None
     assert result.status == "failed" and result.finished_at is not None

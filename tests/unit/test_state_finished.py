@@ -10,16 +10,13 @@ import pytest
 import yaml
 
 from cluster.state.checker import check
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.gitcmd import list_refs
 from cluster.state.ids import claim_ref
 from cluster.state.records import Result
 from cluster.state.submit import cancel
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, poll, task_doc, task_files
-
-
-def client(repo: Path, tmp_path: Path, name: str) -> StateClient:
-    return StateClient(str(repo), tmp_path / f"work-{name}", Identity(name))
 
 
 def tip_result(c: StateClient, key: str) -> Result:
@@ -38,7 +35,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_own_attempt_result_is_stamped_when_written(repo: Path, tmp_path: Path) -> None:
-    a = client(repo, tmp_path, "a")
+    a = state_client(repo, tmp_path, "a")
     snap = a.snapshot()
     held = a.claim(snap, snap.tasks["own"], 30)
     assert isinstance(held, Held)
@@ -49,7 +46,7 @@ def test_own_attempt_result_is_stamped_when_written(repo: Path, tmp_path: Path) 
 
 
 def test_takeover_on_the_last_attempt_writes_finished_at(repo: Path, tmp_path: Path) -> None:
-    a, b = client(repo, tmp_path, "a"), client(repo, tmp_path, "b")
+    a, b = state_client(repo, tmp_path, "a"), state_client(repo, tmp_path, "b")
     snap = a.snapshot()
     first = a.claim(snap, snap.tasks["last"], lease=0.2)
     assert isinstance(first, Held)
@@ -65,12 +62,12 @@ def test_takeover_on_the_last_attempt_writes_finished_at(repo: Path, tmp_path: P
 
 @pytest.mark.parametrize("holder", [False, True])
 def test_cancel_writes_finished_at(repo: Path, tmp_path: Path, holder: bool) -> None:
-    a = client(repo, tmp_path, "a")
+    a = state_client(repo, tmp_path, "a")
     key = "held" if holder else "gone"
     if holder:
         snap = a.snapshot()
         assert isinstance(a.claim(snap, snap.tasks[key], 30), Held)
-    cancel(client(repo, tmp_path, "operator"), key, "not needed")
+    cancel(state_client(repo, tmp_path, "operator"), key, "not needed")
     result = tip_result(a, key)
     assert result.status == "cancelled" and result.finished_at is not None
 
@@ -85,7 +82,7 @@ def test_invalid_and_dependency_verdicts_write_finished_at(
     commit_files(repo, files, tmp_path / "person")
     proc = agents(repo, "solo", exit_when_idle=True, lease=5, heartbeat=0.5)
     assert proc.wait(120) == 0, proc.tail()
-    reader = client(repo, tmp_path, "reader")
+    reader = state_client(repo, tmp_path, "reader")
     snap = reader.snapshot()
     results = {key: snap.result(key) for key in ("fails", "after", "orphan", "broken")}
     statuses = {k: r.status if r else None for k, r in results.items()}
@@ -107,19 +104,20 @@ def write_old_result(c: StateClient, key: str, age: float) -> str:
 
 
 def test_a_result_without_finished_at_is_aged_by_its_commit(repo: Path, tmp_path: Path) -> None:
-    a = client(repo, tmp_path, "a")
+    a = state_client(repo, tmp_path, "a")
     write_old_result(a, "gone", age=3600)
     view = a.snapshot().claims["gone"]
     assert isinstance(view.record, Result) and view.record.finished_at is None
     assert view.finished_at is not None and time.time() - view.finished_at >= 3599
-    assert client(repo, tmp_path, "b").snapshot().claims["gone"].finished_at == view.finished_at
+    b = state_client(repo, tmp_path, "b")
+    assert b.snapshot().claims["gone"].finished_at == view.finished_at
 
 
 def test_an_old_result_without_finished_at_is_folded(tmp_path: Path, agents: Any) -> None:
     repo = make_state(tmp_path, {"fold_delay_seconds": 0.5})
     commit_files(repo, task_files([task_doc("old")]), tmp_path / "person")
-    write_old_result(client(repo, tmp_path, "writer"), "old", age=60)
+    write_old_result(state_client(repo, tmp_path, "writer"), "old", age=60)
     agents(repo, "folder", lease=5, heartbeat=0.5, poll_s=0.5)
     poll(lambda: claim_ref("old") not in list_refs(["refs/claims"], git_dir=repo), 20,
          "the old result to be folded")
-    assert client(repo, tmp_path, "reader").snapshot().result("old") is not None
+    assert state_client(repo, tmp_path, "reader").snapshot().result("old") is not None

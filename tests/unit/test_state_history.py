@@ -18,19 +18,16 @@ from typing import Any
 
 from cluster.agent.choose import claimable
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
+from cluster.state.client import StateClient
 from cluster.state.gitcmd import run_git
 from cluster.state.history import FoldLedger, added
 from cluster.state.ids import key_for_name
 from cluster.state.records import Result
 from cluster.state.snapshot import Snapshot
-from tests.helpers import ROOT, commit_files, make_state, poll, task_doc, task_files
+from tests.clients import state_client
+from tests.helpers import ROOT, commit_files, main_of, make_state, poll, task_doc, task_files
 
 FAST = {"fold_delay_seconds": 0.2, "skew_seconds": 0.2, "retry_backoff_seconds": 0.1}
-
-
-def main_of(repo: Path) -> str:
-    return run_git(["rev-parse", "refs/heads/main"], git_dir=repo).stdout.strip()
 
 
 def rewrite_main_to_tree_of(repo: Path, old: str) -> str:
@@ -61,8 +58,7 @@ def test_a_folded_id_brought_back_is_replayed_not_pending(tmp_path: Path) -> Non
     repo = make_state(tmp_path, FAST)
     commit_files(repo, task_files([task_doc("t1")]), tmp_path / "p")
     before_fold = main_of(repo)
-    client = StateClient(str(repo), tmp_path / "w", Identity("a1"))
-    try:
+    with state_client(repo, tmp_path, "a1", work="w") as client:
         run_and_fold(client, "t1")
         assert "t1" in client.snapshot().archived
         rewrite_main_to_tree_of(repo, before_fold)
@@ -78,8 +74,6 @@ def test_a_folded_id_brought_back_is_replayed_not_pending(tmp_path: Path) -> Non
         blind = dataclasses.replace(snap, folded={})
         assert blind.state("t1") == "pending"
         assert claimable_keys(blind, ["backend"]) == ["t1"]
-    finally:
-        client.close()
 
 
 def test_the_ledger_reads_only_new_commits_and_follows_a_rewritten_history(
@@ -87,8 +81,7 @@ def test_the_ledger_reads_only_new_commits_and_follows_a_rewritten_history(
     repo = make_state(tmp_path, FAST)
     commit_files(repo, task_files([task_doc("t1"), task_doc("t2")]), tmp_path / "p")
     start = main_of(repo)
-    client = StateClient(str(repo), tmp_path / "w", Identity("a1"))
-    try:
+    with state_client(repo, tmp_path, "a1", work="w") as client:
         run_and_fold(client, "t1")
         ledger = FoldLedger(repo)
         assert set(ledger.update(main_of(repo))) == {"t1"}
@@ -99,8 +92,6 @@ def test_the_ledger_reads_only_new_commits_and_follows_a_rewritten_history(
         run_git(["update-ref", "refs/heads/main", start], git_dir=repo)
         assert ledger.update(start) == {}
         assert set(ledger.update(folded_main)) == {"t1", "t2"}
-    finally:
-        client.close()
 
 
 def test_an_agent_never_runs_a_folded_id_again_and_keeps_working(

@@ -8,9 +8,9 @@ from typing import Any
 import yaml
 
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
 from cluster.state.ids import key_for_name
 from cluster.state.schema import MAX_TASK_BYTES
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, poll, task_doc
 
 BAD: dict[str, tuple[bytes, str]] = {
@@ -46,7 +46,7 @@ def test_each_bad_input_gets_exactly_one_invalid_result(tmp_path: Path, agents: 
              for n in range(3)]
     for proc in procs:
         assert proc.wait(120) == 0, proc.tail()
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    client = state_client(repo, tmp_path)
     snap = client.snapshot()
     report = check(repo)
     for name, (_, reason) in BAD.items():
@@ -78,7 +78,7 @@ def test_failed_dependency_cancels_and_success_unblocks(tmp_path: Path, agents: 
                  tmp_path / "person")
     proc = agents(repo, "solo", exit_when_idle=True, lease=5, heartbeat=0.5, max_tasks=2)
     assert proc.wait(120) == 0, proc.tail()
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    client = state_client(repo, tmp_path)
     snap = client.snapshot()
     statuses = {d["id"]: snap.result(d["id"]) for d in docs}
     assert statuses["base-fails"] is not None and statuses["base-fails"].status == "failed"
@@ -107,7 +107,7 @@ def test_hostile_task_files_do_not_stop_the_agent(tmp_path: Path, agents: Any) -
     files["tasks/good.yaml"] = yaml.safe_dump(task_doc("good"))
     commit_files(repo, files, tmp_path / "person")
     proc = agents(repo, "solo", lease=5, heartbeat=0.5)
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    client = state_client(repo, tmp_path)
 
     def finished() -> bool:
         snap = client.snapshot()

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from cluster.state.checker import check
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.gitcmd import run_git
 from cluster.state.records import Result
 from cluster.state.reflocks import STALE_LOCK_SECONDS, clear_if_stale, clear_stale, locks_named
+from tests.clients import state_client
 from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
 
 DEAD_WRITER = "1" * 40 + "\n"  # what a writer killed between lock and rename leaves
@@ -42,7 +43,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def client(url: str, tmp_path: Path, name: str) -> tuple[StateClient, list[Path]]:
-    c = StateClient(url, tmp_path / f"work-{name}", Identity(name))
+    c = state_client(url, tmp_path, name, work=f"work-{name}")
     cleared: list[Path] = []
     c.remote.on_stale_lock = cleared.append
     return c, cleared

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from cluster.errors import ValidationError
 from cluster.hooks.rules import task_problems
-from cluster.state.client import Identity, StateClient
 from cluster.state.ids import key_for_name
 from cluster.state.init import init_state_repo
 from cluster.state.schema import DEFAULT_SPECIALTIES, TaskSpec, parse_task
+from tests.clients import state_client
 from tests.helpers import commit_files
 
 FIELDS = ("id", "title", "specialty", "priority", "repo", "base", "issue", "prompt", "executor",
@@ -130,11 +130,8 @@ def test_the_agents_snapshot_judges_every_file_once(
     cases = [(n, d) for n, d in cases if "/" not in n and n not in (".yaml", "..yaml")
              and not n.startswith(".") and "\0" not in n]
     commit_files(repo, {f"tasks/{n}": d for n, d in cases}, work / "person")
-    client = StateClient(str(repo), work / "reader", Identity("reader"))
-    try:
+    with state_client(repo, work) as client:
         snap = client.snapshot()
         for name, _ in cases:
             view = snap.tasks[key_for_name(name)]
             assert (view.spec is None) != (view.error is None), view
-    finally:
-        client.close()

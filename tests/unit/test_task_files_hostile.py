@@ -11,10 +11,10 @@ import yaml
 
 from cluster.errors import ValidationError
 from cluster.hooks.install import install
-from cluster.state.client import Identity, StateClient
 from cluster.state.ids import is_safe_id, key_for_name
 from cluster.state.init import init_state_repo
 from cluster.state.settings import RepoSettings, parse_settings
+from tests.clients import state_client
 from tests.helpers import ROOT, commit_files, git, task_doc
 from tests.unit.test_cli import cli
 from tests.unit.test_hooks import SETTINGS, Person, refused
@@ -53,7 +53,7 @@ def test_agent_snapshot_judges_each_hostile_file_once(tmp_path: Path) -> None:
     files["tasks/nl\n.yaml"] = good("nl")
     files["tasks/ok.yaml"] = good("ok")
     commit_files(repo, files, tmp_path / "person")
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
+    client = state_client(repo, tmp_path)
     snap = client.snapshot()
     for name, (_, reason) in HOSTILE.items():
         assert reason in reason_of(snap.tasks[key_for_name(name)].error, name), name
@@ -146,8 +146,7 @@ def test_hostile_settings_on_main_leave_the_agents_on_defaults(tmp_path: Path) -
     init_state_repo(repo, settings=SETTINGS)
     work = tmp_path / "person"
     commit_files(repo, {"tasks/ok.yaml": good("ok")}, work)
-    client = StateClient(str(repo), tmp_path / "reader", Identity("reader"))
-    try:
+    with state_client(repo, tmp_path) as client:
         for name, (data, _) in HOSTILE_SETTINGS.items():
             (work / "cluster.yaml").write_bytes(data)
             git(["commit", "--quiet", "--no-verify", "-am", name], work)
@@ -156,8 +155,6 @@ def test_hostile_settings_on_main_leave_the_agents_on_defaults(tmp_path: Path) -
             snap = client.snapshot()
             assert snap.settings == RepoSettings(), name
             assert snap.tasks["ok"].spec is not None, name
-    finally:
-        client.close()
 
 
 def test_pre_receive_refuses_hostile_settings_with_their_reason(person: Person) -> None:

@@ -25,10 +25,10 @@ from cluster.state.records import Claim
 from cluster.state.schema import ExecutorSpec, TaskSpec
 from cluster.state.snapshot import TaskView
 from tests.fakes.github_api import DEFAULT_TOKEN, FakeGitHub
-from tests.helpers import poll
+from tests.helpers import git, poll
 from tests.unit.test_forges import NO_THROTTLE, requests_to
 from tests.unit.test_tools import marked
-from tests.unit.test_workspace import BUGGY, FIX, VERIFY, git, make_remote, remote_sha
+from tests.unit.test_workspace import BUGGY, FIX, VERIFY, make_remote, remote_sha
 
 FIXED = BUGGY.replace("-", "+")
 ZERO = "0" * 40
@@ -90,8 +90,9 @@ def test_command_task_fixes_verifies_pushes_and_records_a_pr(tmp_path: Path, rem
     assert (report.status, report.reason) == ("succeeded", "")
     out = report.outcome
     assert out.branch == "cluster/fix-add" and out.head == remote_sha(remote, "cluster/fix-add")
-    assert git(remote, "show", "cluster/fix-add:calc.py") == FIXED.strip()
-    assert "Task: fix-add (attempt 1)" in git(remote, "log", "-1", "--format=%B", "cluster/fix-add")
+    assert git(["show", "cluster/fix-add:calc.py"], remote).strip() == FIXED.strip()
+    message = git(["log", "-1", "--format=%B", "cluster/fix-add"], remote)
+    assert "Task: fix-add (attempt 1)" in message
     assert out.pull_request is not None and out.pull_request.startswith("file://")
     record = json.loads(Path(urlsplit(out.pull_request).path).read_text())
     assert (record["head"], record["base"], record["title"]) == (out.head, "main", "Fix add()")
@@ -100,7 +101,7 @@ def test_command_task_fixes_verifies_pushes_and_records_a_pr(tmp_path: Path, rem
     assert out.duration_s is not None and out.duration_s >= 0
     assert not (tmp_path / "agent" / "workspaces" / "fix-add-a1").exists()
     # Verify ran python (no .gitignore here): its __pycache__ was never committed.
-    tree = git(remote, "ls-tree", "-r", "--name-only", "cluster/fix-add").split()
+    tree = git(["ls-tree", "-r", "--name-only", "cluster/fix-add"], remote).split()
     assert tree == ["calc.py", "test_calc.py"]
 
 
@@ -126,7 +127,7 @@ def test_retry_builds_on_the_branch_and_reuses_the_pr(tmp_path: Path, remote: Pa
     first = runner.run(held(task(remote)), threading.Event())
     second = runner.run(held(task(remote, "echo '# reviewed' >> calc.py"), 2), threading.Event())
     assert second.status == "succeeded"
-    assert git(remote, "rev-parse", f"{second.outcome.head}^") == first.outcome.head
+    assert git(["rev-parse", f"{second.outcome.head}^"], remote).strip() == first.outcome.head
     assert second.outcome.pull_request == first.outcome.pull_request
     record = json.loads(Path(urlsplit(str(second.outcome.pull_request)).path).read_text())
     assert record["head"] == second.outcome.head and "attempt 2" in record["body"]
@@ -261,10 +262,7 @@ def test_cancel_during_verify_stops_it(tmp_path: Path, remote: Path) -> None:
     spec = task(remote, verify="touch verify-started; sleep 300")  # in the jail: its tree
 
     def cancel_once_verify_runs() -> None:
-        deadline = time.monotonic() + 30
-        while not started.exists():
-            assert time.monotonic() < deadline, "verify never started"
-            time.sleep(0.02)
+        poll(started.exists, 30, "verify to start", interval=0.02)
         cancel.set()
 
     watcher = threading.Thread(target=cancel_once_verify_runs)
@@ -280,4 +278,5 @@ def test_command_sees_the_prompt_file(tmp_path: Path, remote: Path) -> None:
                 prompt="Write down what you were asked.")
     report = local_runner(tmp_path).run(held(spec), threading.Event())
     assert report.status == "succeeded", report.reason
-    assert git(remote, "show", "cluster/fix-add:PROMPT.md") == "Write down what you were asked."
+    prompt = git(["show", "cluster/fix-add:PROMPT.md"], remote)
+    assert prompt.strip() == "Write down what you were asked."

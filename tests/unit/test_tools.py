@@ -18,6 +18,7 @@ from cluster.agent.config import SandboxConfig
 from cluster.agent.tools import MAX_MATCHES, TOOL_SCHEMAS, Toolbox, ToolResult
 from cluster.sandbox.jail import Jail
 from cluster.sandbox.sandboxes import Sandboxes
+from tests.helpers import poll
 
 
 def process_gone(pid: int) -> bool:
@@ -30,11 +31,7 @@ def process_gone(pid: int) -> bool:
 
 
 def wait_until_gone(pid: int, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not process_gone(pid):
-        if time.monotonic() > deadline:
-            pytest.fail(f"process {pid} still alive after {deadline_s}s")
-        time.sleep(0.02)
+    poll(lambda: process_gone(pid), deadline_s, f"process {pid} to be gone", interval=0.02)
 
 
 def marked(marker: str) -> list[int]:

@@ -28,8 +28,8 @@ from cluster.intake.deliveries import DeliveryLog
 from cluster.intake.taskdoc import Policy
 from cluster.intake.webhook import Limits, WebhookApp, WebhookServer, read_secret_file, signature
 from cluster.secret import Secret
-from cluster.state.client import Identity, StateClient
 from cluster.state.init import init_state_repo
+from tests.clients import state_client
 from tests.helpers import ROOT, poll
 
 SECRET = Secret("It's a Secret to Everybody")
@@ -73,7 +73,7 @@ def deliver_raw(url: str, body: bytes, *, event: str = "issues", delivery: str |
 class Running:
     def __init__(self, state: str, tmp_path: Path, name: str = "hook",
                  limits: Limits | None = None) -> None:
-        self.client = StateClient(state, tmp_path / name, Identity("intake"))
+        self.client = state_client(state, tmp_path, "intake", work=name)
         self.app = WebhookApp(self.client, Policy("cluster", specialty="backend"), SECRET,
                               DeliveryLog(tmp_path / "deliveries.txt"))
         self.server = WebhookServer(self.app, "127.0.0.1", 0, limits)

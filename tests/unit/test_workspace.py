@@ -15,6 +15,7 @@ import pytest
 from cluster.agent.workspace import NEVER_PUSHED, PushRejected, Workspaces, auth_config, prune
 from cluster.errors import GitError
 from cluster.secret import Secret
+from tests.helpers import git
 
 TOKEN = "ghp_workspace_test_token_0123456789"
 BUGGY = "def add(a, b):\n    return a - b\n"
@@ -23,23 +24,17 @@ FIX = "sed -i 's/a - b/a + b/' calc.py"
 VERIFY = "python3 test_calc.py"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def make_remote(tmp_path: Path, name: str = "target") -> Path:
     """A bare remote whose main holds a tiny module with a bug and a test that catches it."""
     seed = tmp_path / f"{name}-seed"
     seed.mkdir()
-    git(seed, "init", "-q", "-b", "main")
+    git(["init", "-q", "-b", "main"], seed)
     (seed / "calc.py").write_text(BUGGY)
     (seed / "test_calc.py").write_text(TEST)
-    git(seed, "add", "-A")
-    git(seed, "-c", "user.name=seed", "-c", "user.email=seed@x", "commit", "-q", "-m", "seed")
+    git(["add", "-A"], seed)
+    git(["-c", "user.name=seed", "-c", "user.email=seed@x", "commit", "-q", "-m", "seed"], seed)
     bare = tmp_path / f"{name}.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    git(["clone", "-q", "--bare", str(seed), str(bare)], tmp_path)
     return bare
 
 
@@ -68,7 +63,7 @@ def test_new_branch_from_base_commit_and_push(tmp_path: Path, remote: Path) -> N
     commit = spaces.commit(ws, "Fix add\n\nTask: t1 (attempt 1)")
     assert commit.changed and spaces.has_work(ws)
     assert spaces.push(ws) == commit.head == remote_sha(remote, "refs/heads/cluster/t1")
-    message = git(remote, "log", "-1", "--format=%an <%ae>%n%B", "cluster/t1")
+    message = git(["log", "-1", "--format=%an <%ae>%n%B", "cluster/t1"], remote)
     assert message.startswith("claude-cluster <claude-cluster@localhost>\nFix add")
     assert "Task: t1 (attempt 1)" in message
     spaces.remove(ws)
@@ -87,7 +82,7 @@ def test_retry_resumes_the_branch_and_commits_on_top(tmp_path: Path, remote: Pat
     (second.path / "NOTES").write_text("more\n")
     two = spaces.commit(second, "attempt 2").head
     assert spaces.push(second) == two == remote_sha(remote, "refs/heads/cluster/t1")
-    assert git(remote, "rev-parse", f"{two}^") == one
+    assert git(["rev-parse", f"{two}^"], remote).strip() == one
 
 
 def test_push_is_leased_on_the_branch_it_read(tmp_path: Path, remote: Path) -> None:
@@ -128,7 +123,7 @@ def test_a_dot_git_in_the_tree_is_never_read(tmp_path: Path, remote: Path) -> No
     (ws.path / "x.txt").write_text("x\n")
     assert spaces.commit(ws, "x").changed
     assert not marker.exists() and (ws.git_dir / "config").read_bytes() == ours
-    tree = git(remote, "ls-tree", "-r", "--name-only", spaces.push(ws)).split()
+    tree = git(["ls-tree", "-r", "--name-only", spaces.push(ws)], remote).split()
     assert ".git/config" not in tree and "x.txt" in tree
 
 
@@ -139,10 +134,10 @@ def test_a_planted_submodule_git_dir_is_never_run(tmp_path: Path, remote: Path) 
     first = spaces.prepare(str(remote), "t1", 1, "main")
     sub = first.path / "sub"
     sub.mkdir()
-    git(sub, "init", "-q")
+    git(["init", "-q"], sub)
     (sub / "f").write_text("x\n")
-    git(sub, "add", "f")
-    git(sub, "-c", "user.name=s", "-c", "user.email=s@x", "commit", "-q", "-m", "s")
+    git(["add", "f"], sub)
+    git(["-c", "user.name=s", "-c", "user.email=s@x", "commit", "-q", "-m", "s"], sub)
     spaces.commit(first, "gitlink")
     marker = tmp_path / "sub-filter-ran"
     with (sub / ".git" / "config").open("a") as config:
@@ -167,7 +162,7 @@ def test_never_pushed_files_stay_out(tmp_path: Path, remote: Path) -> None:
     (ws.path / ".claude" / "settings.json").write_text("{}\n")  # the repo's own: pushed
     (ws.path / "calc.py").write_text(BUGGY.replace("-", "+"))
     head = spaces.push(ws) if spaces.commit(ws, "fix").changed else ""
-    tree = git(remote, "ls-tree", "-r", "--name-only", head).split()
+    tree = git(["ls-tree", "-r", "--name-only", head], remote).split()
     assert tree == [".claude/settings.json", "calc.py", "test_calc.py"]
 
 
@@ -183,7 +178,7 @@ def test_shallow_fetches_still_resume_and_push(tmp_path: Path, remote: Path) -> 
     (second.path / "b").write_text("b\n")
     two = spaces.commit(second, "b").head
     assert spaces.push(second) == two
-    assert git(remote, "rev-parse", f"{two}^") == one
+    assert git(["rev-parse", f"{two}^"], remote).strip() == one
 
 
 def test_prune_removes_only_old_workspaces(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from cluster.errors import ClusterError
+from cluster.state.statuses import PauseCause
 
 if TYPE_CHECKING:
     from cluster.sandbox.jail import Jail
@@ -81,12 +82,19 @@ class Executor(Protocol):
 
 
 class RateLimited(ClusterError):
-    """The API said 429/529 or a usage limit: the agent pauses claiming and does not count the
+    """An API said 429/529 or a usage limit: the agent pauses claiming and does not count the
     attempt. ``retry_after`` is in seconds; ``stated`` says whether the server (or the CLI) gave
-    it, or whether it is the executor's default backoff, which a better source may replace."""
+    it, or whether it is the executor's default backoff, which a better source may replace.
+    This one is the model API's; the forge's is :class:`cluster.agent.forge.ForgeRateLimited`."""
+
+    cause: ClassVar[PauseCause] = "model_limit"  # the pause it becomes: shared, see docs/agent.md
 
     def __init__(self, retry_after: float, message: str, *, stated: bool = True) -> None:
         self.retry_after = retry_after
         self.stated = stated
         self.detail = message
-        super().__init__(f"rate limited, retry after {retry_after:.0f}s: {message}")
+        super().__init__(self._message(retry_after, message))
+
+    @staticmethod
+    def _message(retry_after: float, detail: str) -> str:
+        return f"rate limited, retry after {retry_after:.0f}s: {detail}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,13 @@ from cluster.deploy.run import run
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.statehost import StateHost, start_state_host
 from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings
-from cluster.state.client import Identity, StateClient
 from cluster.state.records import Result
 from cluster.state.submit import submit
 from cluster.testhosts import engine
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
+from tests.clients import state_client
+from tests.helpers import poll
 
 ROOT = Path(__file__).resolve().parents[3]
 PREFIX = "ccc-deploy"  # not ccc-it (tests/integration/conftest.py) nor invoke's ccc-host
@@ -104,15 +104,10 @@ def command_task_result(state: StateHost, work: Path, task_id: str, specialty: s
             "verify": "true"}  # fmt: skip
     path = work / f"{task_id}.yaml"
     path.write_text(yaml.safe_dump(task))
-    client = StateClient(state.control_url, work / "client", Identity("tester"))
-    try:
+    with state_client(state.control_url, work, "tester", work="client") as client:
         submit(client, [path])
-        deadline = time.monotonic() + 90
-        while (result := client.snapshot().result(task_id)) is None:
-            assert time.monotonic() < deadline, f"no result for {task_id} within 90s"
-            time.sleep(0.5)
-    finally:
-        client.close()
+        result: Result = poll(lambda: client.snapshot().result(task_id), 90,
+                              f"a result for {task_id}", interval=0.5)
     return result
 
 

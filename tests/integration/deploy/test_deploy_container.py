@@ -111,7 +111,7 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert code != 0, out  # a read-only mount: the deploy key and known_hosts stay as written
 
     state = deploy_env.state
-    reader = HeartbeatReader(state.control_url, tmp_path / "mirror.git", state.control_ssh_command)
+    reader = HeartbeatReader(state.control_url, tmp_path, state.control_ssh_command)
     beat = reader.beat(NAME)
     assert beat is not None and beat.state == "running" and beat.host == NAME, beat
 
@@ -163,7 +163,7 @@ def test_rollback_runs_the_image_the_container_replaced(
     hosts[NAME]["data"]["container_image"] = other
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
     state = deploy_env.state
-    reader = HeartbeatReader(state.control_url, tmp_path / "mirror.git", state.control_ssh_command)
+    reader = HeartbeatReader(state.control_url, tmp_path, state.control_ssh_command)
     try:
         moved = _deploy(deploy_env, container_env)
         assert (moved.status, moved.actions) == ("changed", (f"run: {other}",)), moved

@@ -43,7 +43,7 @@ def test_first_deploy_converges_every_host_and_verifies_heartbeats(
             assert step in actions, (name, actions)
         code, out, _ = deploy_env.exec(name, ["systemctl", "is-active", layout.UNIT_NAME])
         assert out.strip() == "active", (name, code, out)
-    reader = HeartbeatReader(deploy_env.state.control_url, deploy_env.work / "t-mirror.git",
+    reader = HeartbeatReader(deploy_env.state.control_url, deploy_env.work / "t-reader",
                              deploy_env.state.control_ssh_command)  # fmt: skip
     for name in deploy_env.names:
         beat = reader.beat(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from cluster.health.model import FleetHealth
 from cluster.testhosts import engine
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
+from tests.helpers import poll
 
 ROOT = Path(__file__).resolve().parents[3]
 PREFIX = "ccc-ops"  # not ccc-it, ccc-deploy nor invoke's ccc-host
@@ -55,15 +55,18 @@ class OpsEnv:
 
     def wait_health(self, ok: Callable[[FleetHealth], bool], timeout: float = 90.0) -> FleetHealth:
         """Re-check until ``ok`` holds; fail loudly with the last verdict at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            fleet = self.health()
-            if ok(fleet):
-                return fleet
-            if time.monotonic() > deadline:
-                details = {h.name: [f.text for f in h.findings] for h in fleet.hosts}
-                pytest.fail(f"health never matched within {timeout}s: {fleet.verdict} {details}")
-            time.sleep(0.5)
+        seen: list[FleetHealth] = []
+
+        def matched() -> FleetHealth | None:
+            seen[:] = [self.health()]
+            return seen[-1] if ok(seen[-1]) else None
+
+        def last() -> str:
+            details = {h.name: [f.text for f in h.findings] for h in seen[-1].hosts}
+            return f"health to match (last: {seen[-1].verdict} {details})"
+
+        fleet: FleetHealth = poll(matched, timeout, last, interval=0.5)
+        return fleet
 
     def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
         return engine.exec_argv(engine.get(engine.client(), host), argv)

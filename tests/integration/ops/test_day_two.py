@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -20,11 +19,13 @@ from cluster.inventory.edit import add_host, remove_host
 from cluster.ops.addagent import NewAgent, add_agent
 from cluster.ops.remove import remove_agent
 from cluster.state.checker import check
-from cluster.state.client import Identity, StateClient
+from cluster.state.client import StateClient
 from cluster.state.gitcmd import git_env
 from cluster.state.records import Claim, Heartbeat, Release, Result
 from cluster.state.submit import submit
 from cluster.units import layout
+from tests import helpers
+from tests.clients import state_client
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,17 @@ T = TypeVar("T")
 
 
 def poll(what: str, probe: Callable[[], tuple[T | None, str]], timeout: float = 120.0) -> T:
-    """``probe`` returns (value or None, what was seen); fail with the last sighting at the end."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value, seen = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f}s (last seen: {seen})")
-        time.sleep(POLL)
+    """``probe`` returns (value or None, what was seen): ``tests.helpers.poll`` for a record,
+    failing with the last sighting at the deadline."""
+    seen = "nothing yet"
+
+    def value() -> T | None:
+        nonlocal seen
+        found, seen = probe()
+        return found
+
+    found: T = helpers.poll(value, timeout, lambda: f"{what} (last seen: {seen})", POLL)
+    return found
 
 
 def invoke(env: OpsEnv, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -77,11 +80,11 @@ def write_task(directory: Path, key: str, command: str) -> Path:
     return path
 
 
-def result_of(person: StateClient, key: str) -> tuple[Result | None, str]:
+def result_seen(person: StateClient, key: str) -> tuple[Result | None, str]:
+    """``key``'s result if it has one, and its claim's record, for ``poll``."""
     snap = person.snapshot()
     view = snap.claims.get(key)
-    record = view.record if view else None
-    return (record if isinstance(record, Result) else snap.result(key)), repr(record)
+    return snap.result(key), repr(view.record if view else None)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,7 @@ def person(
 ) -> Iterator[StateClient]:
     """An operator's client of the state repo, reached from 127.0.0.1."""
     monkeypatch.setenv("GIT_SSH_COMMAND", ops_env.state.control_ssh_command)
-    client = StateClient(ops_env.state.control_url, tmp_path / "person", Identity("operator"))
+    client = state_client(ops_env.state.control_url, tmp_path, "operator", work="person")
     yield client
     client.close()
 
@@ -152,7 +155,7 @@ def test_logs_show_the_journal_and_a_task_attempt_log(
 
     key = "ops-logs-1"
     submit(person, [write_task(tmp_path, key, "echo ops-logs-marker-$((6 * 7))")])
-    result = poll(f"a result of {key}", lambda: result_of(person, key))
+    result = poll(f"a result of {key}", lambda: result_seen(person, key))
     assert result.status == "succeeded", result
 
     attempt = invoke(env, "logs", result.agent, "--task", key)
@@ -217,7 +220,7 @@ def test_remove_agent_stops_it_releases_its_task_and_keeps_other_comments(
     assert "# the first agent: this comment stays" in text
     assert "# loopback, this one too" in text
 
-    result = poll(f"a result of {key} after {gone} left", lambda: result_of(person, key),
+    result = poll(f"a result of {key} after {gone} left", lambda: result_seen(person, key),
                   timeout=180.0)  # fmt: skip
     assert result.status == "succeeded" and result.agent == first, result
     report = check(_mirror(env, tmp_path / "mirror.git"))

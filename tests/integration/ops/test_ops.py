@@ -13,9 +13,9 @@ from cluster.errors import ValidationError
 from cluster.health.model import FleetHealth, HostHealth
 from cluster.inventory.edit import add_host, remove_host
 from cluster.ops.addagent import NewAgent, add_agent
-from cluster.state.client import Identity, StateClient
 from cluster.state.submit import cancel, submit
 from cluster.units import layout
+from tests.clients import state_client
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +83,9 @@ def test_stale_claim_is_reported(deployed: OpsEnv, tmp_path: Path,
     task = tmp_path / "ops-stale-1.yaml"  # docs: no agent here serves it, none takes it over
     task.write_text("id: ops-stale-1\ntitle: a stale claim\nspecialty: docs\nrepo: o/r\n"
                     "executor: {kind: command, command: 'true'}\n")  # fmt: skip
-    person = StateClient(env.state.control_url, tmp_path / "person", Identity("operator"))
+    person = state_client(env.state.control_url, tmp_path, "operator", work="person")
     submit(person, [task])
-    holder = StateClient(env.state.control_url, tmp_path / "holder", Identity(env.names[0]))
+    holder = state_client(env.state.control_url, tmp_path, env.names[0], work="holder")
     snap = holder.snapshot()
     assert holder.claim(snap, snap.tasks["ops-stale-1"], lease=1.0) is not None
     try:

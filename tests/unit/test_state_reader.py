@@ -1,0 +1,119 @@
+"""One state-repo reader: the agent, health and deploy read it through StateRemote and Reader."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from cluster.deploy.heartbeats import HeartbeatReader
+from cluster.errors import ClusterError
+from cluster.health.staterepo import read_state_facts
+from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import list_refs
+from cluster.state.init import init_state_repo
+from cluster.state.records import Heartbeat
+from cluster.state.remote import (
+    REF_PATTERNS,
+    StateRemote,
+    fetch_specs,
+    ls_remote_patterns,
+    mirror_dir,
+)
+
+NOW = time.time()
+BLOCKED = Heartbeat(
+    id="a1", host="h1", pid=4242, version="1.2.3", specialties=("backend",), max_tasks=1,
+    holding=(), state="blocked", started_at=round(NOW - 60, 3), last_seen=round(NOW, 3),
+    heartbeat_seconds=15.0, paused_until=round(NOW + 600, 3), metrics_port=9108,
+    sandbox="off", credentials=("fp-aaaa", "fp-bbbb"), paused_for="fp-aaaa", paused_by="a2",
+    reason="the model API refused credential fp-aaaa",
+)  # fmt: skip
+
+
+def _state(tmp_path: Path) -> tuple[str, StateClient]:
+    """A bare state repo read over ``file://`` (the mirror path, as ssh), one heartbeat on it."""
+    init_state_repo(tmp_path / "state.git")
+    url = f"file://{tmp_path / 'state.git'}"
+    agent = StateClient(url, tmp_path / "agent", Identity("a1"))
+    _, _, tip = agent.renew([], BLOCKED, None)
+    assert tip is not None
+    return url, agent
+
+
+def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(tmp_path: Path):
+    url, agent = _state(tmp_path)
+    work = tmp_path / "control"
+    try:
+        assert agent.snapshot().agents["a1"] == BLOCKED  # the agent's own reading
+        assert agent.remote.mirror == mirror_dir(url, tmp_path / "agent")
+    finally:
+        agent.close()
+
+    facts = read_state_facts(url, work)
+    assert facts.error is None, facts.error
+    view = facts.agents["a1"]
+    assert (view.state, view.reason, view.sandbox, view.metrics_port, view.paused_by) == (
+        "blocked", BLOCKED.reason, "off", 9108, "a2")
+    assert (work / "health" / mirror_dir(url, Path()).name / "HEAD").exists()
+
+    reader = HeartbeatReader(url, work)
+    assert reader.beat("a1") == BLOCKED  # every field, the newest ones too, parsed by records
+    assert reader.mirror == mirror_dir(url, work / "heartbeats")
+    assert reader.beat("nobody") is None
+
+
+def test_the_deploy_poll_fetches_only_heartbeats_and_only_when_one_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    url, agent = _state(tmp_path)
+    agent.close()
+    fetched: list[tuple[str, ...]] = []
+    real_fetch = StateRemote.fetch
+
+    def fetch(remote: StateRemote, prefixes: Sequence[str] = REF_PATTERNS) -> None:
+        fetched.append(tuple(prefixes))
+        real_fetch(remote, prefixes)
+
+    monkeypatch.setattr(StateRemote, "fetch", fetch)
+    assert HeartbeatReader(url, tmp_path).beat("a1") == BLOCKED
+    assert fetched == [("refs/agents",)]
+    mirror = mirror_dir(url, tmp_path / "heartbeats")
+    assert set(list_refs(["refs/mirror"], git_dir=mirror)) == {"refs/mirror/agents/a1"}
+    # A second reader (another deploy) on the same mirror: the objects are there, no fetch.
+    assert HeartbeatReader(url, tmp_path).beat("a1") == BLOCKED
+    assert fetched == [("refs/agents",)]
+
+
+def test_the_refs_read_and_fetched_are_the_protocols() -> None:
+    assert ls_remote_patterns(REF_PATTERNS) == ["refs/heads/main", "refs/claims/*",
+                                                "refs/agents/*"]  # fmt: skip
+    assert fetch_specs(REF_PATTERNS) == ["+refs/heads/main:refs/mirror/heads/main",
+                                         "+refs/claims/*:refs/mirror/claims/*",
+                                         "+refs/agents/*:refs/mirror/agents/*"]  # fmt: skip
+
+
+def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(tmp_path: Path):
+    url, agent = _state(tmp_path)
+    agent.close()
+    marker = tmp_path / "ssh-ran"
+    fake_ssh = tmp_path / "fake-ssh"  # "ssh" to any host: runs git's remote command here
+    fake_ssh.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nfor last; do :; done\n'
+                        'exec sh -c "$last"\n')  # fmt: skip
+    fake_ssh.chmod(0o755)
+    ssh_url = "ssh://git@state.invalid" + url.removeprefix("file://")
+
+    facts = read_state_facts(ssh_url, tmp_path / "control", str(fake_ssh))
+    assert facts.error is None, facts.error
+    assert facts.agents["a1"].state == "blocked"
+    assert "state.invalid" in marker.read_text()
+    marker.unlink()
+
+    assert HeartbeatReader(ssh_url, tmp_path / "control", str(fake_ssh)).beat("a1") == BLOCKED
+    assert "state.invalid" in marker.read_text()
+    marker.unlink()
+    with pytest.raises(ClusterError):  # and without it: no such host
+        HeartbeatReader(ssh_url, tmp_path / "elsewhere", "false").beat("a1")
+    assert not marker.exists()
