@@ -31,6 +31,7 @@ from cluster.sandbox.seal import Seal, Sealer
 from cluster.secret import Secret
 from tests.fakes import FakeServer, Request, Response
 from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.fixtures import anthropic_upstream, require_claude_cli
 from tests.helpers import git
 
 REAL_KEY = "sk-ant-api03-real-cli-test-key-0123456789"
@@ -38,17 +39,13 @@ REAL_KEY = "sk-ant-api03-real-cli-test-key-0123456789"
 
 @pytest.fixture(autouse=True)
 def _cli() -> None:
-    if shutil.which("claude") is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Claude Code CLI is not installed: setup.sh installs it")
-        pytest.skip("the Claude Code CLI is not installed (setup.sh installs it)")
+    require_claude_cli()
 
 
 @pytest.fixture
 def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=REAL_KEY) as stand_in:
+    with anthropic_upstream(REAL_KEY) as stand_in:
         yield stand_in
-        assert not stand_in.errors, "the stand-in crashed:\n" + "\n".join(stand_in.errors)
 
 
 class Unguarded(ClaudeCodeExecutor):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from cluster.state.records import Release, Result
 from tests.clients import result_of
 from tests.fakes import FakeServer, Request, Response
 from tests.fakes.anthropic_api import FakeAnthropic, tool_use_block
+from tests.fakes.fixtures import anthropic_upstream, require_claude_cli
 from tests.helpers import AgentProcess, commit_files, git, make_state, poll, task_doc, task_files
 from tests.unit.test_agent_e2e import repo_agent
 
@@ -37,18 +37,14 @@ CLI_FILES = re.compile(r"(^|/)\.claude(\.json|/)|\.jsonl$")
 
 @pytest.fixture(autouse=True)
 def _cli() -> None:
-    if shutil.which("claude") is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Claude Code CLI is not installed: setup.sh installs it")
-        pytest.skip("the Claude Code CLI is not installed (setup.sh installs it)")
+    require_claude_cli()
 
 
 @pytest.fixture
 def api() -> Iterator[FakeAnthropic]:
     """The upstream: it answers only the real key, which only the broker holds."""
-    with FakeAnthropic(api_key=REAL_KEY) as stand_in:
+    with anthropic_upstream(REAL_KEY) as stand_in:
         yield stand_in
-        assert not stand_in.errors, "the stand-in crashed:\n" + "\n".join(stand_in.errors)
 
 
 class Recorder(FakeServer):

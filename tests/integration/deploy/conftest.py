@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,22 +116,29 @@ def write_inventory(env: DeployEnv) -> None:
     testbed.write_inventory(env.inventory, env.hosts, env.state, env.host_data)
 
 
-@pytest.fixture(scope="session")
-def deploy_env(
-    docker_engine: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DeployEnv]:
-    """Three fresh agent hosts and a state host for the deploy tests; removed at the end."""
-    base = tmp_path_factory.mktemp("deploy")
+@contextmanager
+def fresh_env(base: Path, prefix: str, count: int) -> Iterator[DeployEnv]:
+    """``count`` fresh agent hosts named ``prefix-N`` and a state host ``prefix-state-1``, with
+    their inventory written and a frozen copy of the project; all removed afterwards."""
     try:
-        state = start_state_host(base / "state")
-        hosts = up(COUNT, PREFIX, base / "hosts", say=lambda _: None)
+        state = start_state_host(base / "state", prefix=f"{prefix}-state")
+        hosts = up(count, prefix, base / "hosts", say=lambda _: None)
         source = freeze_source(ROOT, base / "source")
         env = DeployEnv(hosts, state, base / "inventory", base / "work", {}, source)
         write_inventory(env)
         yield env
     finally:
-        down(PREFIX)
-        down("ccc-deploy-state")
+        down(prefix)
+        down(f"{prefix}-state")
+
+
+@pytest.fixture(scope="session")
+def deploy_env(
+    docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployEnv]:
+    """Three fresh agent hosts and a state host for the deploy tests; removed at the end."""
+    with fresh_env(tmp_path_factory.mktemp("deploy"), PREFIX, COUNT) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -13,19 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DeployEnv, write_inventory  # type: ignore[import-not-found]
+from conftest import DeployEnv, fresh_env  # type: ignore[import-not-found]
 from test_deploy_systemd import _under_the_agents_unit  # type: ignore[import-not-found]
 
 from cluster.deploy import testbed
 from cluster.deploy.claudecli import pack_cli
 from cluster.deploy.image import ensure_agent_image
-from cluster.deploy.statehost import start_state_host
-from cluster.deploy.testbed import freeze_source
 from cluster.deploy.wheels import build_wheels
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.pins import CLAUDE_CODE_VERSION
 from cluster.testhosts import engine
-from cluster.testhosts.hosts import down, up
 from cluster.units import layout
 
 pytestmark = pytest.mark.integration
@@ -37,17 +34,8 @@ AGENT = {**testbed.AGENT, "runner": "repo", "executors": ["claude-code"]}
 
 @pytest.fixture(scope="module")
 def cli_env(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployEnv]:
-    base = tmp_path_factory.mktemp("deploy-cli")
-    try:
-        state = start_state_host(base / "state", prefix=f"{PREFIX}-state")
-        hosts = up(1, PREFIX, base / "hosts", say=lambda _: None)
-        source = freeze_source(ROOT, base / "source")
-        env = DeployEnv(hosts, state, base / "inventory", base / "work", {}, source)
-        write_inventory(env)
+    with fresh_env(tmp_path_factory.mktemp("deploy-cli"), PREFIX, 1) as env:
         yield env
-    finally:
-        down(PREFIX)
-        down(f"{PREFIX}-state")
 
 
 def test_the_pinned_cli_ships_once_and_the_agents_unit_runs_it(cli_env: DeployEnv) -> None:
