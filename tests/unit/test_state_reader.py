@@ -23,31 +23,40 @@ from cluster.state.remote import (
     mirror_dir,
 )
 
-NOW = time.time()
-BLOCKED = Heartbeat(
-    id="a1", host="h1", pid=4242, version="1.2.3", specialties=("backend",), max_tasks=1,
-    holding=(), state="blocked", started_at=round(NOW - 60, 3), last_seen=round(NOW, 3),
-    heartbeat_seconds=15.0, paused_until=round(NOW + 600, 3), metrics_port=9108,
-    sandbox="off", credentials=("fp-aaaa", "fp-bbbb"), paused_for="fp-aaaa", paused_by="a2",
-    reason="the model API refused credential fp-aaaa",
-)  # fmt: skip
+
+def blocked(now: float) -> Heartbeat:
+    """A heartbeat with every newer field, its pause still running at ``now`` (built when the
+    test runs: a constant made at collection time may have run out in a long session)."""
+    return Heartbeat(
+        id="a1", host="h1", pid=4242, version="1.2.3", specialties=("backend",), max_tasks=1,
+        holding=(), state="blocked", started_at=round(now - 60, 3), last_seen=round(now, 3),
+        heartbeat_seconds=15.0, paused_until=round(now + 600, 3), metrics_port=9108,
+        sandbox="off", credentials=("fp-aaaa", "fp-bbbb"), paused_for="fp-aaaa",
+        paused_by="a2", reason="the model API refused credential fp-aaaa",
+    )  # fmt: skip
 
 
-def _state(tmp_path: Path) -> tuple[str, StateClient]:
+@pytest.fixture
+def beat() -> Heartbeat:
+    return blocked(time.time())
+
+
+def _state(tmp_path: Path, beat: Heartbeat) -> tuple[str, StateClient]:
     """A bare state repo read over ``file://`` (the mirror path, as ssh), one heartbeat on it."""
     init_state_repo(tmp_path / "state.git")
     url = f"file://{tmp_path / 'state.git'}"
     agent = StateClient(url, tmp_path / "agent", Identity("a1"))
-    _, _, tip = agent.renew([], BLOCKED, None)
+    _, _, tip = agent.renew([], beat, None)
     assert tip is not None
     return url, agent
 
 
-def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(tmp_path: Path):
-    url, agent = _state(tmp_path)
+def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(
+        tmp_path: Path, beat: Heartbeat) -> None:
+    url, agent = _state(tmp_path, beat)
     work = tmp_path / "control"
     try:
-        assert agent.snapshot().agents["a1"] == BLOCKED  # the agent's own reading
+        assert agent.snapshot().agents["a1"] == beat  # the agent's own reading
         assert agent.remote.mirror == mirror_dir(url, tmp_path / "agent")
     finally:
         agent.close()
@@ -56,19 +65,19 @@ def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(tmp_pa
     assert facts.error is None, facts.error
     view = facts.agents["a1"]
     assert (view.state, view.reason, view.sandbox, view.metrics_port, view.paused_by) == (
-        "blocked", BLOCKED.reason, "off", 9108, "a2")
+        "blocked", beat.reason, "off", 9108, "a2")
     assert (work / "health" / mirror_dir(url, Path()).name / "HEAD").exists()
 
     reader = HeartbeatReader(url, work)
-    assert reader.beat("a1") == BLOCKED  # every field, the newest ones too, parsed by records
+    assert reader.beat("a1") == beat  # every field, the newest ones too, parsed by records
     assert reader.mirror == mirror_dir(url, work / "heartbeats")
     assert reader.beat("nobody") is None
 
 
 def test_the_deploy_poll_fetches_only_heartbeats_and_only_when_one_moved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, beat: Heartbeat, monkeypatch: pytest.MonkeyPatch
 ):
-    url, agent = _state(tmp_path)
+    url, agent = _state(tmp_path, beat)
     agent.close()
     fetched: list[tuple[str, ...]] = []
     real_fetch = StateRemote.fetch
@@ -78,12 +87,12 @@ def test_the_deploy_poll_fetches_only_heartbeats_and_only_when_one_moved(
         real_fetch(remote, prefixes)
 
     monkeypatch.setattr(StateRemote, "fetch", fetch)
-    assert HeartbeatReader(url, tmp_path).beat("a1") == BLOCKED
+    assert HeartbeatReader(url, tmp_path).beat("a1") == beat
     assert fetched == [("refs/agents",)]
     mirror = mirror_dir(url, tmp_path / "heartbeats")
     assert set(list_refs(["refs/mirror"], git_dir=mirror)) == {"refs/mirror/agents/a1"}
     # A second reader (another deploy) on the same mirror: the objects are there, no fetch.
-    assert HeartbeatReader(url, tmp_path).beat("a1") == BLOCKED
+    assert HeartbeatReader(url, tmp_path).beat("a1") == beat
     assert fetched == [("refs/agents",)]
 
 
@@ -95,8 +104,9 @@ def test_the_refs_read_and_fetched_are_the_protocols() -> None:
                                          "+refs/agents/*:refs/mirror/agents/*"]  # fmt: skip
 
 
-def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(tmp_path: Path):
-    url, agent = _state(tmp_path)
+def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(
+        tmp_path: Path, beat: Heartbeat) -> None:
+    url, agent = _state(tmp_path, beat)
     agent.close()
     marker = tmp_path / "ssh-ran"
     fake_ssh = tmp_path / "fake-ssh"  # "ssh" to any host: runs git's remote command here
@@ -111,7 +121,7 @@ def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(tmp_pa
     assert "state.invalid" in marker.read_text()
     marker.unlink()
 
-    assert HeartbeatReader(ssh_url, tmp_path / "control", str(fake_ssh)).beat("a1") == BLOCKED
+    assert HeartbeatReader(ssh_url, tmp_path / "control", str(fake_ssh)).beat("a1") == beat
     assert "state.invalid" in marker.read_text()
     marker.unlink()
     with pytest.raises(ClusterError):  # and without it: no such host
