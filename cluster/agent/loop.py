@@ -21,7 +21,7 @@ from cluster.agent.events import EventLog
 from cluster.agent.metrics import Metrics
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
-from cluster.state.client import Held, Identity, StateClient
+from cluster.state.client import Held, StateClient
 from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields, stamp
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.statuses import COUNTED, is_terminal
@@ -71,7 +71,7 @@ class LoopState:
 
 class Agent:
     def __init__(self, config: AgentConfig, runner: Runner, events: EventLog,
-                 credentials: Mapping[str, str] | None = None) -> None:
+                 client: StateClient, credentials: Mapping[str, str] | None = None) -> None:
         self.config = config
         # Executor kind -> fingerprint of the model credential it uses: published in the
         # heartbeat so that agents sharing a credential share its usage windows.
@@ -80,7 +80,7 @@ class Agent:
         self.credentials = dict(credentials)
         self.runner = runner
         self.events = events
-        self.client = StateClient(config.state, config.workdir / config.id, Identity(config.id))
+        self.client = client
         self.client.remote.on_stale_lock = lambda lock: self.events.emit(
             "stale_lock_cleared", lock=str(lock))
         self.waker = Waker(self.client.remote.path)
@@ -92,6 +92,13 @@ class Agent:
                          "fenced": 0, "lost": 0, "folded": 0}
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Before the first claim: clear the locks a dead predecessor left in the mirror (it is
+        this process's alone: cluster.agent.instance) and reach the state repo once, so that a
+        wrong URL fails at start-up."""
+        self.client.remote.clear_mirror_locks()
+        self.client.remote.check()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)

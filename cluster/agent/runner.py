@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +14,7 @@ from cluster.agent.executors.base import Budget
 from cluster.agent.process import child_env, run_shell
 from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
 from cluster.sandbox.seal import Sealer, log_line
+from cluster.secret import Secret
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 from cluster.state.statuses import AttemptStatus, PauseCause
@@ -28,6 +30,11 @@ class AttemptReport:
 
 
 class Runner(Protocol):
+    @property
+    def secrets(self) -> Sequence[Secret]:
+        """What the agent masks in every log line and event."""
+        ...
+
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport: ...
 
 
@@ -39,6 +46,7 @@ class CommandRunner:
         self.workspaces = workdir / "workspaces"
         self.logs = workdir / "logs"
         self.sandboxes = sandboxes or default_sandboxes(workdir)
+        self.secrets: Sequence[Secret] = ()  # it holds none
 
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
         spec = held.task.spec

@@ -164,6 +164,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     from cluster.agent.events import EventLog, setup_logging
     from cluster.agent.instance import hold
     from cluster.agent.loop import Agent
+    from cluster.state.client import Identity, StateClient
 
     setup_logging(args.log_level, json_lines=args.log_json)
     flags = {
@@ -182,10 +183,10 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     config = load_agent_config(Path(args.config) if args.config else None, flags)
     instance = hold(agent_home(config), config.id)  # before anything is written under it
     runner = build_runner(config)  # a missing key or token fails here, before any claim
-    secrets = list(getattr(runner, "secrets", []))  # masked in every log line and event
-    agent = Agent(config, runner, EventLog(config.id, config.events_path, secrets))
-    agent.client.remote.clear_mirror_locks()  # the mirror is ours alone: left by the dead
-    agent.client.remote.check()
+    events = EventLog(config.id, config.events_path, runner.secrets)  # masked in every line
+    client = StateClient(config.state, config.workdir / config.id, Identity(config.id))
+    agent = Agent(config, runner, events, client)
+    agent.prepare()
     agent.install_signal_handlers()
     with instance:
         return agent.run()
