@@ -67,6 +67,8 @@ class LoopState:
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     replays_seen: set[str] = field(default_factory=set)
     unarchived_seen: list[str] = field(default_factory=list)
+    # What _report_history last looked at: main, and the folded ids with a claim ref.
+    history_seen: tuple[str | None, frozenset[str]] | None = None
 
 
 class Agent:
@@ -472,7 +474,13 @@ class Agent:
 
     def _report_history(self, snap: Snapshot) -> None:
         """Say once what main's history refuses: task files whose id already finished, and
-        an archive that lost what folds put there. Work goes on either way."""
+        an archive that lost what folds put there. Work goes on either way. Both follow from
+        main (and from which folded ids have a claim ref: a replay is one that has none), so
+        they are looked at again only when those change, not on every wake-up."""
+        seen = (snap.main, frozenset(k for k in snap.claims if k in snap.folded))
+        if seen == self.st.history_seen:
+            return
+        self.st.history_seen = seen
         for key, reason in snap.replayed().items():
             if key not in self.st.replays_seen:
                 self.st.replays_seen.add(key)

@@ -83,23 +83,26 @@ class FoldLedger:
     with one parent; a merge that drops archive entries is a rewrite, not a prune).
 
     Kept up to date by reading only the commits ``main`` gained since the last reading; a
-    ``main`` that is no descendant of the last one (history rewritten) is read whole.
+    ``main`` that is no descendant of the last one (history rewritten) is read whole. Each
+    reading makes new ``folded`` and ``pruned`` objects (never changed afterwards), so a
+    snapshot keeps the ledger of its own ``main`` however the reader moves on.
     """
 
     def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.git_dir = git_dir
         self.env = env
-        self.folded: dict[str, str] = {}
-        self.pruned: set[str] = set()
+        self.folded: Mapping[str, str] = {}
+        self.pruned: frozenset[str] = frozenset()
         self._main: str | None = None
 
     def update(self, main: str | None) -> Mapping[str, str]:
         if main == self._main:
             return self.folded
         since = self._main
+        folded, pruned = dict(self.folded), set(self.pruned)
         if main is None or (since is not None
                              and not is_ancestor(self.git_dir, since, main, self.env)):
-            self.folded, self.pruned, since = {}, set(), None
+            folded, pruned, since = {}, set(), None
         if main is not None:
             for item in changes(self.git_dir, main, ARCHIVE_DIR, "AD", since=since,
                                 env=self.env):
@@ -107,8 +110,8 @@ class FoldLedger:
                 if key is None:
                     continue
                 if item.status == "A":
-                    self.folded.setdefault(key, item.commit)
+                    folded.setdefault(key, item.commit)
                 elif item.parents == 1:
-                    self.pruned.add(key)
-        self._main = main
+                    pruned.add(key)
+        self.folded, self.pruned, self._main = folded, frozenset(pruned), main
         return self.folded

@@ -202,7 +202,7 @@ class Reader:
         folded = self._ledger.update(main)
         self._main_seen = main
         return Snapshot(main, settings, tasks, archived, claims, agents, time.time(), self.store,
-                        folded, frozenset(self._ledger.pruned))
+                        folded, self._ledger.pruned)
 
     def _read_settings(self, entry: Entry | None) -> RepoSettings:
         sha = entry.sha if entry else None
