@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -34,6 +32,7 @@ from cluster.state.records import Claim, Heartbeat, Release, Result, unstamp
 from tests.clients import state_client
 from tests.fakes import Request, Response
 from tests.fakes.anthropic_api import FakeAnthropic, error_body, text_block, tool_use_block
+from tests.fakes.fixtures import require_claude_cli
 from tests.helpers import (
     ROOT,
     AgentProcess,
@@ -334,12 +333,11 @@ class SubscriptionAPI(FakeAnthropic):
 def test_a_revoked_subscription_token_blocks_the_claude_code_agent(
     tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if shutil.which("claude") is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Claude Code CLI is not installed: setup.sh installs it")
-        pytest.skip("the Claude Code CLI is not installed (setup.sh installs it)")
+    require_claude_cli()
     state, target = make_state(tmp_path, SETTINGS), sample_repo(tmp_path)
-    fix = "sed -i 's/a - b/a + b/' calc.py"
+    # The model's command also looks for the token: in its environment and every process's.
+    fix = ("sed -i 's/a - b/a + b/' calc.py; env > leaked-env.txt; "
+           "cat /proc/*/environ >> leaked-env.txt; true")
     doc = task_doc("cc-ok", repo=str(target), verify="python3 test_calc.py", max_attempts=1,
                    prompt="Make test_calc.py pass.", executor={"kind": "claude-code"})
     commit_files(state, task_files([doc]), tmp_path / "person")
@@ -374,4 +372,7 @@ def test_a_revoked_subscription_token_blocks_the_claude_code_agent(
     row = next(a for a in report["agent_detail"] if a["id"] == "cc1")
     assert row["state"] == "blocked" and "OAuth token" in row["reason"]
     assert blocked.credentials == (fingerprint("oauth", Secret(TOKEN)),)
+    leaked = git(["show", "cluster/cc-ok:leaked-env.txt"], target)
+    # The CLI and its children hold the broker's placeholder; the token stays with the broker.
+    assert "ANTHROPIC_API_KEY=claude-cluster-placeholder-" in leaked and TOKEN not in leaked
     assert_nowhere((TOKEN,), tmp_path, state, target)
