@@ -30,13 +30,20 @@ def lint(c: Context) -> None:
 
 
 @task(help={"markers": "pytest -m expression (default: every tier)",
-            "k": "pytest -k expression"})
-def test(c: Context, markers: str = "", k: str = "") -> None:
-    """Lint, then run the whole test suite (every tier: unit and integration)."""
+            "k": "pytest -k expression",
+            "serial": "one pytest process for every tier, instead of the tiers side by side"})
+def test(c: Context, markers: str = "", k: str = "", serial: bool = False) -> None:
+    """Lint, then run the whole test suite: the unit tier and the host tier side by side."""
     lint(c)
     wants_hosts = not markers or "integration" in markers or "chaos" in markers
     if wants_hosts and Path("scripts/ensure-docker.sh").exists():
         c.run("bash scripts/ensure-docker.sh", echo=True, pty=False)
+    if not (markers or k or serial):
+        from cluster.tasks.suite import run_tiers
+
+        if run_tiers(PY):
+            raise Exit("tests failed: see the tiers above", code=1)
+        return
     args = ["-m", "pytest", "-q"]
     if markers:
         args += ["-m", f"'{markers}'"]

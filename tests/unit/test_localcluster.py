@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cluster.localcluster import agents, down, up
 from cluster.state.checker import check
+from tests.clients import state_client
 from tests.helpers import commit_files, git, poll, task_doc, task_files
 
 
@@ -33,6 +34,13 @@ def test_up_runs_agents_until_down(tmp_path: Path) -> None:
         poll(lambda: check(root / "state.git").tasks.get("hello", ("", ""))[0] == "done", 60,
              lambda: f"the task to finish; log: {(root / 'logs' / 'local-1.log').read_text()}")
         assert "hello" in git(["show", "cluster/hello:HELLO"], tmp_path / "target.git")
+        # `invoke up` seals task code by default: every agent says so, no attempt ran unsealed
+        with state_client(root / "state.git", tmp_path) as reader:
+            beats = reader.snapshot().agents
+        assert {name: beat.sandbox for name, beat in beats.items()} == {
+            "local-1": "bwrap", "local-2": "bwrap"}
+        logs = "".join(p.read_text() for p in (root / "logs").rglob("*.log"))
+        assert "hello" in logs and "[unsealed]" not in logs
     finally:
         stopped = down(root)
     assert sorted(stopped) == ["local-1", "local-2"]
