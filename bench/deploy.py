@@ -18,11 +18,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fanout import ssh_fanout  # noqa: E402
 from cluster.deploy.run import run  # noqa: E402
-from cluster.deploy.statehost import start_state_host  # noqa: E402
-from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings, write_inventory  # noqa: E402
 from cluster.deploy.wheels import build_wheels  # noqa: E402
 from cluster.state.init import SETTINGS as REPO_DEFAULTS  # noqa: E402
+from cluster.testhosts.bed import SECRETS, freeze_source, testbed_settings, write_inventory  # noqa: E402
 from cluster.testhosts.hosts import down, up  # noqa: E402
+from cluster.testhosts.statehost import start_state_host  # noqa: E402
 
 PREFIX = "ccc-bench"
 # The agents' own defaults (poll every 5 s, heartbeats as the state repo says), not the test

@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fanout import ssh_fanout  # noqa: E402
-from cluster.deploy.statehost import start_state_host  # noqa: E402
-from cluster.deploy.testbed import write_inventory  # noqa: E402
 from cluster.health.gather import HealthSettings, check_fleet  # noqa: E402
+from cluster.testhosts.bed import write_inventory  # noqa: E402
 from cluster.testhosts.hosts import down, up  # noqa: E402
+from cluster.testhosts.statehost import start_state_host  # noqa: E402
 
 PREFIX = "ccc-ops-bench"
 STATE_PREFIX = "ccc-ops-bench-state"

@@ -21,6 +21,7 @@ from rich.table import Table
 from cluster.cli.render import print_tables, status_tables, task_table
 from cluster.state.checker import check
 from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import run_git
 from cluster.state.init import init_state_repo
 from cluster.state.report import status, task_rows
 
@@ -30,11 +31,7 @@ README = "# calc\n\nA tiny library with a bug, for the Claude Code Cluster demo.
 
 
 def git(args: list[str], cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+    return run_git(args, cwd=cwd).stdout  # sealed like all our git; the commit names its author
 
 
 def sample_repo(root: Path) -> Path:

@@ -14,9 +14,7 @@ from rich.console import Console
 
 from cluster.cli.render import print_tables, status_tables, task_table
 from cluster.demo import demo_tasks, sample_repo
-from cluster.deploy import testbed
 from cluster.deploy.run import run
-from cluster.deploy.statehost import StateHost, copy_repo, start_state_host
 from cluster.errors import ClusterError
 from cluster.state.checker import check
 from cluster.state.client import Identity, StateClient
@@ -24,7 +22,9 @@ from cluster.state.gitcmd import run_git
 from cluster.state.records import TERMINAL
 from cluster.state.report import status, task_rows
 from cluster.state.submit import submit
+from cluster.testhosts import bed as testbed
 from cluster.testhosts.hosts import down, up
+from cluster.testhosts.statehost import StateHost, copy_repo, start_state_host
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "ccc-demo"

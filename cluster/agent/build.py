@@ -26,15 +26,17 @@ _KINDS: dict[str, CredentialKind] = {API_KEY: "api_key", OAUTH_TOKEN: "oauth"}
 _CHOICES = {"auto": (API_KEY, OAUTH_TOKEN), "api_key": (API_KEY,), "oauth": (OAUTH_TOKEN,)}
 
 
-def model_credentials(
-    config: AgentConfig, *, strict: bool = True
-) -> dict[str, tuple[CredentialKind, Secret]]:
+Credentials = Mapping[str, tuple[CredentialKind, Secret]]  # executor kind -> its credential
+
+
+def model_credentials(config: AgentConfig) -> dict[str, tuple[CredentialKind, Secret]]:
     """The model API credential of each configured executor that calls the model.
 
     ``claude`` (the SDK) takes only ``ANTHROPIC_API_KEY``: a subscription's OAuth token is
     meant for Claude Code itself. ``claude-code`` takes what ``claude_code_credential`` says
     (auto: the API key when set, else ``CLAUDE_CODE_OAUTH_TOKEN``); its broker holds it.
-    ``strict``: a credential the configuration requires and nobody set stops the agent here.
+    A credential the configuration requires and nobody set stops the agent here. Read once,
+    at start-up (:func:`build_runner`).
     """
     found = lookup_all((API_KEY, OAUTH_TOKEN), config.secrets_file)
     found = {name: value for name, value in found.items() if value}
@@ -42,7 +44,7 @@ def model_credentials(
     if "claude" in config.executors:
         if API_KEY in found:
             chosen["claude"] = ("api_key", found[API_KEY])
-        elif strict:
+        else:
             hint = (f" ({OAUTH_TOKEN} is set, but only the claude-code executor takes it)"
                     if OAUTH_TOKEN in found else "")
             raise SecretMissing(f"{API_KEY} is not set (looked in {_places(config)}){hint}")
@@ -51,16 +53,15 @@ def model_credentials(
         name = next((n for n in names if n in found), None)
         if name is not None:
             chosen["claude-code"] = (_KINDS[name], found[name])
-        elif strict and config.claude_code_credential != "auto":
+        elif config.claude_code_credential != "auto":
             raise SecretMissing(f"{names[0]} is not set (looked in {_places(config)}): "
                                 f"claude_code_credential is {config.claude_code_credential}")
     return chosen
 
 
-def credential_fingerprints(config: AgentConfig) -> dict[str, str]:
+def credential_fingerprints(credentials: Credentials) -> dict[str, str]:
     """Executor kind -> fingerprint of its credential, as the heartbeat publishes them."""
-    return {kind: fingerprint(*pair) for kind, pair in
-            model_credentials(config, strict=False).items()}
+    return {kind: fingerprint(*pair) for kind, pair in credentials.items()}
 
 
 def _places(config: AgentConfig) -> str:
@@ -72,15 +73,16 @@ def agent_home(config: AgentConfig) -> Path:
     return config.workdir / config.id
 
 
-def build_executors(config: AgentConfig) -> tuple[dict[str, Executor], list[Secret]]:
-    """Construct every configured executor now, so a missing key stops the agent at start."""
+def build_executors(config: AgentConfig,
+                    credentials: Credentials) -> tuple[dict[str, Executor], list[Secret]]:
+    """Construct every configured executor now, with ``credentials`` (``model_credentials``,
+    strict: a missing key stopped the agent at start already)."""
     from cluster.agent.executors.claude import DEFAULT_MODEL, ClaudeExecutor
     from cluster.agent.executors.claude_code import ClaudeCodeExecutor
     from cluster.agent.executors.command import CommandExecutor
 
     executors: dict[str, Executor] = {}
     secrets: list[Secret] = []
-    credentials = model_credentials(config)
     for kind in config.executors:
         if kind == "command":
             executors[kind] = CommandExecutor()
@@ -109,13 +111,14 @@ def executor_programs(executors: Mapping[str, Executor]) -> tuple[Path, ...]:
     return program_paths(Path(cli.binary)) if isinstance(cli, ClaudeCodeExecutor) else ()
 
 
-def build_sealer(config: AgentConfig, sandboxes: Sandboxes) -> tuple[Sealer, list[Secret]]:
-    """The attempts' sealer: the model credential the broker holds for the Claude Code CLI
-    (which itself never gets it), and where the broker forwards."""
+def build_sealer(config: AgentConfig, sandboxes: Sandboxes,
+                 credentials: Credentials) -> tuple[Sealer, list[Secret]]:
+    """The attempts' sealer: the model credential (of ``credentials``) the broker holds for
+    the Claude Code CLI (which itself never gets it), and where the broker forwards."""
     from cluster.sandbox.broker import Credential
 
     credential = None
-    chosen = model_credentials(config).get("claude-code")
+    chosen = credentials.get("claude-code")
     if chosen is not None:
         credential = Credential(*chosen)
     sealer = Sealer(sandboxes, credential, config.anthropic_base_url)
@@ -141,6 +144,9 @@ def build_forge(config: AgentConfig) -> Forge:
 
 
 def build_runner(config: AgentConfig) -> Runner:
+    """The configured runner, ready. The model credentials are read here, once (environment
+    and secrets file), for the executors, the broker and the fingerprints the agent's
+    heartbeat publishes (``Runner.credentials``)."""
     home = agent_home(config)
     sandboxes = build_sandboxes(config)
     if config.runner == "scratch":
@@ -148,11 +154,13 @@ def build_runner(config: AgentConfig) -> Runner:
     from cluster.agent.repos import RepoPolicy
     from cluster.agent.taskrunner import TaskRunner
 
-    executors, secrets = build_executors(config)
+    credentials = model_credentials(config)
+    executors, secrets = build_executors(config, credentials)
     sandboxes = sandboxes.showing(executor_programs(executors))
-    sealer, held = build_sealer(config, sandboxes)
+    sealer, held = build_sealer(config, sandboxes, credentials)
     repos = RepoPolicy(config.allow_local_repos, config.allowed_repo_prefixes)
     runner = TaskRunner(home, build_forge(config), executors, secrets=[*secrets, *held],
-                        sealer=sealer, repos=repos, push_ignore=config.push_ignore)
+                        sealer=sealer, repos=repos, push_ignore=config.push_ignore,
+                        credentials=credential_fingerprints(credentials))
     runner.prune(config.keep_failed_workspaces_hours)
     return runner

@@ -7,13 +7,11 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 
 from cluster import __version__
-from cluster.agent.build import credential_fingerprints
 from cluster.agent.choose import STAGGER, assigned, claimable, dependency_verdict, elected
 from cluster.agent.config import AgentConfig
 from cluster.agent.credentials import MAX_PAUSE, Pause, shared_pause
@@ -22,9 +20,9 @@ from cluster.agent.metrics import Metrics
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
 from cluster.state.client import Held, StateClient
-from cluster.state.records import Claim, Heartbeat, Release, Result, outcome_fields, stamp
+from cluster.state.records import Claim, Heartbeat, Release, Result, stamp
 from cluster.state.snapshot import Snapshot, TaskView
-from cluster.state.statuses import COUNTED, is_terminal
+from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, settle
 from cluster.state.watch import Waker
 
 MAX_BACKOFF = 30.0
@@ -73,13 +71,12 @@ class LoopState:
 
 class Agent:
     def __init__(self, config: AgentConfig, runner: Runner, events: EventLog,
-                 client: StateClient, credentials: Mapping[str, str] | None = None) -> None:
+                 client: StateClient) -> None:
         self.config = config
         # Executor kind -> fingerprint of the model credential it uses: published in the
-        # heartbeat so that agents sharing a credential share its usage windows.
-        if credentials is None:
-            credentials = credential_fingerprints(config) if config.runner == "repo" else {}
-        self.credentials = dict(credentials)
+        # heartbeat so that agents sharing a credential share its usage windows. The runner
+        # knows them (built from the secrets, read once: cluster.agent.build).
+        self.credentials = dict(runner.credentials)
         self.runner = runner
         self.events = events
         self.client = client
@@ -307,29 +304,25 @@ class Agent:
     def _publish(self, snap: Snapshot, held: Held, report: AttemptReport) -> None:
         spec = held.task.spec
         assert spec is not None
-        fields = outcome_fields(report.outcome)
         attempt = held.claim.attempt
         record: Result | Release
-        if report.status in ("succeeded", "invalid") or (
-            report.status in COUNTED and attempt >= spec.max_attempts
-        ):
-            record = Result(task=held.key, status=report.status,
-                            attempt=attempt, agent=self.config.id, reason=report.reason,
-                            **fields)
-        else:
-            # A rate limit, a refused credential or a shutdown is nobody's failure: the
-            # attempt is not burnt.
-            paused = report.status in ("paused", "stopped")
-            delay = report.retry_after if paused else snap.settings.retry_backoff_seconds
+        settled = settle(report.status, attempt, spec.max_attempts)
+        if isinstance(settled, Retry):
+            # Uncounted (a limit, a refused credential, a shutdown): it waits as long as it
+            # was asked to; counted: the repo's backoff between tries.
+            delay = snap.settings.retry_backoff_seconds if settled.counted else report.retry_after
             delay = min(max(delay, 0.0), MAX_PAUSE)
             record = Release(task=held.key, agent=self.config.id, attempt=attempt,
-                             status="paused" if paused else report.status,  # type: ignore[arg-type]
-                             counted=not paused, reason=report.reason,
-                             not_before=time.time() + delay, **fields)
+                             status=settled.status, counted=settled.counted,
+                             reason=report.reason, not_before=time.time() + delay,
+                             ).carrying(report.outcome)
             if report.status == "paused" and report.cause == "credential":
                 self._block(held, report)
             elif report.status == "paused":
                 self._pause_own(held, report, delay)
+        else:
+            record = Result(task=held.key, status=settled, attempt=attempt,
+                            agent=self.config.id, reason=report.reason).carrying(report.outcome)
         if self.client.finish(held, record):
             kind = record.status if isinstance(record, Result) else "released"
             self.counters[kind] = self.counters.get(kind, 0) + 1
@@ -408,7 +401,7 @@ class Agent:
 
     # -- leases, heartbeats ---------------------------------------------------------------
 
-    def _heartbeat(self, snap: Snapshot, state: str | None = None) -> Heartbeat:
+    def _heartbeat(self, snap: Snapshot, state: AgentState | None = None) -> Heartbeat:
         _, beat = self._intervals(snap)
         now = time.time()
         pause = self._pause()
@@ -419,7 +412,7 @@ class Agent:
             id=self.config.id, host=self.client.identity.host, pid=self.client.identity.pid,
             version=__version__, specialties=self.config.specialties,
             max_tasks=self.config.max_tasks, holding=tuple(sorted(self.st.running)),
-            state=state,  # type: ignore[arg-type]
+            state=state,
             started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
             paused_until=pause.until if pause else None, metrics_port=self.config.metrics_port,
             sandbox=self.config.sandbox.mode,
@@ -454,6 +447,7 @@ class Agent:
         for task in snap.tasks.values():
             if task.key in snap.claims or task.key in snap.folded:
                 continue  # a replay is reported (_report_history), never judged twice
+            status: Terminal
             if task.error is not None:
                 status, reason = "invalid", task.error
             elif task.spec is not None:
@@ -466,7 +460,7 @@ class Agent:
                 continue
             if not elected(snap, self.config.id, task.key, task.added_at, now):
                 continue
-            result = Result(task=task.key, status=status,  # type: ignore[arg-type]
+            result = Result(task=task.key, status=status,
                             attempt=0, agent=self.config.id, reason=reason)
             if self.client.write_terminal(snap, task.key, result, None):
                 self.counters["judged"] = self.counters.get("judged", 0) + 1

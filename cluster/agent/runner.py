@@ -1,14 +1,15 @@
-"""What an agent does with a claimed task: the attempt report and the offline command runner."""
+"""What an agent does with a claimed task: the attempt report, the one "run a shell step and
+judge it" both runners use, and the offline command runner."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cluster.agent.executors.base import Budget
 from cluster.agent.process import child_env, run_shell
@@ -19,9 +20,15 @@ from cluster.state.client import Held
 from cluster.state.records import Outcome
 from cluster.state.statuses import AttemptStatus, PauseCause
 
+if TYPE_CHECKING:
+    from cluster.sandbox.jail import Jail
+
 
 @dataclass(frozen=True)
 class AttemptReport:
+    """How an attempt ended (``status``, ``reason``) and what it produced (``outcome``, the one
+    value the release or result carries: cluster.state.records.Outcome)."""
+
     status: AttemptStatus
     reason: str = ""
     outcome: Outcome = field(default_factory=Outcome)
@@ -35,7 +42,30 @@ class Runner(Protocol):
         """What the agent masks in every log line and event."""
         ...
 
+    @property
+    def credentials(self) -> Mapping[str, str]:
+        """Executor kind -> fingerprint of the model credential it uses (what the agent's
+        heartbeat publishes, so that agents sharing a credential share its usage windows)."""
+        ...
+
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport: ...
+
+
+def shell_step(step: str, command: str, cwd: Path, *, timeout: float, task_timeout: float,
+               log: Path, env: Mapping[str, str], cancel: threading.Event,
+               jail: Jail | None) -> tuple[AttemptStatus, str] | None:
+    """Run one shell step of an attempt (``bash -c command``, in ``jail`` when there is one)
+    with ``timeout`` seconds left of the task's ``task_timeout``: None when it passed, else
+    the status and reason that end the attempt. The scratch runner's command and every
+    verify go through here."""
+    result = run_shell(command, cwd, max(0.0, timeout), log, env, cancel, jail)
+    if result.timed_out:
+        return "timed_out", f"{step} exceeded the task timeout of {task_timeout}s"
+    if result.cancelled:
+        return "stopped", f"{step} stopped: the claim was lost or the agent stops"
+    if result.returncode != 0:
+        return "failed", f"{step} exited with {result.returncode}"
+    return None
 
 
 class CommandRunner:
@@ -47,6 +77,7 @@ class CommandRunner:
         self.logs = workdir / "logs"
         self.sandboxes = sandboxes or default_sandboxes(workdir)
         self.secrets: Sequence[Secret] = ()  # it holds none
+        self.credentials: Mapping[str, str] = {}  # nor any model credential
 
     def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
         spec = held.task.spec
@@ -62,8 +93,7 @@ class CommandRunner:
         workspace.mkdir(parents=True)
         log = self.logs / f"{held.key}-a{held.claim.attempt}.log"
         deadline = started + spec.timeout
-        status: AttemptStatus = "succeeded"
-        reason = ""
+        ended: tuple[AttemptStatus, str] | None = None
         sealer = Sealer(self.sandboxes)
         with sealer.attempt(
             f"{held.key}-a{held.claim.attempt}", workspace, budget=Budget(), model_api=False,
@@ -75,18 +105,15 @@ class CommandRunner:
                 # The task's own environment, never the agent's: that holds its secrets.
                 env = child_env(workspace, {"CLUSTER_TASK_ID": held.key,
                                             "CLUSTER_ATTEMPT": str(held.claim.attempt)})
-                result = run_shell(command, workspace, max(0.0, deadline - time.time()), log,
-                                   {**env, **seal.env}, cancel, seal.jail)  # fmt: skip
-                if result.timed_out:
-                    status, reason = ("timed_out",
-                                      f"{step} exceeded the task timeout of {spec.timeout}s")
-                elif result.cancelled:
-                    status, reason = ("stopped",
-                                      f"{step} stopped: the claim was lost or the agent stops")
-                elif result.returncode != 0:
-                    status, reason = "failed", f"{step} exited with {result.returncode}"
-                if status != "succeeded":
+                ended = shell_step(step, command, workspace, timeout=deadline - time.time(),
+                                   task_timeout=spec.timeout, log=log,
+                                   env={**env, **seal.env}, cancel=cancel, jail=seal.jail)
+                if ended is not None:
                     break
+        status: AttemptStatus = "succeeded"
+        reason = ""
+        if ended is not None:
+            status, reason = ended
         finished = time.time()
         if status == "succeeded":
             shutil.rmtree(workspace, ignore_errors=True)

@@ -19,9 +19,9 @@ from cluster.agent.executors.base import (
     RateLimited,
 )
 from cluster.agent.forge import Forge, is_slug
-from cluster.agent.process import child_env, run_shell
+from cluster.agent.process import child_env
 from cluster.agent.repos import RepoPolicy, refusal
-from cluster.agent.runner import AttemptReport
+from cluster.agent.runner import AttemptReport, shell_step
 from cluster.agent.workspace import GitIdentity, SecretInChanges, Workspace, Workspaces
 from cluster.errors import ClusterError
 from cluster.sandbox.sandboxes import default_sandboxes
@@ -30,7 +30,7 @@ from cluster.secret import Secret, mask
 from cluster.state.client import Held
 from cluster.state.records import Outcome
 from cluster.state.schema import TaskSpec
-from cluster.state.statuses import COUNTED, AttemptStatus, PauseCause
+from cluster.state.statuses import AttemptStatus, PauseCause, counts
 
 if TYPE_CHECKING:
     from cluster.sandbox.jail import Jail
@@ -63,7 +63,8 @@ class _Attempt:
     seal: Seal | None = None
     head: str | None = None
     pull_request: str | None = None
-    executed: ExecutionOutcome | None = None  # what the executor reported, summary masked
+    # What the executor reported, masked: the outcome the record carries, once completed.
+    executed: ExecutionOutcome | None = None
 
     def remaining(self) -> float:
         return self.spec.timeout - (time.monotonic() - self.clock)
@@ -101,9 +102,12 @@ class TaskRunner:
         sealer: Sealer | None = None,
         repos: RepoPolicy | None = None,
         push_ignore: Sequence[str] = (),
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.forge = forge
         self.executors = dict(executors)
+        # Executor kind -> fingerprint of its model credential (cluster.agent.build).
+        self.credentials = dict(credentials or {})
         self.secrets = [*secrets, *([forge.token] if forge.token else [])]
         self.repos = repos or RepoPolicy()  # no local repos, no URL prefixes
         self.workspaces = Workspaces(workdir, identity=identity, depth=depth,
@@ -171,7 +175,7 @@ class TaskRunner:
                 try:
                     self._verify(att, cancel, ws, spec.verify)
                 except _Stop as stop:
-                    if stop.status in COUNTED:
+                    if counts(stop.status):
                         self._push_unfinished(att, ws)
                     raise
         with self._step(att, cancel, "push"):
@@ -228,7 +232,8 @@ class TaskRunner:
                 raise (CredentialRejected(refused) if refused else exc) from exc
             outcome = self._metered(att, outcome)
         summary = mask(outcome.summary, self.secrets)[-SUMMARY_CHARS:]
-        att.executed = replace(outcome, summary=summary)
+        error = mask(outcome.error, self.secrets) if outcome.error is not None else None
+        att.executed = replace(outcome, summary=summary, error=error)
         if cancel.is_set():
             raise _Stop("stopped", "executor stopped: the claim was lost or the agent stops")
         if outcome.limit == "timeout":
@@ -301,13 +306,11 @@ class TaskRunner:
     def _verify(self, att: _Attempt, cancel: threading.Event, ws: Workspace, cmd: str) -> None:
         self._check(att, cancel, "verify")
         env = child_env(ws.path, self._task_env(att, self._prompt_file(att)))
-        result = run_shell(cmd, ws.path, att.remaining(), att.log, env, cancel, att.jail)
-        if result.timed_out:
-            raise _Stop("timed_out", f"verify exceeded the task timeout of {att.spec.timeout}s")
-        if result.cancelled:
-            raise _Stop("stopped", "verify stopped: the claim was lost or the agent stops")
-        if result.returncode != 0:
-            raise _Stop("failed", f"verify exited with {result.returncode}")
+        ended = shell_step("verify", cmd, ws.path, timeout=att.remaining(),
+                           task_timeout=att.spec.timeout, log=att.log, env=env, cancel=cancel,
+                           jail=att.jail)
+        if ended is not None:
+            raise _Stop(*ended)
 
     def _prompt(self, spec: TaskSpec) -> str:
         parts = [spec.prompt.strip() or spec.title]
@@ -360,14 +363,14 @@ class TaskRunner:
             raise _Stop("failed", f"{step}: {exc}") from exc
 
     def _outcome(self, att: _Attempt) -> Outcome:
+        """The executor's outcome (masked, metered) completed with what the attempt did
+        around it: the one value the release or result carries."""
         finished = time.time()
-        run = att.executed or ExecutionOutcome(ok=False, summary="")
-        return Outcome(
-            started_at=att.started, finished_at=finished,
-            duration_s=round(finished - att.started, 3), summary=run.summary,
+        return replace(
+            att.executed or Outcome(), started_at=att.started, finished_at=finished,
+            duration_s=round(finished - att.started, 3),
             branch=att.workspace.branch if att.workspace else None, head=att.head,
-            pull_request=att.pull_request, turns=run.turns, input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens, cost_usd=run.cost_usd, log=str(att.log),
+            pull_request=att.pull_request, log=str(att.log),
         )
 
     def _mask_log(self, log: Path) -> None:

@@ -1,4 +1,5 @@
-"""Backup and maintenance settings, one typed object: defaults < CLUSTER_BACKUP_* < flags."""
+"""Backup and maintenance settings, one typed object layered by cluster.layers: defaults < file
+(named by ``CLUSTER_BACKUP_FILE``) < CLUSTER_BACKUP_* environment < flags."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from cluster import layers
 from cluster.errors import ConfigError
 
-ENV_PREFIX = "CLUSTER_BACKUP_"
-_LISTS = ("config",)
-
 
 class BackupSettings(BaseModel):
     """What ``backup`` and ``maintain`` need; ``state`` may be a path or a git URL."""
@@ -21,11 +19,11 @@ class BackupSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     state: str | None = None  # default: the one state_repo every inventory host shares
-    dest: Path = Path(".cluster/backups")
+    dest: Path = layers.WORK_DIR / "backups"
     keep_days: float = Field(default=30.0, ge=0)  # 0: no pruning by age
     keep: int = Field(default=0, ge=0)  # 0: no pruning by count
     inventory: Path | None = None  # copied into the backup (hosts, groups, defaults.yaml)
-    config: tuple[Path, ...] = ()  # extra non-secret YAML config files (agent.yaml ...)
+    config: layers.Listed[Path] = ()  # extra non-secret YAML config files (agent.yaml ...)
     tarball: bool = False  # one .tar.gz instead of a directory
     ssh_key: Path | None = None  # for an ssh:// state repo; default: the inventory's
     known_hosts: Path | None = None  # the state host's key; default: the inventory's
@@ -67,13 +65,12 @@ class BackupSettings(BaseModel):
         return key.expanduser(), known.expanduser()
 
 
+PLANE = layers.Plane("backup", BackupSettings)
+
+
 def load_settings(
-    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, path: Path | None = None
 ) -> BackupSettings:
-    """Layer CLUSTER_BACKUP_<FIELD> variables and then ``flags`` (None or "": not given)."""
-    layered: dict[str, Any] = layers.environment(BackupSettings, ENV_PREFIX, environ)
-    layered.update(layers.given(flags))
-    for key in _LISTS:
-        if isinstance(layered.get(key), str):
-            layered[key] = tuple(p for p in layered[key].split(",") if p.strip())
-    return layers.validate(BackupSettings, layered, "backup settings")
+    """The file (``path``, else ``CLUSTER_BACKUP_FILE``'s), CLUSTER_BACKUP_<KEY> variables and
+    ``flags`` (None or "": not given), layered as every plane's settings are."""
+    return layers.load(PLANE, flags, environ, path)

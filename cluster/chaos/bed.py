@@ -9,13 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cluster.deploy import testbed
 from cluster.deploy.run import run
-from cluster.deploy.statehost import StateHost, start_state_host
-from cluster.deploy.testbed import freeze_source
 from cluster.errors import ClusterError, HostError
+from cluster.testhosts import bed as testbed
+from cluster.testhosts.bed import freeze_source
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
+from cluster.testhosts.statehost import StateHost, start_state_host
 
 PREFIX = "ccc-chaos"
 STATE_PREFIX = "ccc-chaos-state"

@@ -5,28 +5,22 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cluster.cli.client import state_client
 from cluster.errors import ClusterError, ValidationError
-from cluster.state.ids import is_safe_id
+
+if TYPE_CHECKING:
+    from cluster.state.client import StateClient
 
 
-def _workdir() -> Path:
-    base = os.environ.get("CLUSTER_WORKDIR") or Path("~/.cache/claude-cluster").expanduser()
-    return Path(base) / "cli"
-
-
-def _client(url: str) -> Any:
-    from cluster.state.client import Identity, StateClient
-
-    name = os.environ.get("CLUSTER_OPERATOR") or getpass.getuser() or "operator"
-    client = StateClient(url, _workdir(), Identity(name if is_safe_id(name) else "operator"))
-    client.remote.check()
-    return client
+def _state(url: str) -> AbstractContextManager[StateClient]:
+    """The operator's client of the state repo at ``url``, closed when the block ends."""
+    return state_client(url, "cli", "operator", getpass.getuser())
 
 
 def _emit(args: argparse.Namespace, data: Any, human: Any) -> None:
@@ -53,11 +47,8 @@ def _default_hooks() -> Path | None:
 def cmd_task_submit(args: argparse.Namespace) -> int:
     from cluster.state.submit import submit
 
-    client = _client(args.state)
-    try:
+    with _state(args.state) as client:
         commit, ids = submit(client, [Path(p) for p in args.files])
-    finally:
-        client.close()
     _emit(args, {"commit": commit, "submitted": ids},
           lambda: print(f"submitted {len(ids)} task(s) in {commit[:12]}: {', '.join(ids)}"))
     return 0
@@ -67,11 +58,8 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     from cluster.cli.render import print_tables, task_table
     from cluster.state.report import task_rows
 
-    client = _client(args.state)
-    try:
+    with _state(args.state) as client:
         rows = task_rows(client.snapshot())
-    finally:
-        client.close()
     if args.filter_state:
         rows = [r for r in rows if r["state"] == args.filter_state]
     _emit(args, rows, lambda: print_tables([task_table(rows)]))
@@ -83,16 +71,13 @@ def cmd_task_show(args: argparse.Namespace) -> int:
 
     from cluster.state.report import task_row
 
-    client = _client(args.state)
-    try:
+    with _state(args.state) as client:
         snap = client.snapshot()
         if not snap.known(args.id):
             raise ClusterError(f"task {args.id!r} is not in the state repo {args.state}")
         row = task_row(snap, args.id, time.time())
         task = snap.tasks.get(args.id)
         text = client.remote.store.blob(task.blob).decode("utf-8", "replace") if task else None
-    finally:
-        client.close()
     data = {**row, "file": text}
 
     def human() -> None:
@@ -108,11 +93,8 @@ def cmd_task_show(args: argparse.Namespace) -> int:
 def cmd_task_cancel(args: argparse.Namespace) -> int:
     from cluster.state.submit import cancel
 
-    client = _client(args.state)
-    try:
+    with _state(args.state) as client:
         result = cancel(client, args.id, args.reason)
-    finally:
-        client.close()
     _emit(args, {"id": args.id, "status": result.status, "reason": result.reason},
           lambda: print(f"cancelled {args.id}"))
     return 0
@@ -122,11 +104,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cluster.cli.render import print_tables, status_tables
     from cluster.state.report import status
 
-    client = _client(args.state)
-    try:
+    with _state(args.state) as client:
         report = status(client.snapshot())
-    finally:
-        client.close()
     _emit(args, report, lambda: print_tables(status_tables(report)))
     return 0
 

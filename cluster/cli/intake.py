@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
+from cluster.cli.client import open_client, work_dir
 from cluster.errors import ConfigError
-from cluster.state.ids import is_safe_id
 
 DEFAULT_INTERVAL = 60.0
-
-
-def _workdir() -> Path:
-    base = os.environ.get("CLUSTER_WORKDIR") or Path("~/.cache/claude-cluster").expanduser()
-    return Path(base) / "intake"
-
-
-def _client(url: str) -> Any:
-    from cluster.state.client import Identity, StateClient
-
-    name = os.environ.get("CLUSTER_OPERATOR") or "intake"
-    client = StateClient(url, _workdir(), Identity(name if is_safe_id(name) else "intake"))
-    client.remote.check()
-    return client
+COMMAND = "intake"  # its work dir under $CLUSTER_WORKDIR, and who it commits as by default
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -80,7 +66,7 @@ def cmd_intake(args: argparse.Namespace) -> int:
     policy = _policy(args)
     feed = IssueFeed(token_file=Path(args.token_file) if args.token_file else None,
                      base_url=args.github_base_url)
-    client = _client(args.state)
+    client = open_client(args.state, COMMAND, COMMAND)
     try:
         if args.once:
             print(poll_once(feed, client, args.repo, policy).summary())
@@ -100,8 +86,8 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
     policy = _policy(args)
     secret = read_secret_file(Path(args.secret_file))
     deliveries = Path(args.deliveries_file) if args.deliveries_file else (
-        _workdir() / "webhook-deliveries.txt")
-    client = _client(args.state)
+        work_dir(COMMAND) / "webhook-deliveries.txt")
+    client = open_client(args.state, COMMAND, COMMAND)
     app = WebhookApp(client, policy, secret, DeliveryLog(deliveries),
                      frozenset(r.lower() for r in args.repo or ()))
     server = WebhookServer(app, args.bind, args.port, _limits(args))

@@ -1,8 +1,8 @@
-"""Deploying agents: one Nornir task per host, each a systemd host or a container host.
+"""Deploying agents: one Nornir task per host, each host driven through one runtime contract.
 
-Wheels (and the agent image, for container hosts) are built once on the control host. A systemd
-host goes facts, preflight, plan, apply, verify by heartbeat, undo (hostrun, plan); a container
-host has its own path: its files and container, verified by heartbeat, put back on failure
-(containerhost). Beside them: the lock, rollback, the summary; statehost and testbed are test
-beds for the real-host tests.
+Wheels (and the agent image, for container hosts) are built once on the control host. Every
+host goes facts, preflight, plan, apply, verify by heartbeat, undo on failure (hostrun), through
+``runtime.HostRuntime``, which systemd hosts (systemdhost, plan) and container hosts
+(containerhost, containerplan) implement. Beside them: the lock, rollback, the summary. The
+test beds for the real-host tests are in ``cluster.testhosts``.
 """

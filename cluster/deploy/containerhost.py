@@ -1,33 +1,51 @@
-"""A ``runtime: container`` host: its files, the agent container (docker SDK), its heartbeat.
+"""A ``runtime: container`` host: the host runtime over the docker engine (files, a container).
 
 Like a systemd host, a container host is put back as it was when the new agent is not verified:
 the container it replaces is stopped and set aside under ``<name>-previous`` while the new one
-proves itself, then removed (verified) or renamed back and started (not verified), and the
-files this run wrote are restored. ``invoke rollback`` runs the image the current container
-replaced (a label remembers it), with the host's files as they are.
+proves itself, then removed (verified) or renamed back and started (``undo``), and the files
+this run wrote are restored from their backups. ``invoke rollback`` runs the image the current
+container replaced (a label remembers it), with the host's files as they are.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from cluster.deploy.containerfiles import (
+    backup_of,
+    free_bytes,
+    on_host,
+    owner_of,
+    read_file,
+    restore_files,
+    sha256_of,
+    write_files,
+)
+from cluster.deploy.containerplan import (
+    ContainerFacts,
+    ContainerKind,
+    fingerprint,
+    plan_container,
+    plan_container_rollback,
+    preflight_container,
+)
 from cluster.deploy.diffs import file_diffs
 from cluster.deploy.image import UID
-from cluster.deploy.outcome import HostOutcome, RunContext, failure_reason, timed
-from cluster.deploy.remote import BACKUP_SUFFIX, TMP_SUFFIX
+from cluster.deploy.outcome import RunContext
+from cluster.deploy.preflight import Problem
+from cluster.deploy.runtime import Action, Plan
 from cluster.deploy.verify import POLL, VerifyFailed
-from cluster.deploy.wanted import ROOT, USER, FileSpec, Wanted
+from cluster.deploy.wanted import FileSpec, Wanted
 from cluster.errors import ClusterError, ConfigError
 from cluster.inventory.model import HostSpec
 from cluster.secrets_file import read_secrets_file
-from cluster.testhosts import engine
+from cluster.transport import docker as engine
 from cluster.units import layout
 from cluster.units.agent_yaml import agent_config
 from cluster.units.container import ContainerSpec, container_spec, docker_run_kwargs
@@ -35,97 +53,174 @@ from cluster.units.container import ContainerSpec, container_spec, docker_run_kw
 FINGERPRINT = "claude-cluster.fingerprint"  # label: equal fingerprints, nothing to recreate
 PREVIOUS_IMAGE = "claude-cluster.previous-image"  # label: what `rollback` returns to
 ASIDE = "-previous"  # the replaced container's name suffix while its successor is verified
-IDS = {ROOT: 0, USER: UID}
-DIRS = (*layout.WRITABLE, layout.SSH_DIR, layout.ETC)
-ROOTS = {layout.SSH_DIR, layout.ETC}  # root's, the agent's group may read: 0750 root:UID
 
 
-class PutBackFailed(ClusterError):
-    """The new container failed, and so did putting the previous one back."""
-
-
-def on_host(root: Path, path: str) -> Path:
-    """Where ``path`` of the container host is, seen from here (``root`` is its ``/``)."""
-    return root / path.lstrip("/")
-
-
-def deploy_container(spec: HostSpec, ctx: RunContext) -> HostOutcome:
-    """Converge one container host; every failure becomes a failed outcome naming its reason."""
-    return _outcome(spec, ctx, lambda: _converge(spec, ctx.wanted(spec), ctx))
-
-
-def rollback_container(spec: HostSpec, ctx: RunContext) -> HostOutcome:
-    """Run the image the current agent container replaced, verified (and put back if not)."""
-    return _outcome(spec, ctx, lambda: _rollback(spec, ctx))
-
-
-def _outcome(spec: HostSpec, ctx: RunContext, work: Callable[[], HostOutcome]) -> HostOutcome:
-    started = time.monotonic()
-    try:
-        outcome = work()
-    except ClusterError as exc:
-        outcome = HostOutcome(spec.name, "failed", reason=failure_reason(exc, spec.name))
-    ctx.progress(spec.name, outcome.status)
-    return timed(outcome, started)
-
-
-def _converge(spec: HostSpec, wanted: Wanted, ctx: RunContext) -> HostOutcome:
-    settings, root = ctx.settings, ctx.settings.container_root
+@contextlib.contextmanager
+def container_host(
+    spec: HostSpec, ctx: RunContext, wanted: Wanted | None
+) -> Iterator[ContainerHost]:
+    """The runtime of ``spec`` for one run, the engine's client open (``wanted`` None: rollback)."""
     image = spec.container_image or ctx.image
-    if image is None:
+    if wanted is not None and image is None:
         raise ConfigError(f"{spec.name}: no agent image (container_image or a built one)")
-    files = [f for f in wanted.files if f.path != str(layout.UNIT_PATH)]
-    stale = [f for f in files if _differs(root, f)]
-    cspec = _spec(spec, ctx, image)
-    print_ = _fingerprint(cspec, files, settings.container_network)
     client = engine.client()
-    current = _find(client, cspec.name)
-    actions = [f"write: {', '.join(f.path for f in stale)}"] if stale else []
-    if current is None or current.status != "running" or current.labels.get(FINGERPRINT) != print_:
-        actions.append(f"run: {image}")
-    diffs = file_diffs(stale, partial(_read, root), wanted.secrets) if settings.diff else ()
-    if settings.check or not actions:
-        return HostOutcome(spec.name, "changed" if actions else "ok", tuple(actions), diffs=diffs)
-    ctx.progress(spec.name, "write")
-    written = _write(root, stale)
-    if actions[-1].startswith("run"):
-        labels = {FINGERPRINT: print_, PREVIOUS_IMAGE: _previous_image(current, image)}
+    try:
+        yield ContainerHost(client, spec, ctx, wanted, image or "")
+    finally:
+        client.close()
+
+
+@dataclass
+class ContainerHost:
+    """A container host as a HostRuntime[ContainerFacts, ContainerKind]; it remembers the
+    container it found, the one it set aside, the one it ran and the files it wrote."""
+
+    client: engine.Client
+    spec: HostSpec
+    ctx: RunContext
+    wanted: Wanted | None
+    image: str  # what a deploy runs ("" for a rollback)
+    seen: ContainerFacts | None = None  # what facts() read
+    current: engine.Container | None = None
+    aside: engine.Container | None = None
+    started: engine.Container | None = None
+    ran: bool = False  # `run` set the current container aside: undo puts it back
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.ctx.settings.container_root
+
+    @property
+    def name(self) -> str:
+        return layout.container_name(self.spec.name)
+
+    @property
+    def files(self) -> tuple[FileSpec, ...]:
+        """The wanted files but the unit file (none for a rollback)."""
+        wanted = self.wanted.files if self.wanted is not None else ()
+        return tuple(f for f in wanted if f.path != str(layout.UNIT_PATH))
+
+    def facts(self) -> ContainerFacts:
+        files = {f.path: sha256_of(on_host(self.root, f.path)) for f in self.files}
+        owners = {f.path: owner_of(on_host(self.root, f.path)) for f in self.files}
+        self.current = _find(self.client, self.name)
+        labels = self.current.labels if self.current is not None else {}
+        previous = labels.get(PREVIOUS_IMAGE, "")
+        asked = {i for i in (self.image, previous) if i}
+        with engine.translated("info"):
+            info = self.client.info()
+        self.seen = ContainerFacts(
+            host=self.spec.name, files=files, owners=owners,
+            status=self.current.status if self.current is not None else None,
+            fingerprint=labels.get(FINGERPRINT, ""), previous_image=previous,
+            image=_image_of(self.current) if self.current is not None else "",
+            images=frozenset(i for i in asked if engine.image_exists(self.client, i)),
+            cpus=int(info.get("NCPU") or 0), memory_bytes=int(info.get("MemTotal") or 0),
+            disk_free_bytes=free_bytes(self.root),
+        )  # fmt: skip
+        return self.seen
+
+    def preflight(self, facts: ContainerFacts) -> list[Problem]:
+        return preflight_container(facts, self.spec.thresholds, self.image, str(self.root))
+
+    def plan(self, facts: ContainerFacts) -> Plan[ContainerKind]:
+        return plan_container(facts, self.files, self.image, self._fingerprint())
+
+    def rollback_plan(self, facts: ContainerFacts) -> Plan[ContainerKind]:
+        return plan_container_rollback(facts)
+
+    def diffs(self, plan: Plan[ContainerKind]) -> tuple[str, ...]:
+        secrets = self.wanted.secrets if self.wanted is not None else ()
+        stale = [f for f in self.files if f.path in plan.of("write")]
+        return file_diffs(stale, partial(read_file, self.root), secrets)
+
+    def apply(self, plan: Plan[ContainerKind], action: Action[ContainerKind]) -> None:
+        match action.kind:
+            case "write":
+                chosen = [f for f in self.files if f.path in action.items]
+                write_files(self.root, chosen, self.written)
+            case "run":
+                self._run(plan, action.items[0])
+            case _:
+                assert_never(action.kind)
+
+    def verify(self, plan: Plan[ContainerKind], since: float) -> None:
+        """The container ``run`` started runs, and beats from an agent started since ``since``."""
+        if self.started is not None:
+            _verify(self.started, self.spec.name, since, self.ctx)
+
+    def settle(self, plan: Plan[ContainerKind]) -> None:
+        if self.aside is not None:
+            with engine.translated(f"remove {self.aside.name}"):
+                self.aside.remove(force=True)
+        for path in self.written:
+            backup_of(path).unlink(missing_ok=True)
+
+    def undo(self, plan: Plan[ContainerKind], facts: ContainerFacts) -> str:
+        """Remove what ``run`` started, rename the container set aside back (started again if it
+        ran), and restore the files written."""
+        said = "the container and the files before this run"
+        if self.ran:
+            try:
+                self._put_back()
+            except ClusterError as exc:
+                said = (
+                    "the files before this run; the previous container could not be put "
+                    f"back: {exc}"
+                )
         try:
-            _replace(client, current, cspec, _run_kwargs(cspec, labels, ctx), ctx)
-        except ClusterError as exc:
-            back = _restore(written)
-            if isinstance(exc, PutBackFailed):
-                back = "the files before this run; the previous container could not be put back"
-            reason = failure_reason(exc, spec.name)
-            return HostOutcome(spec.name, "failed", tuple(actions), reason, diffs,
-                               rolled_back=back)  # fmt: skip
-    _drop_backups(written)
-    return HostOutcome(spec.name, "changed", tuple(actions), diffs=diffs)
+            restore_files(self.written)
+        except OSError as exc:
+            return f"rollback failed too: {exc}"
+        return said
 
+    def _fingerprint(self, written: Collection[str] | None = None) -> str:
+        """Of the wanted files, or (``written``) of the files as the host has them once this
+        run wrote those: a run that ``--tags`` kept from writing says so in its label."""
+        files: list[tuple[str, str | None]] = [(f.path, f.sha256) for f in self.files]
+        if written is not None and self.seen is not None:
+            seen = self.seen.files
+            files = [(path, sha if path in written else seen.get(path)) for path, sha in files]
+        return fingerprint(self._spec(self.image), files, self.ctx.settings.container_network)
 
-def _rollback(spec: HostSpec, ctx: RunContext) -> HostOutcome:
-    client = engine.client()
-    name = layout.container_name(spec.name)
-    current = _find(client, name)
-    previous = current.labels.get(PREVIOUS_IMAGE, "") if current is not None else ""
-    if current is None or not previous:
-        return HostOutcome(spec.name, "failed", reason="no previous image to return to")
-    if not engine.image_exists(client, previous):
-        return HostOutcome(spec.name, "failed", reason=f"the previous image {previous} is gone")
-    actions = (f"run: {previous}",)
-    if ctx.settings.check:
-        return HostOutcome(spec.name, "changed", actions)
-    # A fingerprint no deploy computes: the next deploy runs the wanted image again.
-    labels = {FINGERPRINT: f"rollback-{previous}", PREVIOUS_IMAGE: _image_of(current)}
-    cspec = _spec(spec, ctx, previous)
-    _replace(client, current, cspec, _run_kwargs(cspec, labels, ctx), ctx)
-    return HostOutcome(spec.name, "changed", actions)
+    def _spec(self, image: str) -> ContainerSpec:
+        config = agent_config(self.spec, **self.ctx.settings.agent)
+        return replace(container_spec(config, image, f"{UID}:{UID}"), name=self.name)
 
+    def _labels(self, plan: Plan[ContainerKind], image: str) -> dict[str, str]:
+        """A deploy's: its fingerprint, and what it replaces; a rollback's (no wanted state): a
+        fingerprint no deploy computes (the next deploy runs the wanted image again), and the
+        image it replaces, so that a second rollback goes forward again."""
+        current = self.current
+        if self.wanted is None:
+            before = _image_of(current) if current is not None else ""
+            return {FINGERPRINT: f"rollback-{image}", PREVIOUS_IMAGE: before}
+        print_ = self._fingerprint(plan.of("write"))
+        return {FINGERPRINT: print_, PREVIOUS_IMAGE: _previous_image(current, image)}
 
-def _spec(spec: HostSpec, ctx: RunContext, image: str) -> ContainerSpec:
-    config = agent_config(spec, **ctx.settings.agent)
-    cspec = container_spec(config, image, f"{UID}:{UID}")
-    return replace(cspec, name=layout.container_name(spec.name))
+    def _run(self, plan: Plan[ContainerKind], image: str) -> None:
+        """Stop the current container and set it aside (one agent of a name at a time), then
+        run ``image`` in its place."""
+        cspec = self._spec(image)
+        kwargs = _run_kwargs(cspec, self._labels(plan, image), self.ctx)
+        self.aside = _set_aside(self.client, self.current, self.name, cspec.stop_timeout)
+        self.ran = True  # from here on undo puts back (not when setting aside failed)
+        with engine.translated(f"run {self.name}"):
+            self.started = engine.run_container(self.client, **kwargs)
+
+    def _put_back(self) -> None:
+        with engine.translated(f"put back {self.name}"):
+            if self.started is not None:
+                self.started.remove(force=True)
+            else:  # the run itself failed: a created, unstarted container may hold the name
+                strays = self.client.containers.list(all=True, filters={"name": f"^{self.name}$"})
+                for stray in strays:
+                    stray.remove(force=True)
+            if self.aside is not None:
+                self.aside.rename(self.name)
+                if self.current is not None and self.current.status == "running":  # as listed
+                    self.aside.start()
 
 
 def _run_kwargs(cspec: ContainerSpec, labels: Mapping[str, str], ctx: RunContext) -> dict[str, Any]:
@@ -136,49 +231,6 @@ def _run_kwargs(cspec: ContainerSpec, labels: Mapping[str, str], ctx: RunContext
     if ctx.settings.container_network:
         kwargs["network"] = ctx.settings.container_network
     return kwargs
-
-
-def _replace(
-    client: engine.Client,
-    current: engine.Container | None,
-    cspec: ContainerSpec,
-    kwargs: dict[str, Any],
-    ctx: RunContext,
-) -> None:
-    """Run ``kwargs`` in place of ``current`` and verify it; on failure put ``current`` back.
-
-    ``current`` is stopped first (one agent of a name at a time) and kept aside, renamed,
-    until the new container is verified.
-    """
-    name, agent = cspec.name, cspec.hostname
-    aside = _set_aside(client, current, name, cspec.stop_timeout)
-    ctx.progress(agent, "run")
-    since = time.time()
-    container = None
-    try:
-        with engine.translated(f"run {name}"):
-            container = engine.run_container(client, **kwargs)
-        ctx.progress(agent, "verify")
-        _verify(container, agent, since, ctx)
-    except ClusterError as failure:
-        ctx.progress(agent, "rolling back")
-        try:
-            with engine.translated(f"put back {name}"):
-                if container is not None:
-                    container.remove(force=True)
-                else:  # the run itself failed: a created, unstarted container may hold the name
-                    for stray in client.containers.list(all=True, filters={"name": f"^{name}$"}):
-                        stray.remove(force=True)
-                if aside is not None:
-                    aside.rename(name)
-                    if current is not None and current.status == "running":  # as listed
-                        aside.start()
-        except ClusterError as exc:
-            raise PutBackFailed(f"{failure}; {exc}") from failure
-        raise
-    if aside is not None:
-        with engine.translated(f"remove {aside.name}"):
-            aside.remove(force=True)
 
 
 def _set_aside(
@@ -212,82 +264,13 @@ def _find(client: engine.Client, name: str) -> engine.Container | None:
     return found[0] if found else None
 
 
-def _fingerprint(cspec: ContainerSpec, files: list[FileSpec], network: str | None) -> str:
-    parts = [repr(cspec), str(network)] + [f"{f.path}={f.sha256}" for f in files]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def _differs(root: Path, spec: FileSpec) -> bool:
-    path = on_host(root, spec.path)
-    try:
-        stat = path.stat()
-        data = path.read_bytes()
-    except OSError:
-        return True
-    owner = (stat.st_mode & 0o7777, stat.st_uid, stat.st_gid)
-    return owner != (spec.mode, IDS[spec.owner], IDS[spec.group]) or (
-        hashlib.sha256(data).hexdigest() != spec.sha256
-    )
-
-
-def _read(root: Path, path: str) -> bytes | None:
-    try:
-        return on_host(root, path).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _write(root: Path, files: list[FileSpec]) -> list[Path]:
-    """Directories, then each file: the old one kept as a backup, a temp file of its final mode
-    and owner renamed over it. Returns the paths written."""
-    for directory in DIRS:
-        path = on_host(root, str(directory))
-        path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, 0 if directory in ROOTS else UID, UID)
-        path.chmod(0o750 if directory in ROOTS else 0o700)
-    written = []
-    for spec in files:
-        path = on_host(root, spec.path)
-        tmp = path.with_name(path.name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(spec.body.reveal().encode())
-        os.chown(tmp, IDS[spec.owner], IDS[spec.group])
-        tmp.chmod(spec.mode)
-        backup = _backup(path)
-        backup.unlink(missing_ok=True)  # a crashed run's: never restored in place of this one
-        if path.exists():
-            os.link(path, backup)  # the old inode, mode and owner kept as they were
-        tmp.replace(path)
-        written.append(path)
-    return written
-
-
-def _backup(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)  # as systemd hosts keep them
-
-
-def _restore(written: list[Path]) -> str:
-    """Put back the files this run wrote (a new one is removed); say what the host has now."""
-    for path in written:
-        if _backup(path).exists():
-            _backup(path).replace(path)
-        else:
-            path.unlink(missing_ok=True)
-    return "the container and the files before this run"
-
-
-def _drop_backups(written: list[Path]) -> None:
-    for path in written:
-        _backup(path).unlink(missing_ok=True)
-
-
 def _verify(container: engine.Container, agent: str, since: float, ctx: RunContext) -> None:
     """Poll until the container runs and a heartbeat of an agent started after ``since`` shows."""
     deadline = time.monotonic() + ctx.settings.verify_timeout
     last = "not checked yet"
     while time.monotonic() < deadline:
-        container.reload()
+        with engine.translated(f"inspect {container.name}"):
+            container.reload()
         if container.status != "running":
             last = f"container {container.status}"
         elif ctx.reader is None:
@@ -301,7 +284,8 @@ def _verify(container: engine.Container, agent: str, since: float, ctx: RunConte
             else:
                 last = "no heartbeat yet"
         time.sleep(POLL)
-    tail = container.logs(tail=3).decode(errors="replace").strip().splitlines()
+    with engine.translated(f"logs of {container.name}"):
+        tail = container.logs(tail=3).decode(errors="replace").strip().splitlines()
     detail = f"; logs: {tail[-1]}" if tail else ""
     limit = ctx.settings.verify_timeout
     raise VerifyFailed(agent, f"not verified within {limit:.0f}s: {last}{detail}")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from cluster.deploy.claudecli import CliPack, file_sha256
 from cluster.deploy.wheels import BuildError, WheelSet
-from cluster.testhosts import engine
-from cluster.testhosts.recipe import Recipe
+from cluster.transport import docker as engine
 
 IMAGE_REPO = "claude-cluster-agent"
 BASE_REPO = "ccc-testhost"  # the cached systemd test-host image: python3 and venv, no registry
@@ -20,14 +19,11 @@ CLI_TARBALL = "claude-code.tar.gz"  # its name in the build context (the Dockerf
 
 
 def base_image(client: engine.Client, wanted: str | None = None) -> str:
-    """``wanted``, else the current recipe's ``ccc-testhost`` image (it has bubblewrap), else the
-    newest local ``ccc-testhost:*`` one; never a registry. (Tags end in a hash: sorting them by
-    name picked an arbitrary one, possibly a stale image without bubblewrap.)"""
+    """``wanted``, else the newest local ``ccc-testhost:*`` image by creation time; never a
+    registry. (Tags end in a hash: sorting them by name picked an arbitrary one, possibly a stale
+    image without bubblewrap. The test beds name the current recipe's image as ``wanted``.)"""
     if wanted:
         return wanted
-    current = Recipe().image_tag()
-    if engine.image_exists(client, current):
-        return current
     with engine.translated(f"list {BASE_REPO} images"):
         images = client.images.list(name=BASE_REPO)
     tagged = sorted((str(image.attrs.get("Created", "")), tag) for image in images

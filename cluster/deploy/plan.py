@@ -1,11 +1,13 @@
-"""Plan: a pure comparison of a host's facts with its wanted state; converged means empty."""
+"""A systemd host's plan: a pure comparison of its facts with its wanted state; converged
+means empty."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from cluster.deploy import runtime
 from cluster.deploy.facts import HostFacts
+from cluster.deploy.runtime import NothingToRollBack
 from cluster.deploy.wanted import Wanted
 from cluster.deploy.wheels import diff_manifest
 from cluster.units import layout
@@ -24,44 +26,13 @@ Kind = Literal[
     "prune",
     "prune_cli",
 ]
+Action = runtime.Action[Kind]  # a systemd host's action and plan
+Plan = runtime.Plan[Kind]
 TAG_OF: dict[str, str] = {
     "prepare": "code", "push_wheels": "code", "push_cli": "code", "install": "code",
     "link_cli": "code", "switch": "code", "prune": "code", "prune_cli": "code",
     "write": "config", "daemon_reload": "service", "enable": "service", "restart": "service",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Action:
-    """One change; ``items`` names what it touches (wheel names, a file path, a reason)."""
-
-    kind: Kind
-    items: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        shown = ", ".join(self.items[:4]) + (
-            f" (+{len(self.items) - 4})" if len(self.items) > 4 else ""
-        )
-        return f"{self.kind.replace('_', ' ')}{': ' + shown if shown else ''}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    host: str
-    actions: tuple[Action, ...]
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-    def has(self, kind: Kind) -> bool:
-        return any(a.kind == kind for a in self.actions)
-
-    def of(self, kind: Kind) -> tuple[str, ...]:
-        return tuple(i for a in self.actions if a.kind == kind for i in a.items)
-
-    def only(self, tags: tuple[str, ...]) -> Plan:
-        return Plan(self.host, tuple(a for a in self.actions if TAG_OF[a.kind] in tags))
 
 
 def plan_host(facts: HostFacts, wanted: Wanted, keep_releases: int = 3) -> Plan:
@@ -109,7 +80,14 @@ def plan_host(facts: HostFacts, wanted: Wanted, keep_releases: int = 3) -> Plan:
     reasons = _restart_reasons(facts, wanted, written, switch, relink)
     if reasons:
         actions.append(Action("restart", reasons))
-    return Plan(wanted.host, tuple(actions))
+    return Plan(wanted.host, tuple(actions), TAG_OF)
+
+
+def plan_rollback(facts: HostFacts) -> Plan:
+    """``invoke rollback``: switch to the ``previous`` release and restart."""
+    if facts.previous is None or facts.previous not in facts.releases:
+        raise NothingToRollBack(f"no previous release to return to (current: {facts.current})")
+    return Plan(facts.host, (Action("switch", (facts.previous,)), Action("restart")), TAG_OF)
 
 
 def _known(wheels: dict[str, str | None]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cluster.deploy.facts import HostFacts
 from cluster.inventory.model import Thresholds
@@ -11,6 +12,21 @@ from cluster.inventory.schema import Runtime
 
 MIN_PYTHON = (3, 11)
 Report = Callable[[str, str], None]
+
+
+class Measured(Protocol):
+    """What the resource checks read of a host (HostFacts, ContainerFacts)."""
+
+    @property
+    def cpus(self) -> int: ...
+    @property
+    def memory_gb(self) -> float: ...
+    @property
+    def disk_free_gb(self) -> float: ...
+    @property
+    def clock_skew_s(self) -> float: ...
+    @property
+    def clock_uncertainty_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -50,11 +66,14 @@ def preflight(
         )
     if runtime == "container" and not facts.docker:
         problem("docker", "docker not found on PATH (runtime: container needs it)")
-    _resources(facts, thresholds, problem)
+    check_resources(facts, thresholds, problem)
     return problems
 
 
-def _resources(facts: HostFacts, limits: Thresholds, problem: Report) -> None:
+def check_resources(
+    facts: Measured, limits: Thresholds, problem: Report, where: str = "/opt"
+) -> None:
+    """Report each resource below ``limits`` (disk: free space under ``where``)."""
     if facts.cpus < limits.min_cpus:
         problem(
             "cpus",
@@ -70,7 +89,8 @@ def _resources(facts: HostFacts, limits: Thresholds, problem: Report) -> None:
     if facts.disk_free_gb < limits.min_disk_gb:
         problem(
             "disk",
-            f"{facts.disk_free_gb:.1f} GB free under /opt, need at least {limits.min_disk_gb:g} GB "
+            f"{facts.disk_free_gb:.1f} GB free under {where}, "
+            f"need at least {limits.min_disk_gb:g} GB "
             "(free space, or lower min_disk_gb in the inventory)",
         )
     # Only a skew beyond what the measurement's own round trip could explain counts.

@@ -1,4 +1,5 @@
-"""A deploy or rollback run: lock, build once, every selected host in parallel (or batches)."""
+"""A deploy or rollback run: lock, build once, then Nornir runs each selected host's deploy (or
+rollback) as a task on its threads, all at once or in batches; its AggregatedResult is the run's."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
-from nornir.core.task import Result, Task
+from nornir.core import Nornir
+from nornir.core.filter import F
+from nornir.core.task import AggregatedResult, MultiResult, Result, Task
+from nornir.plugins.runners import ThreadedRunner
 from pydantic import ValidationError
 from rich.console import Console
 
+from cluster.deploy import hostrun
 from cluster.deploy.claudecli import CliPack, pack_cli
-from cluster.deploy.containerhost import deploy_container, rollback_container
 from cluster.deploy.heartbeats import HeartbeatReader
-from cluster.deploy.hostrun import deploy_host, rollback_host
 from cluster.deploy.image import ensure_agent_image
 from cluster.deploy.lock import deploy_lock
-from cluster.deploy.outcome import HostOutcome, Progress, RunContext
+from cluster.deploy.outcome import HostOutcome, RunContext
 from cluster.deploy.settings import DeploySettings
-from cluster.deploy.summary import live_progress
+from cluster.deploy.summary import LiveProgress
 from cluster.deploy.wanted import (
     MULTIPLEX_SSH_CONFIG,
     Wanted,
@@ -28,26 +31,35 @@ from cluster.deploy.wanted import (
 )
 from cluster.deploy.wheels import WheelSet, build_wheels
 from cluster.errors import ConfigError, SecretMissing
-from cluster.inventory import HostSpec, Inventory, load_inventory
-from cluster.inventory.nornir_init import init_nornir
+from cluster.inventory import HostSpec, load_inventory
+from cluster.inventory.limit import limited
+from cluster.inventory.limit import select as select
+from cluster.inventory.model import spec_of, specs_of
 from cluster.secret import Secret
 from cluster.secrets_file import lookup_all
-from cluster.testhosts import engine
+from cluster.transport import docker
 from cluster.units.agent_yaml import agent_config
 from cluster.units.secrets_env import SECRET_NAMES, agent_needs
 
-HostFn = Callable[[HostSpec, RunContext], HostOutcome]
+HostTask = Callable[..., Result]  # a Nornir task: (task, ctx=RunContext) -> Result
 
 
-def select(inventory: Inventory, limit: Sequence[str]) -> list[HostSpec]:
-    """Hosts named in ``limit`` or in one of its groups (every host when empty)."""
-    if not limit:
-        return list(inventory.hosts)
-    known = set(inventory.names) | {g for h in inventory.hosts for g in h.groups}
-    unknown = sorted(set(limit) - known)
-    if unknown:
-        raise ConfigError(f"--limit: no host or group named {', '.join(unknown)}")
-    return [h for h in inventory.hosts if h.name in limit or set(h.groups) & set(limit)]
+class RunOutcomes(list[HostOutcome]):
+    """One HostOutcome per host in the order they ran, read from Nornir's AggregatedResult,
+    which stays as ``result`` and decides whether the run failed (``failed``, ``failed_hosts``).
+    Hosts a rolling deploy did not attempt are ``skipped``, not failed."""
+
+    def __init__(self, result: AggregatedResult) -> None:
+        super().__init__(outcome_of(host, multi) for host, multi in result.items())
+        self.result = result
+
+    @property
+    def failed(self) -> bool:
+        return self.result.failed
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return list(self.result.failed_hosts)
 
 
 def collect_secrets(
@@ -135,11 +147,11 @@ def run(
     *,
     rollback: bool = False,
     environ: Mapping[str, str] | None = None,
-) -> list[HostOutcome]:
+) -> RunOutcomes:
     """Deploy (or roll back) the selected hosts; one outcome per host, failures included."""
     console = console or Console(stderr=True)
-    inventory = load_inventory(settings.inventory)
-    hosts = select(inventory, settings.limit)
+    nornir = limited(load_inventory(settings.inventory), settings.limit)
+    hosts = list(specs_of(nornir.inventory.hosts.values()))
     what = "rollback" if rollback else "deploy"
     with deploy_lock(settings.lock_file, what):
         cli: CliPack | None = None
@@ -154,74 +166,64 @@ def run(
         ctx = RunContext(settings, wanted, threading.BoundedSemaphore(settings.handshakes),
                          heartbeat_reader(settings, hosts))  # fmt: skip
         if not rollback and any(h.runtime == "container" and not h.container_image for h in hosts):
-            client = engine.client()
+            client = docker.client()
             cli = cli or cli_pack(settings, console)
             ctx.image = ensure_agent_image(client, wheels, settings.root, settings.container_base,
                                            cli)  # fmt: skip
-        with live_progress(console, [h.name for h in hosts], what) as report:
-            ctx.progress = report
-            return run_hosts(inventory, hosts, ctx, rollback_any if rollback else deploy_any)
+        task = rollback_task if rollback else deploy_task
+        with LiveProgress(console, [h.name for h in hosts], what) as progress:
+            ctx.progress = progress.report
+            return RunOutcomes(run_hosts(nornir.with_processors([progress]), ctx, task, what))
 
 
-def deploy_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
-    """systemd hosts over SSH; container hosts through the docker SDK."""
-    return deploy_container(spec, ctx) if spec.runtime == "container" else deploy_host(spec, ctx)
+def run_hosts(nornir: Nornir, ctx: RunContext, task: HostTask, name: str) -> AggregatedResult:
+    """Nornir runs ``task`` on every host of ``nornir``; with ``batch``, a batch at a time, and
+    once a batch has a failure the hosts of the later ones are skipped (rolling deploy)."""
+    names = list(nornir.inventory.hosts)
+    size = ctx.settings.batch or len(names) or 1
+    results = AggregatedResult(name)
+    failed_batch = 0
+    for number, start in enumerate(range(0, len(names), size), start=1):
+        batch = names[start : start + size]
+        workers = max(1, min(ctx.settings.workers, len(batch)))
+        part = nornir.filter(F(name__any=batch)).with_runner(ThreadedRunner(workers))
+        if failed_batch:
+            reason = f"not attempted: batch {failed_batch} had a failure (rolling deploy stops)"
+            results.update(part.run(task=skip_task, name="skipped", reason=reason))
+            continue
+        results.update(part.run(task=task, name=name, ctx=ctx))
+        if results.failed:
+            failed_batch = number
+    return results
 
 
-def rollback_any(spec: HostSpec, ctx: RunContext) -> HostOutcome:
-    if spec.runtime == "container":
-        return rollback_container(spec, ctx)
-    return rollback_host(spec, ctx)
+def deploy_task(task: Task, ctx: RunContext) -> Result:
+    """One host's deploy, as a Nornir task."""
+    return host_result(task, hostrun.deploy_host(spec_of(task.host), ctx))
 
 
-def run_hosts(
-    inventory: Inventory, hosts: Sequence[HostSpec], ctx: RunContext, fn: HostFn
-) -> list[HostOutcome]:
-    """Nornir runs ``fn`` per host on its threads; with ``batch`` a failed batch stops the rest."""
-    size = ctx.settings.batch or len(hosts)
-    batches = [hosts[i : i + size] for i in range(0, len(hosts), size)]
-    outcomes: list[HostOutcome] = []
-    for number, batch in enumerate(batches, start=1):
-        outcomes += _run_batch(inventory, batch, ctx, fn)
-        if any(o.failed for o in outcomes) and number < len(batches):
-            rest = [h for later in batches[number:] for h in later]
-            reason = f"not attempted: batch {number} had a failure (rolling deploy stops)"
-            outcomes += [HostOutcome(h.name, "skipped", reason=reason) for h in rest]
-            _report_all(ctx.progress, rest)
-            break
-    return outcomes
+def rollback_task(task: Task, ctx: RunContext) -> Result:
+    """One host's rollback to its previous release, as a Nornir task."""
+    return host_result(task, hostrun.rollback_host(spec_of(task.host), ctx))
 
 
-def _run_batch(
-    inventory: Inventory, batch: Sequence[HostSpec], ctx: RunContext, fn: HostFn
-) -> list[HostOutcome]:
-    names = {h.name for h in batch}
-    specs = {h.name: h for h in batch}
-    workers = max(1, min(ctx.settings.workers, len(batch)))
-    nornir = init_nornir(inventory, num_workers=workers)
-    selected = nornir.filter(filter_func=lambda host: host.name in names)
-    results = selected.run(task=_nornir_task, name="claude-cluster", fn=fn, ctx=ctx, specs=specs)
-    outcomes = []
-    for host in batch:
-        multi = results[host.name]
-        value = multi[0].result if len(multi) else None
-        if isinstance(value, HostOutcome):
-            outcomes.append(value)
-        else:  # a bug, not a host problem: Nornir kept the exception
-            reason = f"internal error: {multi.exception!r}"
-            outcomes.append(HostOutcome(host.name, "failed", reason=reason))
-    return outcomes
+def skip_task(task: Task, reason: str) -> Result:
+    """A host a rolling deploy does not attempt."""
+    return host_result(task, HostOutcome(task.host.name, "skipped", reason=reason))
 
 
-def _nornir_task(task: Task, fn: HostFn, ctx: RunContext, specs: dict[str, HostSpec]) -> Result:
-    outcome = fn(specs[task.host.name], ctx)
+def host_result(task: Task, outcome: HostOutcome) -> Result:
     return Result(host=task.host, result=outcome, failed=outcome.failed,
-                  changed=outcome.status == "changed")  # fmt: skip
+                  changed=outcome.status == "changed", diff="\n".join(outcome.diffs))  # fmt: skip
 
 
-def _report_all(report: Progress, hosts: Sequence[HostSpec]) -> None:
-    for host in hosts:
-        report(host.name, "skipped")
+def outcome_of(host: str, multi: MultiResult) -> HostOutcome:
+    """The HostOutcome a host's task returned, or a failure when the task raised (a bug, not a
+    host problem: Nornir kept the exception)."""
+    value = multi[0].result if len(multi) else None
+    if isinstance(value, HostOutcome):
+        return value
+    return HostOutcome(host, "failed", reason=f"internal error: {multi.exception!r}")
 
 
 def _no_wanted(host: HostSpec) -> Wanted:

@@ -1,42 +1,86 @@
-"""Rich output of a run: live per-host progress and the per-host summary table."""
+"""Rich output of a run: a Nornir processor drawing live per-host progress, the summary table."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import types
+from collections.abc import Sequence
 
+from nornir.core.inventory import Host
+from nornir.core.task import AggregatedResult, MultiResult, Task
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cluster.deploy.outcome import HostOutcome
-from cluster.deploy.outcome import Progress as Report
 
 STYLE = {"changed": "yellow", "ok": "green", "failed": "bold red", "skipped": "magenta"}
 DONE = ("changed", "ok", "failed", "skipped")
 
 
-@contextmanager
-def live_progress(console: Console, hosts: Sequence[str], title: str) -> Iterator[Report]:
-    """A bar for the run and one line per host saying what it is doing; yields the reporter."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    progress = Progress(*columns, console=console, transient=True,
-                        disable=not console.is_terminal)  # fmt: skip
-    lock = threading.Lock()
-    with progress:
-        total = progress.add_task(title, total=len(hosts))
-        rows = {h: progress.add_task(f"  {h}: waiting", total=None) for h in hosts}
+class LiveProgress:
+    """A Nornir processor: a bar for the run and one line per host saying what it is doing.
 
-        def report(host: str, what: str) -> None:
-            with lock:
-                if host in rows:
-                    progress.update(rows[host], description=f"  {host}: {what}")
-                    if what in DONE:
-                        progress.advance(total)
+    Nornir's events draw a host's task starting (its name), its subtasks and its end (the
+    HostOutcome's status); ``report`` (a RunContext's ``progress``) draws the steps in between.
+    Use it as a context manager around the runs; the display is drawn only on a terminal.
+    """
 
-        yield report
+    def __init__(self, console: Console, hosts: Sequence[str], title: str) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())  # fmt: skip
+        self._progress = Progress(*columns, console=console, transient=True,
+                                  disable=not console.is_terminal)  # fmt: skip
+        self._lock = threading.Lock()
+        self._total = self._progress.add_task(title, total=len(hosts))
+        self._rows = {h: self._progress.add_task(f"  {h}: waiting", total=None) for h in hosts}
+        self._done: set[str] = set()
+
+    def __enter__(self) -> LiveProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: types.TracebackType | None) -> None:  # fmt: skip
+        self._progress.stop()
+
+    def report(self, host: str, what: str) -> None:
+        """Show ``what`` ``host`` is doing; a status of DONE counts the host once as finished."""
+        with self._lock:
+            if host not in self._rows:
+                return
+            self._progress.update(self._rows[host], description=f"  {host}: {what}")
+            if what in DONE and host not in self._done:
+                self._done.add(host)
+                self._progress.advance(self._total)
+
+    def lines(self) -> dict[str, str]:
+        """What each host's line says now, and the run's bar as ``done/total`` under ``""``."""
+        with self._lock:
+            shown = {task.id: task for task in self._progress.tasks}
+        total = shown[self._total]
+        rows = {host: shown[row].description.strip() for host, row in self._rows.items()}
+        return {"": f"{total.completed:.0f}/{total.total:.0f}", **rows}
+
+    def task_started(self, task: Task) -> None:
+        pass
+
+    def task_completed(self, task: Task, result: AggregatedResult) -> None:
+        pass
+
+    def task_instance_started(self, task: Task, host: Host) -> None:
+        self.report(host.name, task.name)
+
+    def task_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
+        outcome = result[0].result if len(result) else None
+        self.report(host.name, outcome.status if isinstance(outcome, HostOutcome) else "failed")
+
+    def subtask_instance_started(self, task: Task, host: Host) -> None:
+        self.report(host.name, task.name)
+
+    def subtask_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
+        if result.failed:
+            self.report(host.name, f"{task.name} failed")
 
 
 def summary_table(outcomes: Sequence[HostOutcome], title: str) -> Table:

@@ -19,6 +19,7 @@ from cluster.health.probe import run_probe
 from cluster.health.staterepo import read_state_facts
 from cluster.health.verdict import Limits, fleet_health, host_health, state_health
 from cluster.inventory import HostSpec, load_inventory
+from cluster.layers import WORK_DIR
 from cluster.pins import CLAUDE_CODE_VERSION
 from cluster.transport import run
 
@@ -29,7 +30,7 @@ class HealthSettings:
 
     inventory: Path = Path("inventory")
     limit: tuple[str, ...] = ()
-    work_dir: Path = Path(".cluster")
+    work_dir: Path = WORK_DIR
     root: Path | None = field(default_factory=Path.cwd)
     state_url: str | None = None  # how this machine reads the state repo (default: hosts')
     state_ssh_command: str | None = None  # GIT_SSH_COMMAND for that read

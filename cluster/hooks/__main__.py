@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ClusterError
+from cluster.state.schema import one_line
 
 USAGE = "usage: python -m cluster.hooks pre-receive|pre-commit"
 
@@ -36,8 +37,8 @@ def main(argv: Sequence[str]) -> int:
     except ClusterError as exc:
         print(f"{argv[0]}: {exc}", file=sys.stderr)
         return 1
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    for problem in problems:  # a name from the push may hold a newline: each problem one line
+        print(one_line(problem, limit=2000), file=sys.stderr)
     if problems:
         print(verdict, file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from cluster.hooks.recordref import CLAIM_FILES, read_record
 from cluster.hooks.treediff import lookup
 from cluster.state.ids import ID_RULE, TASKS_DIR, archive_path, is_safe_id, key_for_name
 from cluster.state.records import Claim, ClaimRecord, Heartbeat, Release, Result
+from cluster.state.statuses import EXPIRED, counts, next_attempt
 
 BAD_KEY = re.compile(r"bad\.[0-9a-f]{16}")
 NO_CLAIM_STATUSES = ("invalid", "cancelled")
@@ -73,10 +74,11 @@ def _on_tip(push: Push, old: str, record: ClaimRecord, parents: tuple[str, ...])
     if isinstance(held, Result):
         return f"the task is finished ({held.status}): its result waits for the fold"
     if isinstance(record, Claim):
-        if isinstance(held, Claim) and (record.takeover_of != old
-                                        or record.attempt != held.attempt + 1):
-            return (f"a takeover names takeover_of {old[:12]} and attempt "
-                    f"{held.attempt + 1}")
+        if not isinstance(held, Claim):
+            return None
+        attempt = next_attempt(held.attempt, counts(EXPIRED))  # the one counting rule
+        if record.takeover_of != old or record.attempt != attempt:
+            return f"a takeover names takeover_of {old[:12]} and attempt {attempt}"
         return None
     if isinstance(record, Result) and record.status == "cancelled":
         return None if record.reason else "field 'reason': a cancel says why"

@@ -44,7 +44,7 @@ def task_problems(path: str, data: bytes, known: frozenset[str]) -> list[str]:
     try:
         parse_task(path, data, known)
     except ValidationError as exc:
-        return [f"{path}: {problem}" for problem in exc.problems]
+        return [f"{exc.where}: {problem}" for problem in exc.problems]  # where: one line
     return []
 
 

@@ -1,4 +1,4 @@
-"""The agent-host inventory: a validated Nornir SimpleInventory directory."""
+"""The agent-host inventory: a directory Nornir loads through the ClusterInventory plugin."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from ruamel.yaml.error import YAMLError
 
 from cluster.atomicfile import write_atomic
 from cluster.errors import ConfigError, ValidationError
-from cluster.inventory.load import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE, load_inventory
+from cluster.inventory.load import load_inventory
+from cluster.inventory.yamlfile import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE
 
 
 def add_host(root: Path, name: str, entry: Mapping[str, Any]) -> bytes:

@@ -1,12 +1,22 @@
-"""The validated inventory: each host with every field resolved as Nornir would resolve it."""
+"""The validated inventory: Nornir's inventory, each host carrying the HostSpec Nornir resolved."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from nornir.core import Nornir
+from nornir.core.inventory import Defaults as NornirDefaults
+from nornir.core.inventory import Host
+from nornir.core.inventory import Inventory as NornirInventory
+from nornir.core.state import GlobalState
+from nornir.plugins.runners import ThreadedRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.inventory.schema import Port, Runtime, Specialty, StateRepo, Word
+from cluster.state.schema import DEFAULT_SPECIALTIES
+
+DEFAULT_WORKERS = 10
 
 
 class Thresholds(BaseModel):
@@ -47,21 +57,57 @@ class HostSpec(BaseModel):
         return f"{self.hostname}:{self.port}"
 
 
-class Inventory(BaseModel):
-    """All hosts of one inventory directory, in file order."""
+class AgentHost(Host):
+    """A Nornir host of the project's inventory plugin: ``spec`` is its validated HostSpec."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __slots__ = ("spec",)
+    spec: HostSpec
+
+
+def spec_of(host: Host) -> HostSpec:
+    """The HostSpec of a host loaded by the project's inventory plugin."""
+    if not isinstance(host, AgentHost):
+        raise TypeError(f"{host.name}: not a host of the ClusterInventory plugin")
+    return host.spec
+
+
+def specs_of(hosts: Iterable[Host]) -> tuple[HostSpec, ...]:
+    return tuple(spec_of(host) for host in hosts)
+
+
+def known_specialties(defaults: NornirDefaults) -> frozenset[str]:
+    """The built-in specialties and the ``extra_specialties`` of defaults.yaml's data."""
+    return frozenset(DEFAULT_SPECIALTIES) | frozenset(defaults.data.get("extra_specialties", ()))
+
+
+class Inventory(BaseModel):
+    """All hosts of one inventory directory, in file order, as Nornir loaded them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     root: Path
-    hosts: tuple[HostSpec, ...]
-    known_specialties: frozenset[str]
+    nornir_inventory: NornirInventory = Field(repr=False)
+
+    @property
+    def hosts(self) -> tuple[HostSpec, ...]:
+        return specs_of(self.nornir_inventory.hosts.values())
+
+    @property
+    def known_specialties(self) -> frozenset[str]:
+        return known_specialties(self.nornir_inventory.defaults)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(host.name for host in self.hosts)
+        return tuple(self.nornir_inventory.hosts)
 
     def host(self, name: str) -> HostSpec:
-        for host in self.hosts:
-            if host.name == name:
-                return host
-        raise KeyError(name)
+        return spec_of(self.nornir_inventory.hosts[name])  # KeyError for an unknown name
+
+    def nornir(self, num_workers: int = DEFAULT_WORKERS) -> Nornir:
+        """A Nornir object over these hosts with ``num_workers`` threads and a fresh state.
+
+        Each worker thread serves one host at a time, so a task that opens one connection per
+        host never shares it across threads and never opens two handshakes to the same target.
+        """
+        return Nornir(inventory=self.nornir_inventory, runner=ThreadedRunner(num_workers),
+                      data=GlobalState())  # fmt: skip

@@ -1,4 +1,4 @@
-"""Reads one inventory YAML file strictly, through the project's one strict loader (yamlio).
+"""The inventory's three files, each read strictly through the project's one loader (yamlio).
 
 Safe types only; a duplicate key, or a scalar that cannot be built (a 5,000-digit integer),
 is a ValidationError naming the file and the line, never a traceback.
@@ -13,6 +13,8 @@ import yaml
 
 from cluster.errors import ValidationError
 from cluster.state import yamlio
+
+HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE = "hosts.yaml", "groups.yaml", "defaults.yaml"
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from cluster.state.ids import agent_ref, archive_path, claim_ref
 from cluster.state.records import Claim, Heartbeat, Record, Release, Result
 from cluster.state.remote import StateRemote
 from cluster.state.snapshot import Reader, Snapshot, TaskView
+from cluster.state.statuses import EXPIRED, Retry, next_attempt, settle
 
 
 @dataclass(frozen=True)
@@ -91,17 +92,18 @@ class StateClient:
                 return None
             parent = view.tip
             if isinstance(record, Release):
-                attempt = record.attempt + (1 if record.counted else 0)
-            else:
-                attempt, takeover = record.attempt + 1, view.tip
-                if attempt > task.spec.max_attempts:
+                attempt = next_attempt(record.attempt, record.counted)
+            else:  # an expired claim, taken over: it counts (cluster.state.statuses.EXPIRED)
+                settled = settle(EXPIRED, record.attempt, task.spec.max_attempts)
+                if not isinstance(settled, Retry):
                     lost = Result(
-                        task=task.key, status="failed", attempt=record.attempt,
+                        task=task.key, status=settled, attempt=record.attempt,
                         agent=record.agent, started_at=record.claimed_at, finished_at=now,
                         reason=f"lease of {record.agent} expired on the last attempt "
                                f"({record.attempt} of {task.spec.max_attempts})",
                     )
                     return lost if self.write_terminal(snap, task.key, lost, view.tip) else None
+                attempt, takeover = next_attempt(record.attempt, settled.counted), view.tip
         claim = Claim(
             task=task.key, agent=self.identity.name, host=self.identity.host,
             pid=self.identity.pid, attempt=attempt, claimed_at=now, renewed_at=now,
@@ -221,9 +223,11 @@ class StateClient:
         store = self.remote.store
         main = store.commit(snap.main)
         editor = TreeEditor(store, main.tree)
+        lines = []
         for key in keys:
             view = snap.claims[key]
             assert isinstance(view.record, Result)
+            lines.append(f"{key}: {view.record.status}")
             base = archive_path(key)
             # An id used twice (the hooks refuse it) keeps both histories side by side.
             suffix = f".{view.tip[:12]}" if key in snap.archived else ""
@@ -235,9 +239,7 @@ class StateClient:
             editor.put(f"{base}/result{suffix}.yaml", store.write_blob(view.record.to_yaml()))
         tree = editor.write()
         parents = (snap.main, *(snap.claims[k].tip for k in keys))
-        message = f"fold {len(keys)} finished task(s) into archive/\n\n" + "\n".join(
-            f"{k}: {snap.claims[k].record.status}" for k in keys  # type: ignore[union-attr]
-        )
+        message = f"fold {len(keys)} finished task(s) into archive/\n\n" + "\n".join(lines)
         commit = store.write_commit(tree, parents, self.identity.ident, int(time.time()), message)
         updates = [RefUpdate("refs/heads/main", commit, snap.main)]
         updates += [RefUpdate(claim_ref(k), None, snap.claims[k].tip) for k in keys]

@@ -1,8 +1,10 @@
 """Running git: the sealed environment, argument lists, commands, push and ref output parsed.
 
-Every git this project runs on the local host goes through :func:`run_git` or
-:func:`run_git_bytes`, except the long-lived ``cat-file --batch`` that cluster.state.gitobj
-starts itself (with :func:`git_env`) and the demo's git on its sample repo.
+Every git this project's production code runs on the local host starts here: one command
+through :func:`run_git` or :func:`run_git_bytes`, or the long-lived ``cat-file --batch`` of
+cluster.state.gitobj through :func:`start_git`. Inside a git hook, callers add
+:func:`hook_env`. (Git that backups run on the state host itself goes over SSH, through
+cluster.transport.)
 """
 
 from __future__ import annotations
@@ -152,6 +154,15 @@ def run_git(
     if check and proc.returncode != 0:
         raise_for(argv, done)
     return done
+
+
+def start_git(args: Sequence[str], *, git_dir: Path,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A long-lived git in the sealed environment, talking through pipes on stdin and stdout
+    (stderr discarded); the caller owns the process."""
+    return subprocess.Popen(git_argv(args, git_dir, None), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=git_env(env))
 
 
 def run_git_bytes(

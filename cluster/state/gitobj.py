@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import GitError, RemoteUnavailable
-from cluster.state.gitcmd import git_env
+from cluster.state.gitcmd import start_git
 
 TREE_MODE = "40000"
 BLOB_MODE = "100644"
@@ -94,19 +94,13 @@ class ObjectStore:
 
     def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.git_dir = git_dir
-        self.env = git_env(env)  # sealed, as every git here (cluster.state.gitcmd)
+        self.env = dict(env or {})  # on top of the sealed environment (cluster.state.gitcmd)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                ["git", "--git-dir", str(self.git_dir), "cat-file", "--batch"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=self.env,
-            )
+            self._proc = start_git(["cat-file", "--batch"], git_dir=self.git_dir, env=self.env)
         return self._proc
 
     def read(self, sha: str) -> tuple[str, bytes]:

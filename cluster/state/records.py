@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from cluster.state import yamlio
 from cluster.state.statuses import TERMINAL, AgentState, ReleaseStatus, Terminal
@@ -88,7 +88,11 @@ class Claim(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    """What one attempt produced; shared by releases and results."""
+    """What one attempt produced, the one value from executor to record: an executor reports
+    its part (cluster.agent.executors.base.ExecutionOutcome is an Outcome with the executor's
+    verdict), the task runner completes it with ``dataclasses.replace`` (masked summary, branch,
+    head, pull request, times, log), and the release or result it ends in carries it
+    (:meth:`carrying`)."""
 
     started_at: float | None = None
     finished_at: float | None = None
@@ -102,6 +106,12 @@ class Outcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     log: str | None = None
+
+    def carrying(self, outcome: Outcome) -> Self:
+        """This release or result with ``outcome``'s fields: only :class:`Outcome`'s own, so
+        what a subclass adds (an executor's verdict) never reaches a record."""
+        return dataclasses.replace(
+            self, **{f.name: getattr(outcome, f.name) for f in dataclasses.fields(Outcome)})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,10 +177,6 @@ _BY_FILE: dict[str, type[Claim] | type[Release] | type[Result]] = {
 }
 
 
-def outcome_fields(outcome: Outcome) -> dict[str, Any]:
-    return dataclasses.asdict(outcome)
-
-
 def load_claim_record(name: str, data: bytes) -> ClaimRecord:
     kind = _BY_FILE.get(name)
     if kind is None:
@@ -204,7 +210,6 @@ __all__ = [
     "load_claim_record",
     "load_heartbeat",
     "load_result",
-    "outcome_fields",
     "stamp",
     "unstamp",
 ]

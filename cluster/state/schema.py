@@ -106,7 +106,7 @@ def _describe(error: Any, lines: dict[str, int]) -> str:
     return f"field {field!r}: {message}{where}"
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
     """``text`` with control characters escaped and cut to ``limit``: a reason is one line."""
     flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
@@ -126,10 +126,10 @@ def parse_task(
     try:
         return _parse(path, data, specialties)
     except ValidationError as exc:
-        raise ValidationError(_one_line(path), [_one_line(p) for p in exc.problems]) from exc
+        raise ValidationError(one_line(path), [one_line(p) for p in exc.problems]) from exc
     except Exception as exc:  # bad input is data: nothing else may escape
         problem = f"cannot read this file ({type(exc).__name__})"
-        raise ValidationError(_one_line(path), [problem]) from exc
+        raise ValidationError(one_line(path), [problem]) from exc
 
 
 def _parse(path: str, data: bytes, specialties: frozenset[str] | None) -> TaskSpec:

@@ -30,10 +30,11 @@ class RepoSettings(BaseModel):
 
 
 def parse_settings(data: bytes | None) -> RepoSettings:
+    """The settings in ``data`` (none: the defaults); whatever it holds, a ValidationError with
+    one line if bad (repeated keys, unbuildable scalars and deep nesting included: the task
+    files' loader). One file on main, not layered: see docs/configuration.md."""
     if not data:
         return RepoSettings()
-    """The settings in ``data``; whatever it holds, a ValidationError with one line if bad
-    (repeated keys, unbuildable scalars and deep nesting included: the task files' loader)."""
     try:
         body = yamlio.load_strict(data.decode("utf-8"))[0] or {}
     except UnicodeDecodeError as exc:

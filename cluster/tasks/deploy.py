@@ -28,13 +28,13 @@ def _settings(**flags: Any) -> Any:
     return load_settings({k: v for k, v in flags.items() if v not in (None, "")})
 
 
-def _finish(outcomes: list[Any], console: Console, title: str) -> None:
+def _finish(outcomes: Any, console: Console, title: str) -> None:
     from cluster.deploy.summary import print_summary
 
     print_summary(console, outcomes, title)
-    failed = [o.host for o in outcomes if o.failed]
+    failed = outcomes.failed_hosts  # Nornir's AggregatedResult decides (cluster.deploy.run)
     skipped = [o.host for o in outcomes if o.status == "skipped"]
-    if failed or skipped:
+    if outcomes.failed:
         also = f"; skipped {', '.join(skipped)}" if skipped else ""
         raise Exit(f"{title} failed on {len(failed)} host(s): {', '.join(failed)}{also}", code=1)
 

@@ -1,4 +1,6 @@
-"""SSH to hosts with verified host keys: the only package that imports Fabric or paramiko."""
+"""How the control host reaches hosts: SSH with verified host keys (the only package that
+imports Fabric or paramiko) and the docker engine (``docker``, the only module that imports the
+docker SDK)."""
 
 from __future__ import annotations
 

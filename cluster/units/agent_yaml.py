@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from cluster.agent.config import AgentConfig
+from cluster.agent_schema import AgentConfig
 from cluster.inventory.model import HostSpec
 from cluster.units import layout
 

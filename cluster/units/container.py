@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.agent.config import AgentConfig
+from cluster.agent_schema import AgentConfig
 from cluster.secret import Secret
 from cluster.units import layout
 from cluster.units.seccomp import profile

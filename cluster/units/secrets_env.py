@@ -7,7 +7,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from cluster.agent.config import AgentConfig
+from cluster.agent_schema import AgentConfig
 from cluster.errors import ConfigError
 from cluster.secret import MASK, Secret
 

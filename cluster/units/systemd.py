@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cluster.agent.config import AgentConfig
+from cluster.agent_schema import AgentConfig
 from cluster.units import layout
 
 # Beyond the agent's own stop grace, time for Python to exit and systemd to reap the group.

@@ -110,7 +110,8 @@ def test_claude_code_takes_the_api_key_first_then_the_subscription_token(
     assert model_credentials(cc) == {"claude-code": ("api_key", Secret(API_KEY))}
     oauth = config(tmp_path, executors=["claude-code"], claude_code_credential="oauth")
     assert model_credentials(oauth) == {"claude-code": ("oauth", Secret(TOKEN))}
-    assert credential_fingerprints(oauth) == {"claude-code": fingerprint("oauth", Secret(TOKEN))}
+    assert credential_fingerprints(model_credentials(oauth)) == {
+        "claude-code": fingerprint("oauth", Secret(TOKEN))}
 
 
 def test_the_token_comes_from_the_secrets_file_too(tmp_path: Path) -> None:
@@ -144,7 +145,7 @@ def test_the_subscription_token_is_masked_in_events_logs_and_files(
     monkeypatch.setenv("CLAUDE_CODE_OAUTH_TOKEN", TOKEN)
     cc = config(tmp_path, executors=["claude-code"], sandbox="off")
     sandboxes = default_sandboxes(tmp_path / "w" / "a1", SandboxConfig(mode="off"))
-    sealer, held = build_sealer(cc, sandboxes)
+    sealer, held = build_sealer(cc, sandboxes, model_credentials(cc))
     assert sealer.credential == Credential("oauth", Secret(TOKEN)) and held == [Secret(TOKEN)]
     events = EventLog("a1", tmp_path / "events.jsonl", held)
     events.emit("oops", reason=f"the API said: bad token {TOKEN}")

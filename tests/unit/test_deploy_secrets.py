@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cluster.agent_schema import AgentOverrides
 from cluster.deploy.run import check_secrets, collect_secrets, run
 from cluster.deploy.settings import DeploySettings
 from cluster.errors import ConfigError, SecretMissing
@@ -27,7 +28,7 @@ def settings(tmp_path: Path, **agent: Any) -> DeploySettings:
     for name, text in (("hosts", HOSTS), ("groups", GROUPS), ("defaults", DEFAULTS)):
         (inventory / f"{name}.yaml").write_text(textwrap.dedent(text))
     return DeploySettings(root=tmp_path, inventory=inventory, work_dir=tmp_path / "work",
-                          agent=agent)  # fmt: skip
+                          agent=AgentOverrides(agent))  # fmt: skip
 
 
 def test_a_missing_secret_stops_the_run_before_any_host_or_build(tmp_path: Path) -> None:

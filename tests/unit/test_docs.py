@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from cluster.agent.config import AgentConfig
+from cluster.backup.settings import BackupSettings
 from cluster.deploy.settings import DeploySettings
 from cluster.inventory.schema import DefaultsData, Entry
 from cluster.state.schema import TaskSpec
@@ -19,7 +20,7 @@ REFERENCE = (ROOT / "docs" / "configuration.md").read_text()
 
 
 @pytest.mark.parametrize("model", [AgentConfig, TaskSpec, RepoSettings, DeploySettings,
-                                   DefaultsData, Entry])
+                                   BackupSettings, DefaultsData, Entry])
 def test_every_key_is_in_the_configuration_reference(model: type[BaseModel]) -> None:
     missing = [name for name in model.model_fields if f"| `{name}` |" not in REFERENCE]
     assert missing == [], f"{model.__name__} keys missing from docs/configuration.md"

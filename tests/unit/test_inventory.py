@@ -9,9 +9,6 @@ import pytest
 
 from cluster.errors import ValidationError
 from cluster.inventory import load_inventory
-from cluster.inventory.nornir_init import init_nornir
-from cluster.inventory.resolve import extended_groups
-from cluster.inventory.schema import Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +44,7 @@ def test_shipped_example_is_valid_and_matches_nornir() -> None:
     assert all(
         h.hostname.startswith(("192.0.2.", "198.51.100.", "203.0.113.")) for h in inventory.hosts
     )
-    nr = init_nornir(inventory)
+    nr = inventory.nornir()
     for host in inventory.hosts:
         theirs = nr.inventory.hosts[host.name]
         assert (theirs.hostname, theirs.port, theirs.username) == (
@@ -84,12 +81,18 @@ def test_host_beats_groups_beat_defaults(tmp_path: Path) -> None:
     assert inventory.known_specialties >= {"ml", "docs"}
 
 
-def test_group_order_is_nornirs_depth_first() -> None:
-    groups = {
-        "a": Entry(groups=["1", "2"]), "b": Entry(groups=["2", "3"]), "1": Entry(groups=["X"]),
-        "2": Entry(), "3": Entry(), "X": Entry(),
-    }  # fmt: skip
-    assert extended_groups(["a", "b"], groups) == ["a", "1", "X", "2", "b", "3"]
+def test_group_order_is_nornirs_depth_first(tmp_path: Path) -> None:
+    groups = """
+    a: {groups: ['1', '2']}
+    b: {groups: ['2', '3']}
+    '1': {groups: [X]}
+    '2': {}
+    '3': {}
+    X: {data: {specialties: [backend]}}
+    """
+    inventory = load_inventory(write(tmp_path, "h: {hostname: h, groups: [a, b]}", groups))
+    host = inventory.nornir_inventory.hosts["h"]
+    assert [g.name for g in host.extended_groups()] == ["a", "1", "X", "2", "b", "3"]
 
 
 def test_defaults_thresholds_when_nothing_lowers_them(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from cluster.errors import ClusterError
+from cluster.state.records import Outcome
 from cluster.state.statuses import PauseCause
 
 if TYPE_CHECKING:
@@ -54,16 +55,14 @@ class ExecutionRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass
-class ExecutionOutcome:
-    """What an execution did; failure is data here, only rate limits raise."""
+@dataclass(frozen=True, kw_only=True)
+class ExecutionOutcome(Outcome):
+    """What an execution did: the attempt's :class:`~cluster.state.records.Outcome` as far as
+    the executor knows it (summary, turns, tokens, cost), with its verdict. The task runner
+    completes this same value into what the record carries; the verdict (``ok``, ``error``,
+    ``limit``) stays out of records. Failure is data here, only rate limits raise."""
 
     ok: bool
-    summary: str
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
     error: str | None = None
     limit: LimitName | None = None
 

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cluster.agent.credentials import CredentialRejected
@@ -251,18 +252,14 @@ class ClaudeCodeExecutor:
             kind = result.get("api_error") or (f"API {status}" if status else "limit")
             raise RateLimited(wait, f"{kind}: {text[:300]}", stated=stated)
         if subtype in _SUBTYPE_LIMITS:
-            outcome.limit = _SUBTYPE_LIMITS[subtype]
-            outcome.error = f"claude stopped: {subtype}"
-        elif failed:
-            outcome.error = (
-                f"claude failed ({subtype or 'no subtype'}, exit {returncode}): {text[:500]}"
-            )
-        elif (limit := _over_budget(outcome, request)) is not None:
-            outcome.limit = limit
-            outcome.error = f"run exceeded its {limit} budget"
-        else:
-            outcome.ok = True
-        return outcome
+            return replace(outcome, limit=_SUBTYPE_LIMITS[subtype],
+                           error=f"claude stopped: {subtype}")
+        if failed:
+            return replace(outcome, error=f"claude failed ({subtype or 'no subtype'}, "
+                                          f"exit {returncode}): {text[:500]}")
+        if (limit := _over_budget(outcome, request)) is not None:
+            return replace(outcome, limit=limit, error=f"run exceeded its {limit} budget")
+        return replace(outcome, ok=True)
 
     def _wait(self, stdout: str, text: str) -> tuple[float, bool]:
         """How long to pause, and whether the CLI said so (else the default backoff)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,22 +13,24 @@ import pytest
 import yaml
 from rich.console import Console
 
-from cluster.deploy import testbed
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import run
 from cluster.deploy.settings import DeploySettings
-from cluster.deploy.statehost import StateHost, start_state_host
-from cluster.deploy.testbed import SECRETS, freeze_source, testbed_settings
 from cluster.state.records import Result
 from cluster.state.submit import submit
+from cluster.testhosts import bed as testbed
 from cluster.testhosts import engine
+from cluster.testhosts.bed import SECRETS, freeze_source, testbed_settings
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
+from cluster.testhosts.statehost import StateHost, start_state_host
 from tests.clients import state_client
 from tests.helpers import poll
 
 ROOT = Path(__file__).resolve().parents[3]
-PREFIX = "ccc-deploy"  # not ccc-it (tests/integration/conftest.py) nor invoke's ccc-host
+# Not ccc-it (tests/integration/conftest.py) nor invoke's ccc-host; CCC_DEPLOY_PREFIX lets two
+# sessions on one machine each have a fleet of their own.
+PREFIX = os.environ.get("CCC_DEPLOY_PREFIX", "ccc-deploy")
 COUNT = 3
 # Configured for Claude and GitHub, so deploy writes both secrets (a host gets only those its
 # agent uses); the scratch runner runs command tasks and never builds the executor or forge.

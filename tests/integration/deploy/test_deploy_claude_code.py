@@ -16,12 +16,12 @@ import pytest
 from conftest import DeployEnv, fresh_env  # type: ignore[import-not-found]
 from test_deploy_systemd import _under_the_agents_unit  # type: ignore[import-not-found]
 
-from cluster.deploy import testbed
 from cluster.deploy.claudecli import pack_cli
 from cluster.deploy.image import ensure_agent_image
 from cluster.deploy.wheels import build_wheels
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.pins import CLAUDE_CODE_VERSION
+from cluster.testhosts import bed as testbed
 from cluster.testhosts import engine
 from cluster.units import layout
 
@@ -84,7 +84,7 @@ def test_the_agent_image_carries_the_same_pinned_cli(cli_env: DeployEnv) -> None
     wheels = build_wheels(settings.root, settings.cache_dir)
     pack = pack_cli(settings.cli_cache_dir)
     client = engine.client()
-    tag = ensure_agent_image(client, wheels, ROOT, None, pack)
+    tag = ensure_agent_image(client, wheels, ROOT, testbed.agent_base(), pack)
     assert tag.endswith(pack.sha256[:8]), tag
     with engine.translated(f"run {tag}"):
         out = client.containers.run(tag, ["sh", "-c", "command -v claude && claude --version"],

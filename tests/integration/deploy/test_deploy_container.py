@@ -7,6 +7,7 @@ its files live under a scratch directory that stands for the host's ``/``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from conftest import (  # type: ignore[import-not-found]
     AGENT,
+    PREFIX,
     SECRETS,
     DeployEnv,
     assert_sealed,
@@ -22,17 +24,17 @@ from conftest import (  # type: ignore[import-not-found]
 )
 from rich.console import Console
 
-from cluster.deploy import testbed
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.image import UID
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import run
+from cluster.testhosts import bed as testbed
 from cluster.testhosts import engine
 from cluster.testhosts.model import NETWORK
 from cluster.units import layout
 
 pytestmark = pytest.mark.integration
-NAME = "ccc-deploy-ctr"
+NAME = f"{PREFIX}-ctr"
 SPECIALTY = "docs"  # only the container agent serves it: the systemd agents serve backend
 
 
@@ -45,7 +47,8 @@ def container_env(deploy_env: DeployEnv, tmp_path_factory: pytest.TempPathFactor
     inventory.mkdir()
     hosts = {NAME: {"hostname": "127.0.0.1", "username": "root", "groups": ["containers"],
                     "data": {"runtime": "container", "specialties": [SPECIALTY],
-                             "state_repo": deploy_env.state.agent_url}}}  # fmt: skip
+                             "state_repo": deploy_env.state.agent_url,
+                             **testbed.LOWERED}}}  # fmt: skip
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
     (inventory / "groups.yaml").write_text(yaml.safe_dump({"containers": {}}))
     overrides = {"inventory": inventory, "container_root": base / "root",
@@ -57,7 +60,9 @@ def container_env(deploy_env: DeployEnv, tmp_path_factory: pytest.TempPathFactor
             container.remove(force=True)
 
 
-def _deploy(env: DeployEnv, overrides: dict[str, Any], rollback: bool = False) -> HostOutcome:
+def _run(
+    env: DeployEnv, overrides: dict[str, Any], rollback: bool = False
+) -> dict[str, HostOutcome]:
     rest = dict(overrides)
     rest.setdefault("agent", AGENT)
     settings = testbed.testbed_settings(
@@ -65,8 +70,13 @@ def _deploy(env: DeployEnv, overrides: dict[str, Any], rollback: bool = False) -
     )
     console = Console(width=160, force_terminal=False)
     outcomes = run(settings, console, rollback=rollback, environ=SECRETS)
-    assert [o.host for o in outcomes] == [NAME]
-    return outcomes[0]
+    return {o.host: o for o in outcomes}
+
+
+def _deploy(env: DeployEnv, overrides: dict[str, Any], rollback: bool = False) -> HostOutcome:
+    outcomes = _run(env, overrides, rollback)
+    assert list(outcomes) == [NAME]
+    return outcomes[NAME]
 
 
 def _rollback(env: DeployEnv, overrides: dict[str, Any]) -> HostOutcome:
@@ -213,3 +223,114 @@ def test_diff_shows_the_container_hosts_files_with_secrets_masked(
     assert {p: p.read_bytes() for p in (config, secrets)} == edited  # check mode wrote nothing
     assert _deploy(deploy_env, container_env).status == "changed"
     assert {p: p.read_bytes() for p in (config, secrets)} == snapshot
+
+
+# What systemd hosts have, container hosts have too: the same steps of the one host runtime.
+
+
+@contextmanager
+def _host_data(overrides: dict[str, Any], **data: Any) -> Iterator[None]:
+    """The container host's inventory data with ``data`` on top, for the block."""
+    hosts_yaml = Path(overrides["inventory"]) / "hosts.yaml"
+    original = hosts_yaml.read_text()
+    hosts = yaml.safe_load(original)
+    hosts[NAME]["data"].update(data)
+    hosts_yaml.write_text(yaml.safe_dump(hosts))
+    try:
+        yield
+    finally:
+        hosts_yaml.write_text(original)
+
+
+def _agent_container() -> Any:
+    return engine.client().containers.get(layout.container_name(NAME))
+
+
+def test_preflight_refuses_a_container_host_and_changes_nothing(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    before = _agent_container().id
+    config = _on_root(container_env, layout.AGENT_CONFIG)
+    config_before = config.read_bytes()
+    with _host_data(container_env, min_cpus=512, max_tasks=5):
+        refused = _deploy(deploy_env, container_env)
+    assert refused.failed and refused.reason.startswith("preflight: cpus: "), refused
+    assert "min_cpus" in refused.reason and refused.actions == ()
+    missing = "claude-cluster-agent:ccc-no-such-image"
+    with _host_data(container_env, container_image=missing):
+        gone = _deploy(deploy_env, container_env)
+    assert gone.failed and f"image: {missing} is not in the docker engine" in gone.reason, gone
+    after = _agent_container()
+    assert (after.id, after.status) == (before, "running")
+    assert config.read_bytes() == config_before
+    assert _deploy(deploy_env, container_env).status == "ok"
+
+
+def test_check_mode_lists_the_container_hosts_changes_and_changes_nothing(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    before = _agent_container()
+    config = _on_root(container_env, layout.AGENT_CONFIG)
+    config_before = config.read_bytes()
+    with _host_data(container_env, max_tasks=4):
+        checked = _deploy(deploy_env, {**container_env, "check": True})
+    image = before.attrs["Config"]["Image"]
+    assert checked.status == "changed", checked
+    assert checked.actions == (f"write: {layout.AGENT_CONFIG}", f"run: {image}"), checked
+    assert _agent_container().id == before.id and config.read_bytes() == config_before
+    assert _deploy(deploy_env, container_env).status == "ok"
+
+
+def test_tags_config_only_writes_the_container_hosts_files(
+    deploy_env: DeployEnv, container_env: dict[str, Any]
+) -> None:
+    assert _deploy(deploy_env, container_env).status in ("changed", "ok")
+    before = _agent_container()
+    image = before.attrs["Config"]["Image"]
+    config = _on_root(container_env, layout.AGENT_CONFIG)
+    with _host_data(container_env, max_tasks=3):
+        written = _deploy(deploy_env, {**container_env, "tags": ("config",)})
+        assert written.status == "changed", written
+        assert written.actions == (f"write: {layout.AGENT_CONFIG}",)
+        assert yaml.safe_load(config.read_text())["max_tasks"] == 3
+        after = _agent_container()
+        assert (after.id, after.status) == (before.id, "running")  # no run: service is a tag
+        assert not list(config.parent.glob("*.previous"))  # verified: backups dropped
+        # The container's label says which files it started with: the next run starts anew.
+        ran = _deploy(deploy_env, {**container_env, "tags": ("service",)})
+        assert (ran.status, ran.actions) == ("changed", (f"run: {image}",)), ran
+        assert _agent_container().id != before.id
+        assert _deploy(deploy_env, container_env).status == "ok"
+    back = _deploy(deploy_env, container_env)
+    assert back.actions == (f"write: {layout.AGENT_CONFIG}", f"run: {image}"), back
+
+
+def test_batch_1_stops_after_a_failed_container_host(
+    converged: DeployEnv, container_env: dict[str, Any], tmp_path: Path
+) -> None:
+    assert _deploy(converged, container_env).status in ("changed", "ok")
+    before = _agent_container().id
+    systemd = converged.names[0]
+    config = ["cat", str(layout.AGENT_CONFIG)]
+    systemd_before = converged.exec(systemd, config)[1]
+    inventory = tmp_path / "inventory"
+    changed = {systemd: {"max_tasks": 2}}  # would change, were it attempted
+    testbed.write_inventory(inventory, converged.hosts, converged.state, changed)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    ours = yaml.safe_load((Path(container_env["inventory"]) / "hosts.yaml").read_text())
+    ours[NAME]["data"]["state_repo"] = "ssh://root@172.29.231.254/nowhere.git"  # never beats
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump({**ours, **hosts}, sort_keys=False))
+    (inventory / "groups.yaml").write_text(yaml.safe_dump({"agents": {}, "containers": {}}))
+    settings = {**container_env, "inventory": inventory, "limit": (NAME, systemd), "batch": 1,
+                "verify_timeout": 8.0}  # fmt: skip
+    outcomes = _run(converged, settings)
+    assert list(outcomes) == [NAME, systemd]
+    failed = outcomes[NAME]
+    assert failed.failed and "not verified within" in failed.reason, failed
+    assert failed.rolled_back == "the container and the files before this run"
+    assert outcomes[systemd].status == "skipped" and outcomes[systemd].actions == ()
+    assert "batch 1 had a failure" in outcomes[systemd].reason
+    assert converged.exec(systemd, config)[1] == systemd_before  # untouched
+    assert (_agent_container().id, _agent_container().status) == (before, "running")

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from cluster.deploy import testbed
 from cluster.deploy.settings import DeploySettings
-from cluster.deploy.statehost import StateHost, start_state_host
-from cluster.deploy.testbed import AGENT, freeze_source, testbed_settings
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.health.model import FleetHealth
+from cluster.testhosts import bed as testbed
 from cluster.testhosts import engine
+from cluster.testhosts.bed import AGENT, freeze_source, testbed_settings
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
+from cluster.testhosts.statehost import StateHost, start_state_host
 from tests.helpers import poll
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,7 +96,7 @@ def ops_env(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> It
 def deployed(ops_env: OpsEnv) -> OpsEnv:
     """The first host deployed (the fleet an operator adds agents to)."""
     from cluster.deploy.run import run
-    from cluster.deploy.testbed import SECRETS
+    from cluster.testhosts.bed import SECRETS
 
     outcomes = run(ops_env.settings(), environ=SECRETS)
     failed = {o.host: o.reason for o in outcomes if o.failed}

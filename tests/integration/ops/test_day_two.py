@@ -13,7 +13,6 @@ import pytest
 import yaml
 from conftest import ROOT, OpsEnv  # type: ignore[import-not-found]
 
-from cluster.deploy.testbed import SECRETS
 from cluster.inventory import load_inventory
 from cluster.inventory.edit import add_host, remove_host
 from cluster.ops.addagent import NewAgent, add_agent
@@ -23,6 +22,7 @@ from cluster.state.client import StateClient
 from cluster.state.gitcmd import git_env
 from cluster.state.records import Claim, Heartbeat, Release, Result
 from cluster.state.submit import submit
+from cluster.testhosts.bed import SECRETS
 from cluster.units import layout
 from tests import helpers
 from tests.clients import state_client

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from conftest import OpsEnv  # type: ignore[import-not-found]
 
-from cluster.deploy.testbed import SECRETS
 from cluster.errors import ValidationError
 from cluster.health.model import FleetHealth, HostHealth
 from cluster.inventory.edit import add_host, remove_host
 from cluster.ops.addagent import NewAgent, add_agent
 from cluster.state.submit import cancel, submit
+from cluster.testhosts.bed import SECRETS
 from cluster.units import layout
 from tests.clients import state_client
 

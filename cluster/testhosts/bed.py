@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 
 from cluster.deploy.settings import DeploySettings
-from cluster.deploy.statehost import StateHost
 from cluster.testhosts.model import HostSet
+from cluster.testhosts.recipe import Recipe
+from cluster.testhosts.statehost import StateHost
 
 # Test hosts share this machine's cores and memory: the operator lowers the thresholds.
 LOWERED = {"min_cpus": 1, "min_memory_gb": 0.5, "min_disk_gb": 1}
@@ -58,10 +59,16 @@ def testbed_settings(
         "root": root, "inventory": inventory, "work_dir": work,
         "state_ssh_key": state.deploy_key, "state_known_hosts": state.agents_known_hosts,
         "state_url": state.control_url, "state_ssh_command": state.control_ssh_command,
-        "agent": AGENT, "verify_timeout": 60.0,
+        "agent": AGENT, "verify_timeout": 60.0, "container_base": agent_base(),
     }  # fmt: skip
     base.update(overrides)
     return DeploySettings(**base)
+
+
+def agent_base() -> str:
+    """The agent image's FROM on the test bed: the current recipe's test-host image (it has
+    bubblewrap; an older cached one may not)."""
+    return Recipe().image_tag()
 
 
 def freeze_source(root: Path, target: Path) -> Path:
