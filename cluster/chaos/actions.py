@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 
 from cluster.errors import HostError
-from cluster.testhosts import engine
+from cluster.transport import docker
 from cluster.units import layout
 
 AGENT_PATTERN = "claude-cluster agent run"
@@ -19,7 +19,7 @@ NSENTER_TIMEOUT = 10.0
 
 
 def _exec(host: str, argv: list[str]) -> tuple[int, str, str]:
-    return engine.exec_argv(engine.get(engine.client(), host), argv)
+    return docker.exec_argv(docker.get(docker.client(), host), argv)
 
 
 def agent_pid(host: str) -> int:
@@ -43,7 +43,7 @@ def signal_pid(host: str, pid: int, signal: str) -> None:
 
 
 def _netns(host: str, argv: list[str]) -> None:
-    container = engine.get(engine.client(), host)
+    container = docker.get(docker.client(), host)
     container.reload()
     pid = int(container.attrs.get("State", {}).get("Pid") or 0)
     if pid <= 0:

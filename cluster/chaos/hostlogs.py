@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from cluster.testhosts import engine
+from cluster.transport import docker
 from cluster.units import layout
 
 EventCounts = Counter[str]
@@ -16,7 +16,7 @@ def read_events(hosts: Sequence[str]) -> EventCounts:
     """Counts of every event name over all hosts; ``claimed`` takeovers also as ``takeover``."""
     counts: EventCounts = Counter()
     for host in hosts:
-        _, text, _ = engine.exec_argv(engine.get(engine.client(), host),
+        _, text, _ = docker.exec_argv(docker.get(docker.client(), host),
                                       ["cat", str(layout.EVENTS_FILE)])  # fmt: skip
         for line in text.splitlines():
             try:
@@ -31,11 +31,11 @@ def read_events(hosts: Sequence[str]) -> EventCounts:
 
 def agent_state(host: str, lines: int = 15) -> str:
     """The agent unit's state, restarts and last journal lines: why an agent is not back."""
-    container = engine.get(engine.client(), host)
-    _, shown, _ = engine.exec_argv(container, [
+    container = docker.get(docker.client(), host)
+    _, shown, _ = docker.exec_argv(container, [
         "systemctl", "show", layout.UNIT_NAME, "--no-pager",
         "-p", "ActiveState,SubState,Result,NRestarts,ExecMainStatus,MainPID"])  # fmt: skip
-    _, journal, _ = engine.exec_argv(container, [
+    _, journal, _ = docker.exec_argv(container, [
         "journalctl", "-u", layout.UNIT_NAME, "-n", str(lines), "--no-pager",
         "-o", "short-unix"])  # fmt: skip
     state = " ".join(shown.split())

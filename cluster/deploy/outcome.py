@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from cluster.deploy.heartbeats import HeartbeatReader
@@ -14,7 +14,6 @@ from cluster.deploy.wanted import Wanted
 from cluster.inventory.model import HostSpec
 
 Status = Literal["changed", "ok", "failed", "skipped"]
-Progress = Callable[[str, str], None]  # (host, what it is doing now)
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,11 @@ def timed(outcome: HostOutcome, started: float) -> HostOutcome:
 
 @dataclass
 class RunContext:
-    """Shared by every host of a run: ``image`` and ``progress`` are set before the hosts
-    start, and nothing changes while they run (the semaphore and reader are thread-safe)."""
+    """Shared by every host of a run: ``image`` is set before the hosts start, and
+    nothing changes while they run (the semaphore and reader are thread-safe)."""
 
     settings: DeploySettings
     wanted: Callable[[HostSpec], Wanted]
     handshakes: threading.BoundedSemaphore
     reader: HeartbeatReader | None
-    progress: Progress = field(default=lambda host, what: None)
     image: str | None = None  # the agent image built for container hosts in this run

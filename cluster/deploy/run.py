@@ -14,9 +14,9 @@ from nornir.plugins.runners import ThreadedRunner
 from pydantic import ValidationError
 from rich.console import Console
 
-from cluster.deploy import hostrun
 from cluster.deploy.claudecli import CliPack, pack_cli
 from cluster.deploy.heartbeats import HeartbeatReader
+from cluster.deploy.hostrun import deploy_task, host_result, rollback_task
 from cluster.deploy.image import ensure_agent_image
 from cluster.deploy.lock import deploy_lock
 from cluster.deploy.outcome import HostOutcome, RunContext
@@ -34,7 +34,7 @@ from cluster.errors import ConfigError, SecretMissing
 from cluster.inventory import HostSpec, load_inventory
 from cluster.inventory.limit import limited
 from cluster.inventory.limit import select as select
-from cluster.inventory.model import spec_of, specs_of
+from cluster.inventory.model import specs_of
 from cluster.secret import Secret
 from cluster.secrets_file import lookup_all
 from cluster.transport import docker
@@ -172,7 +172,6 @@ def run(
                                            cli)  # fmt: skip
         task = rollback_task if rollback else deploy_task
         with LiveProgress(console, [h.name for h in hosts], what) as progress:
-            ctx.progress = progress.report
             return RunOutcomes(run_hosts(nornir.with_processors([progress]), ctx, task, what))
 
 
@@ -197,24 +196,9 @@ def run_hosts(nornir: Nornir, ctx: RunContext, task: HostTask, name: str) -> Agg
     return results
 
 
-def deploy_task(task: Task, ctx: RunContext) -> Result:
-    """One host's deploy, as a Nornir task."""
-    return host_result(task, hostrun.deploy_host(spec_of(task.host), ctx))
-
-
-def rollback_task(task: Task, ctx: RunContext) -> Result:
-    """One host's rollback to its previous release, as a Nornir task."""
-    return host_result(task, hostrun.rollback_host(spec_of(task.host), ctx))
-
-
 def skip_task(task: Task, reason: str) -> Result:
     """A host a rolling deploy does not attempt."""
     return host_result(task, HostOutcome(task.host.name, "skipped", reason=reason))
-
-
-def host_result(task: Task, outcome: HostOutcome) -> Result:
-    return Result(host=task.host, result=outcome, failed=outcome.failed,
-                  changed=outcome.status == "changed", diff="\n".join(outcome.diffs))  # fmt: skip
 
 
 def outcome_of(host: str, multi: MultiResult) -> HostOutcome:

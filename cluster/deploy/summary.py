@@ -21,8 +21,9 @@ DONE = ("changed", "ok", "failed", "skipped")
 class LiveProgress:
     """A Nornir processor: a bar for the run and one line per host saying what it is doing.
 
-    Nornir's events draw a host's task starting (its name), its subtasks and its end (the
-    HostOutcome's status); ``report`` (a RunContext's ``progress``) draws the steps in between.
+    Nornir's events draw it all: a host's task starting (its name), each of its steps (the
+    subtasks hostrun runs: connect, facts, plan, each action, verify...) and its end (the
+    HostOutcome's status).
     Use it as a context manager around the runs; the display is drawn only on a terminal.
     """
 

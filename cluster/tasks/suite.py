@@ -64,7 +64,9 @@ def run_tiers(python: str, tiers: Sequence[Tier] = TIERS, extra: Sequence[str] =
 
 def _run(python: str, tier: Tier, basetemp: Path, extra: Sequence[str], out: IO[str],
          lock: threading.Lock) -> Ended:
-    args = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
+    # pytest's default verbosity: a line per test file as it ends (-q would hold a tier's dots
+    # until a line of them is full, so a slow tier would say nothing for many minutes)
+    args = [python, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
             *extra, *tier.paths]
     started = time.monotonic()
     last = ""

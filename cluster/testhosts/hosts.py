@@ -10,7 +10,6 @@ from filelock import FileLock
 
 from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
-from cluster.testhosts import engine
 from cluster.testhosts.image import Say, ensure_image
 from cluster.testhosts.inventory import write_inventory
 from cluster.testhosts.model import (
@@ -31,6 +30,7 @@ from cluster.testhosts.sshkeys import (
     known_hosts_lines,
     parse_public_keys,
 )
+from cluster.transport import docker
 
 BOOT_TIMEOUT = 180.0
 SSHD_TIMEOUT = 60.0
@@ -56,17 +56,17 @@ def up(
     if count < 1:
         raise ValueError("count must be at least 1")
     paths = StatePaths(state_dir or default_state_dir())
-    handle = engine.client()
+    handle = docker.client()
     image = ensure_image(handle, recipe, say=say)
     _remove_set(handle, name_prefix)
     generate_keypair(paths.private_key, comment=f"ccc-testhosts-{name_prefix}")
     public_key = paths.public_key.read_bytes()
     containers = []
     with network_lock():  # another set's `down` must not remove the network under these
-        engine.ensure_network(handle, NETWORK, SUBNET, GATEWAY)
+        docker.ensure_network(handle, NETWORK, SUBNET, GATEWAY)
         for index in range(1, count + 1):
             container = _start(handle, image, f"{name_prefix}-{index}", name_prefix)
-            engine.put_file(container, "/root/.ssh", "authorized_keys", public_key, 0o600)
+            docker.put_file(container, "/root/.ssh", "authorized_keys", public_key, 0o600)
             containers.append(container)
     say(f"started {count} container(s) from {image}; waiting for systemd and sshd")
     hosts = [wait_ready(container) for container in containers]
@@ -81,10 +81,10 @@ def down(name_prefix: str | None = None) -> list[str]:
 
     Idempotent: with nothing to remove it removes nothing and succeeds.
     """
-    handle = engine.client()
+    handle = docker.client()
     removed = _remove_set(handle, name_prefix)
     with network_lock():
-        engine.remove_network(handle, NETWORK)
+        docker.remove_network(handle, NETWORK)
     return removed
 
 
@@ -94,50 +94,50 @@ def network_lock() -> FileLock:
     return FileLock(str(Path(tempfile.gettempdir()) / f"{NETWORK}.network.lock"))
 
 
-def wait_ready(container: engine.Container) -> HostRecord:
+def wait_ready(container: docker.Container) -> HostRecord:
     """Poll until systemd has booted (running or degraded) and sshd greets; loud on timeout."""
     name = container.name
     try:
         state = poll(lambda: _system_state(container), what=f"{name} systemd", timeout=BOOT_TIMEOUT)
     except NotReady as exc:
-        raise NotReady(f"{exc}\nconsole of {name}:\n{engine.logs_tail(container)}") from exc
+        raise NotReady(f"{exc}\nconsole of {name}:\n{docker.logs_tail(container)}") from exc
     failed: tuple[str, ...] = ()
     if state == "degraded":
-        _, out, _ = engine.exec_argv(container, ["systemctl", "--failed", "--no-legend", "--plain"])
+        _, out, _ = docker.exec_argv(container, ["systemctl", "--failed", "--no-legend", "--plain"])
         failed = tuple(line.split()[0] for line in out.splitlines() if line.strip())
-    port = engine.published_port(container)
+    port = docker.published_port(container)
     poll(lambda: ssh_banner(port), what=f"{name} sshd on 127.0.0.1:{port}", timeout=SSHD_TIMEOUT)
-    address = engine.network_ip(container, NETWORK)
+    address = docker.network_ip(container, NETWORK)
     return HostRecord(name, port, address, state, failed)
 
 
-def host_keys(container: engine.Container) -> list[tuple[str, str]]:
+def host_keys(container: docker.Container) -> list[tuple[str, str]]:
     """The host's public host keys, read inside the container (no network, nothing to spoof)."""
-    _, out, _ = engine.exec_argv(container, ["cat", *HOST_KEY_FILES])
+    _, out, _ = docker.exec_argv(container, ["cat", *HOST_KEY_FILES])
     keys = parse_public_keys(out)
     if not keys:
         raise HostError(container.name, "has no SSH host keys in /etc/ssh")
     return keys
 
 
-def _known_hosts_text(container: engine.Container, host: HostRecord) -> str:
+def _known_hosts_text(container: docker.Container, host: HostRecord) -> str:
     lines = known_hosts_lines(host.known_hosts_name, host_keys(container))
     return "".join(f"{line}\n" for line in lines)
 
 
-def _system_state(container: engine.Container) -> tuple[bool, str]:
-    code, out, err = engine.exec_argv(container, ["systemctl", "is-system-running"])
+def _system_state(container: docker.Container) -> tuple[bool, str]:
+    code, out, err = docker.exec_argv(container, ["systemctl", "is-system-running"])
     state = out.strip() or err.strip() or f"exit {code}"
     if state in _BROKEN:
         raise NotReady(f"{container.name}: systemd is {state}")
     return state in _UP, state
 
 
-def _start(handle: engine.Client, image: str, name: str, label: str) -> engine.Container:
+def _start(handle: docker.Client, image: str, name: str, label: str) -> docker.Container:
     for _ in range(PORT_ATTEMPTS):
         try:
-            return engine.run_systemd_container(handle, image, name, _free_port(), NETWORK, label)
-        except engine.PortTaken:
+            return docker.run_systemd_container(handle, image, name, _free_port(), NETWORK, label)
+        except docker.PortTaken:
             continue
     raise HostError(name, f"no free 127.0.0.1 port after {PORT_ATTEMPTS} attempts")
 
@@ -150,8 +150,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _remove_set(handle: engine.Client, name_prefix: str | None) -> list[str]:
-    containers = engine.labelled(handle, name_prefix)
+def _remove_set(handle: docker.Client, name_prefix: str | None) -> list[str]:
+    containers = docker.labelled(handle, name_prefix)
     for container in containers:
-        engine.remove(container)
+        docker.remove(container)
     return sorted(c.name for c in containers)

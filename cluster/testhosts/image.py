@@ -11,10 +11,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from cluster.errors import ClusterError
-from cluster.testhosts import engine
 from cluster.testhosts.mirror import find_mirror
 from cluster.testhosts.recipe import Recipe
 from cluster.testhosts.rootfs import apply_edits
+from cluster.transport import docker
 
 # Outside the project tree (a rootfs holds device nodes and ~450 MB no tool should scan) and
 # root-owned (debootstrap runs as root; a world-writable /tmp path could be pre-empted).
@@ -26,7 +26,7 @@ Say = Callable[[str], None]
 
 
 def ensure_image(
-    handle: engine.Client,
+    handle: docker.Client,
     recipe: Recipe | None = None,
     *,
     work_dir: Path = DEFAULT_WORK_DIR,
@@ -39,18 +39,18 @@ def ensure_image(
     """
     recipe = recipe or Recipe()
     tag = recipe.image_tag()
-    if engine.image_exists(handle, tag):
+    if docker.image_exists(handle, tag):
         return tag
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with FileLock(str(work_dir / f"{tag.replace(':', '_')}.lock")):
-        if engine.image_exists(handle, tag):
+        if docker.image_exists(handle, tag):
             return tag
         build_image(handle, recipe, work_dir, mirror or find_mirror(recipe.suite), say)
     return tag
 
 
 def build_image(
-    handle: engine.Client, recipe: Recipe, work_dir: Path, mirror: str, say: Say
+    handle: docker.Client, recipe: Recipe, work_dir: Path, mirror: str, say: Say
 ) -> None:
     tag = recipe.image_tag()
     build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=work_dir))
@@ -88,7 +88,7 @@ def _debootstrap(recipe: Recipe, rootfs: Path, mirror: str, log: Path) -> None:
         raise ClusterError(f"debootstrap failed (exit {done.returncode}):\n" + "\n".join(tail))
 
 
-def _import(handle: engine.Client, rootfs: Path, tag: str, changes: list[str]) -> None:
+def _import(handle: docker.Client, rootfs: Path, tag: str, changes: list[str]) -> None:
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
         stdout=subprocess.PIPE,
@@ -96,10 +96,10 @@ def _import(handle: engine.Client, rootfs: Path, tag: str, changes: list[str]) -
     )
     assert tar.stdout is not None
     try:
-        engine.import_image(handle, tar.stdout, tag, changes)
+        docker.import_image(handle, tar.stdout, tag, changes)
     finally:
         tar.stdout.close()
         _, err = tar.communicate(timeout=IMPORT_TIMEOUT)
     if tar.returncode != 0:
-        engine.remove_image(handle, tag)  # a truncated stream must not pass for a cached image
+        docker.remove_image(handle, tag)  # a truncated stream must not pass for a cached image
         raise ClusterError(f"tar of {rootfs} failed: {err.decode(errors='replace')[-2000:]}")

@@ -11,10 +11,10 @@ from pathlib import Path
 from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
 from cluster.state.init import init_state_repo
-from cluster.testhosts import engine
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
 from cluster.testhosts.sshkeys import generate_keypair, known_hosts_lines
+from cluster.transport import docker
 
 REPO = "/srv/state.git"
 PREFIX = "ccc-deploy-state"
@@ -60,11 +60,11 @@ def start_state_host(
     """
     hosts = up(1, prefix, state_dir / "host", say=lambda _: None)
     record = hosts.hosts[0]
-    container = engine.get(engine.client(), record.name)
+    container = docker.get(docker.client(), record.name)
     deploy_key = state_dir / "deploy_key"
     generate_keypair(deploy_key, comment="ccc-deploy-agents")
     authorized = hosts.paths.public_key.read_bytes() + deploy_key.with_suffix(".pub").read_bytes()
-    engine.put_file(container, "/root/.ssh", "authorized_keys", authorized, 0o600)
+    docker.put_file(container, "/root/.ssh", "authorized_keys", authorized, 0o600)
     with tempfile.TemporaryDirectory() as scratch:
         repo = Path(scratch) / "state.git"
         init_state_repo(repo, settings=settings)
@@ -75,11 +75,11 @@ def start_state_host(
     return StateHost(hosts, deploy_key, known)
 
 
-def _copy_tree(container: engine.Container, local: Path, directory: str) -> None:
+def _copy_tree(container: docker.Container, local: Path, directory: str) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         archive.add(str(local), arcname=local.name, filter=_root_owned)
-    with engine.translated(f"copy {local.name} to {container.name}"):
+    with docker.translated(f"copy {local.name} to {container.name}"):
         if not container.put_archive(directory, buffer.getvalue()):
             raise HostError(container.name, f"could not copy {local.name} to {directory}")
 
@@ -92,4 +92,4 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 def copy_repo(state: StateHost, local: Path, directory: str) -> None:
     """Copy the bare repo ``local`` into ``directory`` on the state host (e.g. a demo target)."""
-    _copy_tree(engine.get(engine.client(), state.record.name), local, directory)
+    _copy_tree(docker.get(docker.client(), state.record.name), local, directory)

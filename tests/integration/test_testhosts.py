@@ -12,10 +12,10 @@ from nornir import InitNornir
 
 from cluster.chaos.hostlogs import agent_state
 from cluster.errors import HostError, HostKeyMismatch
-from cluster.testhosts import engine, faults
+from cluster.testhosts import faults
 from cluster.testhosts.hosts import down
 from cluster.testhosts.model import HostRecord, HostSet
-from cluster.transport import connect, run
+from cluster.transport import connect, docker, run
 
 pytestmark = pytest.mark.integration
 
@@ -134,15 +134,15 @@ def test_restart_keeps_port_and_host_key(testhosts: HostSet) -> None:
 
 
 def test_hosts_reach_each_other_on_their_network(testhosts: HostSet) -> None:
-    client = engine.client()
-    first = engine.get(client, testhosts.hosts[0].name)
+    client = docker.client()
+    first = docker.get(client, testhosts.hosts[0].name)
     for peer in testhosts.hosts[1:]:
-        code, out, err = engine.exec_argv(first, ["getent", "hosts", peer.name])
+        code, out, err = docker.exec_argv(first, ["getent", "hosts", peer.name])
         assert code == 0, err
         assert out.split()[0] == peer.address
         # A TCP check with no ssh client: read sshd's greeting through bash's /dev/tcp.
         greet = f"exec 3<>/dev/tcp/{peer.address}/22 && head -c 4 <&3"
-        code, out, err = engine.exec_argv(first, ["timeout", "10", "bash", "-c", greet])
+        code, out, err = docker.exec_argv(first, ["timeout", "10", "bash", "-c", greet])
         assert (code, out) == (0, "SSH-"), err
 
 
@@ -169,7 +169,7 @@ def test_inventory_loads_in_nornir(testhosts: HostSet) -> None:
 
 def test_down_of_an_unknown_set_removes_nothing(testhosts: HostSet) -> None:
     assert down(f"{testhosts.name_prefix}-none") == []
-    running = engine.labelled(engine.client(), testhosts.name_prefix)
+    running = docker.labelled(docker.client(), testhosts.name_prefix)
     assert len(running) == len(testhosts.hosts)
 
 

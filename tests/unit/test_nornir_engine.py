@@ -21,8 +21,9 @@ from nornir.core.plugins.inventory import InventoryPluginRegister
 from nornir.core.task import Result, Task
 from rich.console import Console
 
+from cluster.deploy.hostrun import Steps, host_result
 from cluster.deploy.outcome import HostOutcome, RunContext, Status
-from cluster.deploy.run import RunOutcomes, host_result, run_hosts
+from cluster.deploy.run import RunOutcomes, run_hosts
 from cluster.deploy.settings import DeploySettings
 from cluster.deploy.summary import LiveProgress
 from cluster.errors import ConfigError, ValidationError
@@ -209,6 +210,56 @@ def test_without_a_terminal_nothing_is_drawn(tmp_path: Path) -> None:
     assert out.getvalue() == ""
 
 
+def test_hostruns_steps_are_subtasks_whose_errors_come_out_as_themselves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inventory = load_inventory(write(tmp_path))
+    drawn: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    caught: dict[str, BaseException] = {}
+
+    class Recorder(LiveProgress):
+        def report(self, host: str, what: str) -> None:
+            with lock:
+                drawn.setdefault(host, []).append(what)
+            super().report(host, what)
+
+    def deploy(task: Task) -> Result:
+        steps = Steps(task)
+        assert steps("facts", lambda: 42) == 42  # a step's value comes back
+        try:
+            steps("apply", partial_fail(task.host.name), phase="switch")
+        except Exception as exc:
+            caught[task.host.name] = exc
+        return host_result(task, HostOutcome(task.host.name, "ok", phases=steps.phases()))
+
+    with Recorder(Console(file=io.StringIO()), inventory.names, "deploy") as progress:
+        result = inventory.nornir().with_processors([progress]).run(deploy)
+    for host in ("a", "b", "c"):
+        assert drawn[host][:3] == ["deploy", "facts", "apply"], drawn[host]  # every step drawn
+        assert [r.name for r in result[host]] == ["deploy", "facts", "apply"]
+        assert {k for k, _ in result[host][0].result.phases} == {"facts", "switch"}
+    assert "a" not in caught and not result["a"][2].failed
+    assert isinstance(caught["b"], ConfigError) and str(caught["b"]) == "b: refused"
+    assert result["b"][2].failed and result["b"][2].exception is caught["b"]
+    assert "apply failed" in drawn["b"]
+    # a host problem is the step's Result, not a traceback in the log; a bug is logged by Nornir
+    assert isinstance(caught["c"], ZeroDivisionError)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("nornir")]
+    assert any("'apply' failed" in m and "ZeroDivisionError" in m for m in logged), logged
+    assert not any("refused" in m for m in logged), logged
+
+
+def partial_fail(host: str) -> Callable[[], None]:
+    def work() -> None:
+        if host == "b":
+            raise ConfigError("b: refused")
+        if host == "c":
+            _ = 1 / 0
+
+    return work
+
+
 # --- AggregatedResult decides; rolling batches -------------------------------------------
 
 
@@ -223,7 +274,7 @@ def host_task(statuses: dict[str, Status]) -> Callable[..., Result]:
     a host marked "raise" raises, as a bug would."""
 
     def deploy(task: Task, ctx: RunContext) -> Result:
-        ctx.progress(task.host.name, "connect")
+        task.run(task=lambda t: Result(host=t.host), name="connect")  # a step, as hostrun's
         if task.host.name == "raise":
             raise RuntimeError("a bug")
         status = statuses.get(task.host.name, "ok")
@@ -277,7 +328,6 @@ def test_batches_run_in_order_and_the_processor_sees_every_host(tmp_path: Path) 
     inventory = rolling(tmp_path, FIVE)
     ctx = context(tmp_path, batch=2)
     with LiveProgress(Console(file=io.StringIO()), inventory.names, "deploy") as progress:
-        ctx.progress = progress.report
         nornir = inventory.nornir().with_processors([progress])
         outcomes = RunOutcomes(run_hosts(nornir, ctx, host_task({"h1": "failed"}), "deploy"))
         lines = progress.lines()

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from cluster.errors import ClusterError, ConfigError
-from cluster.testhosts import engine
 from cluster.testhosts.inventory import render_inventory
 from cluster.testhosts.mirror import apt_entries, choose_mirror, deb822_entries, one_line_entries
 from cluster.testhosts.model import HostRecord, StatePaths
@@ -19,6 +18,7 @@ from cluster.testhosts.readiness import NotReady, poll
 from cluster.testhosts.recipe import Recipe, RemoveGlob, Symlink, WriteFile
 from cluster.testhosts.rootfs import apply_edits
 from cluster.testhosts.sshkeys import known_hosts_lines, parse_public_keys, replace_host
+from cluster.transport import docker
 from cluster.transport.errors import reason
 
 DEB822 = """\
@@ -222,8 +222,8 @@ class _Handle:
 @pytest.mark.parametrize("unmask", [True, False])
 def test_run_container_takes_docker_runs_systempaths_option(unmask: bool) -> None:
     handle = _Handle()
-    options = ["no-new-privileges:true", *([engine.UNMASKED] if unmask else [])]
-    started = engine.run_container(handle, "img", ["/sbin/init"], name="h", detach=True,
+    options = ["no-new-privileges:true", *([docker.UNMASKED] if unmask else [])]
+    started = docker.run_container(handle, "img", ["/sbin/init"], name="h", detach=True,
                                    security_opt=options, read_only=True)  # fmt: skip
     host = handle.api.created["host_config"]
     assert started.started and handle.api.created["image"] == "img"

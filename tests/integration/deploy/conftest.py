@@ -19,11 +19,11 @@ from cluster.deploy.settings import DeploySettings
 from cluster.state.records import Result
 from cluster.state.submit import submit
 from cluster.testhosts import bed as testbed
-from cluster.testhosts import engine
 from cluster.testhosts.bed import SECRETS, freeze_source, testbed_settings
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
 from cluster.testhosts.statehost import StateHost, start_state_host
+from cluster.transport import docker
 from tests.clients import state_client
 from tests.helpers import poll
 
@@ -95,7 +95,7 @@ class DeployEnv:
 
     def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
         """Look inside a host over docker exec (the trusted channel), not over the deploy's SSH."""
-        return engine.exec_argv(engine.get(engine.client(), host), argv)
+        return docker.exec_argv(docker.get(docker.client(), host), argv)
 
 
 def command_task_result(state: StateHost, work: Path, task_id: str, specialty: str) -> Result:

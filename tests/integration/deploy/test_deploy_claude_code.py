@@ -22,7 +22,7 @@ from cluster.deploy.wheels import build_wheels
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.pins import CLAUDE_CODE_VERSION
 from cluster.testhosts import bed as testbed
-from cluster.testhosts import engine
+from cluster.transport import docker
 from cluster.units import layout
 
 pytestmark = pytest.mark.integration
@@ -83,10 +83,10 @@ def test_the_agent_image_carries_the_same_pinned_cli(cli_env: DeployEnv) -> None
     settings = cli_env.settings(agent=AGENT)
     wheels = build_wheels(settings.root, settings.cache_dir)
     pack = pack_cli(settings.cli_cache_dir)
-    client = engine.client()
+    client = docker.client()
     tag = ensure_agent_image(client, wheels, ROOT, testbed.agent_base(), pack)
     assert tag.endswith(pack.sha256[:8]), tag
-    with engine.translated(f"run {tag}"):
+    with docker.translated(f"run {tag}"):
         out = client.containers.run(tag, ["sh", "-c", "command -v claude && claude --version"],
                                     remove=True, network_mode="none")  # fmt: skip
     said = out.decode().split()

@@ -29,8 +29,8 @@ from cluster.deploy.image import UID
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import run
 from cluster.testhosts import bed as testbed
-from cluster.testhosts import engine
 from cluster.testhosts.model import NETWORK
+from cluster.transport import docker
 from cluster.units import layout
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def container_env(deploy_env: DeployEnv, tmp_path_factory: pytest.TempPathFactor
     try:
         yield overrides
     finally:
-        for container in engine.client().containers.list(all=True, filters={"name": NAME}):
+        for container in docker.client().containers.list(all=True, filters={"name": NAME}):
             container.remove(force=True)
 
 
@@ -91,7 +91,7 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert first.status == "changed", first.reason
     assert any(a.startswith("run: claude-cluster-agent:") for a in first.actions), first.actions
 
-    container = engine.client().containers.get(layout.container_name(NAME))
+    container = docker.client().containers.get(layout.container_name(NAME))
     host_config, config = container.attrs["HostConfig"], container.attrs["Config"]
     assert container.status == "running"
     assert host_config["ReadonlyRootfs"] is True
@@ -141,7 +141,7 @@ def test_an_unverified_container_agent_is_put_back(
     deploy_env: DeployEnv, container_env: dict[str, Any]
 ) -> None:
     assert _deploy(deploy_env, container_env).status in ("changed", "ok")
-    client = engine.client()
+    client = docker.client()
     before = client.containers.get(layout.container_name(NAME))
     config = _on_root(container_env, layout.AGENT_CONFIG)
     config_before = config.read_bytes()
@@ -163,7 +163,7 @@ def test_rollback_runs_the_image_the_container_replaced(
     deploy_env: DeployEnv, container_env: dict[str, Any], tmp_path: Path
 ) -> None:
     assert _deploy(deploy_env, container_env).status in ("changed", "ok")
-    client = engine.client()
+    client = docker.client()
     built = client.containers.get(layout.container_name(NAME)).attrs["Config"]["Image"]
     other = "claude-cluster-agent:ccc-test-next"  # the same image under another tag
     client.images.get(built).tag(other)
@@ -194,7 +194,7 @@ def test_rollback_runs_the_image_the_container_replaced(
 def test_rollback_without_a_previous_image_fails_and_changes_nothing(
     deploy_env: DeployEnv, container_env: dict[str, Any]
 ) -> None:
-    client = engine.client()
+    client = docker.client()
     for container in client.containers.list(all=True, filters={"name": NAME}):
         container.remove(force=True)
     first = _deploy(deploy_env, container_env)  # a fresh container replaces nothing
@@ -243,7 +243,7 @@ def _host_data(overrides: dict[str, Any], **data: Any) -> Iterator[None]:
 
 
 def _agent_container() -> Any:
-    return engine.client().containers.get(layout.container_name(NAME))
+    return docker.client().containers.get(layout.container_name(NAME))
 
 
 def test_preflight_refuses_a_container_host_and_changes_nothing(

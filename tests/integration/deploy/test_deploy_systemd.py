@@ -20,7 +20,7 @@ from conftest import (  # type: ignore[import-not-found]
 
 from cluster.deploy.heartbeats import HeartbeatReader
 from cluster.deploy.outcome import HostOutcome
-from cluster.testhosts import engine
+from cluster.transport import docker
 from cluster.units import layout
 from cluster.units.systemd import quote_argv
 
@@ -148,8 +148,8 @@ def _under_the_agents_unit(env: DeployEnv, host: str, argv: list[str]) -> tuple[
     lines = ["[Service]", "Type=oneshot", *kept, f"ExecStart={quote_argv(argv)}",
              f"StandardOutput=truncate:{PROBE_OUT}", "StandardError=inherit", ""]  # fmt: skip
     text = "\n".join(lines)
-    container = engine.get(engine.client(), host)
-    engine.put_file(container, "/etc/systemd/system", PROBE_UNIT, text.encode(), 0o644)
+    container = docker.get(docker.client(), host)
+    docker.put_file(container, "/etc/systemd/system", PROBE_UNIT, text.encode(), 0o644)
     try:
         env.exec(host, ["systemctl", "daemon-reload"])
         env.exec(host, ["systemctl", "start", PROBE_UNIT])

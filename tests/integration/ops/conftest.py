@@ -13,11 +13,11 @@ from cluster.deploy.settings import DeploySettings
 from cluster.health.gather import HealthSettings, check_fleet
 from cluster.health.model import FleetHealth
 from cluster.testhosts import bed as testbed
-from cluster.testhosts import engine
 from cluster.testhosts.bed import AGENT, freeze_source, testbed_settings
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
 from cluster.testhosts.statehost import StateHost, start_state_host
+from cluster.transport import docker
 from tests.helpers import poll
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +69,7 @@ class OpsEnv:
         return fleet
 
     def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
-        return engine.exec_argv(engine.get(engine.client(), host), argv)
+        return docker.exec_argv(docker.get(docker.client(), host), argv)
 
 
 @pytest.fixture(scope="session")

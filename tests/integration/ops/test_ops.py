@@ -108,9 +108,9 @@ def test_stopped_host_is_down_and_named(deployed: OpsEnv):
                                          "username": "root"})  # fmt: skip
     try:
         env.exec(third.name, ["true"])
-        from cluster.testhosts import engine
+        from cluster.transport import docker
 
-        engine.get(engine.client(), third.name).stop(timeout=5)
+        docker.get(docker.client(), third.name).stop(timeout=5)
         fleet = env.health()
         host = _host(fleet, third.name)
         assert host.status == "down", host.findings
