@@ -24,6 +24,7 @@ from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
 from cluster.testhosts.statehost import StateHost, start_state_host
 from cluster.transport import docker
+from cluster.units import layout
 from tests.clients import state_client
 from tests.helpers import poll
 
@@ -96,6 +97,15 @@ class DeployEnv:
     def exec(self, host: str, argv: list[str]) -> tuple[int, str, str]:
         """Look inside a host over docker exec (the trusted channel), not over the deploy's SSH."""
         return docker.exec_argv(docker.get(docker.client(), host), argv)
+
+    def unit_state(self, host: str) -> str:
+        """What systemd says of the agent's unit on ``host`` and its journal's tail: for a
+        failure message."""
+        _, status, _ = self.exec(host, ["systemctl", "status", "--no-pager", "-n", "0",
+                                        layout.UNIT_NAME])  # fmt: skip
+        _, journal, _ = self.exec(host, ["journalctl", "--no-pager", "-n", "40", "-u",
+                                         layout.UNIT_NAME])  # fmt: skip
+        return f"{status}\n{journal}"
 
 
 def command_task_result(state: StateHost, work: Path, task_id: str, specialty: str) -> Result:

@@ -110,7 +110,7 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     assert "seccomp=unconfined" not in host_config["SecurityOpt"]
     agent = f"{UID}:{UID}"
     code, out = container.exec_run(sandbox_argv(str(layout.WORKSPACE)), user=agent)
-    assert code == 0, out
+    assert code == 0, (code, out, container_state(container))
     assert_sealed(out.decode())
     check = ["claude-cluster", "sandbox", "check", "--config", str(layout.AGENT_CONFIG),
              "--workdir", str(layout.WORKSPACE)]  # fmt: skip
@@ -334,3 +334,14 @@ def test_batch_1_stops_after_a_failed_container_host(
     assert "batch 1 had a failure" in outcomes[systemd].reason
     assert converged.exec(systemd, config)[1] == systemd_before  # untouched
     assert (_agent_container().id, _agent_container().status) == (before, "running")
+
+
+def container_state(container: Any) -> str:
+    """The container's state (restarts, OOM, exit code) and its log's tail: for a failure."""
+    container.reload()
+    state = container.attrs["State"]
+    shown = {k: state.get(k) for k in ("Status", "Running", "Restarting", "OOMKilled",
+                                        "ExitCode", "StartedAt", "FinishedAt")}  # fmt: skip
+    logs = container.logs(tail=40).decode(errors="replace")
+    return f"{shown} restarts={container.attrs.get('RestartCount')}\n{logs}"
+

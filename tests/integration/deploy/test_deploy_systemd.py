@@ -172,7 +172,8 @@ def test_secrets_are_roots_and_never_in_the_agents_environment(converged: Deploy
     _, pid, _ = converged.exec(name, ["systemctl", "show", "-p", "MainPID", "--value",
                                       layout.UNIT_NAME])  # fmt: skip
     _, environ, _ = converged.exec(name, ["cat", f"/proc/{int(pid)}/environ"])
-    assert "HOME=" in environ, environ  # the agent's own environment was read
+    # the agent's own environment was read
+    assert "HOME=" in environ, (pid, environ, converged.unit_state(name))
     for key, value in SECRETS.items():
         assert key not in environ and value not in environ, key
     # ... yet the agent has them: systemd's credential, read the way the agent reads secrets.
