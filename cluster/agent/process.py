@@ -93,19 +93,19 @@ def run_in_group(
     try:
         while True:
             left = deadline - time.monotonic()
-            try:
-                returncode = proc.wait(timeout=max(0.0, min(left, CANCEL_POLL) if cancel else left))
-                return Finished(returncode, duration_s=time.monotonic() - started)
-            except subprocess.TimeoutExpired:
-                pass
+            wait = max(0.0, min(left, CANCEL_POLL) if cancel else left)
+            if _exited(proc.pid, wait):
+                break
             timed_out = time.monotonic() >= deadline
             if timed_out or (cancel is not None and cancel.is_set()):
-                _stop_group(proc, grace)
+                _stop_group(proc.pid, grace)
                 return Finished(None, timed_out, not timed_out, time.monotonic() - started)
     finally:
-        # Also reached on KeyboardInterrupt and friends: never leave the group behind.
+        # Also reached on KeyboardInterrupt and friends: never leave the group behind. The
+        # leader is not reaped yet, so the group id is still this group's (see _signal_group).
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
+    return Finished(proc.returncode, duration_s=time.monotonic() - started)
 
 
 def run_shell(
@@ -129,21 +129,50 @@ def run_shell(
     return finished
 
 
-def _stop_group(leader: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the group, then wait up to ``grace`` for all of it to go (reaping the leader:
-    an unreaped leader is a zombie that keeps the group alive to ``killpg(pgid, 0)``)."""
-    _signal_group(leader.pid, signal.SIGTERM)
+def _stop_group(leader: int, grace: float) -> None:
+    """SIGTERM the group, then wait up to ``grace`` for the leader and every other member to
+    exit (the leader stays unreaped, so the group id cannot be given to anyone else)."""
+    _signal_group(leader, signal.SIGTERM)
     until = time.monotonic() + grace
     while time.monotonic() < until:
-        leader.poll()
-        try:
-            os.killpg(leader.pid, 0)
-        except ProcessLookupError:
+        if _exited(leader, 0.0) and not _others_in_group(leader):
             return
         time.sleep(0.02)
 
 
+def _exited(pid: int, timeout: float) -> bool:
+    """Has child ``pid`` exited, within ``timeout`` seconds? It is left unreaped (a zombie),
+    so that its pid, the group's id, stays its own until the caller reaps it."""
+    until = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
+
+
+def _others_in_group(pgid: int) -> bool:
+    """Does a live process other than the leader ``pgid`` remain in group ``pgid``?"""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == pgid:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    # The group id is the leader's pid (start_new_session); it is gone once every member exited.
+    """Signal group ``pgid`` (its leader's pid, by start_new_session). Called only while the
+    leader is unreaped: once reaped and its group empty, the kernel may give that pid to an
+    unrelated process, which may lead a group of its own (on a busy host with pid_max 32768,
+    in seconds), and a kill would reach it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
