@@ -13,6 +13,7 @@ from pathlib import Path
 from cluster.errors import ClusterError
 from cluster.state.init import init_state_repo
 
+EXEC_SECONDS = 10.0  # from fork to the agent's own command line
 STOP_SECONDS = 60.0
 
 
@@ -48,8 +49,20 @@ def agents(root: Path) -> list[LocalAgent]:
             pid: int | None = int(pid_file.read_text().strip())
         except ValueError:
             pid = None
-        out.append(LocalAgent(pid_file.stem, pid, pid is not None and _alive(pid)))
+        ours = pid is not None and _alive(pid) and _is_agent(pid, pid_file.stem, root)
+        out.append(LocalAgent(pid_file.stem, pid, ours))
     return out
+
+
+def _is_agent(pid: int, name: str, root: Path) -> bool:
+    """Is ``pid`` still agent ``name`` of this cluster? A pid file outlives its agent (a crash,
+    a reboot), and the kernel reuses pids: a stranger holding it must never get the signal."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    want = [b"agent", b"run", b"--state", str(root / "state.git").encode(), b"--id", name.encode()]
+    return any(argv[i : i + len(want)] == want for i in range(len(argv)))
 
 
 def up(root: Path, count: int, specialties: str, max_tasks: int = 1) -> list[LocalAgent]:
@@ -72,7 +85,19 @@ def up(root: Path, count: int, specialties: str, max_tasks: int = 1) -> list[Loc
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         _pid_file(root, name).write_text(f"{proc.pid}\n")
+        _exec_done(proc, name, root)
     return agents(root)
+
+
+def _exec_done(proc: subprocess.Popen[bytes], name: str, root: Path) -> None:
+    """Wait (a few milliseconds) until the new process runs the agent, not a copy of us: only
+    then does its command line say what it is. One that exits first is reported by agents()."""
+    deadline = time.monotonic() + EXEC_SECONDS
+    while not _is_agent(proc.pid, name, root) and proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"agent {name} (pid {proc.pid}) did not start within "
+                               f"{EXEC_SECONDS:.0f}s; see {root}/logs/{name}.log")
+        time.sleep(0.005)
 
 
 def down(root: Path, timeout: float = STOP_SECONDS) -> list[str]:

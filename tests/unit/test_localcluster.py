@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from cluster.localcluster import agents, down, up
@@ -45,3 +46,20 @@ def test_up_runs_agents_until_down(tmp_path: Path) -> None:
         stopped = down(root)
     assert sorted(stopped) == ["local-1", "local-2"]
     assert agents(root) == []
+
+
+def test_a_pid_file_naming_a_stranger_never_gets_it_a_signal(tmp_path: Path) -> None:
+    # the agent died and the kernel gave its pid to another process: down must leave that alone
+    root = tmp_path / "local"
+    (root / "run").mkdir(parents=True)
+    stranger = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        (root / "run" / "local-1.pid").write_text(f"{stranger.pid}\n")
+        assert [(a.name, a.pid, a.running) for a in agents(root)] == [
+            ("local-1", stranger.pid, False)]
+        assert down(root) == []
+        assert stranger.poll() is None, "the stranger was signalled"
+        assert agents(root) == []  # the stale pid file is forgotten
+    finally:
+        stranger.kill()
+        stranger.wait()
