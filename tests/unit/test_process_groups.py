@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from cluster.agent import process
 from cluster.agent.process import run_in_group
 from tests.unit.test_tools import marked, wait_until_gone
 
@@ -40,7 +39,7 @@ def kills(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, bool]]:
         seen.append((pgid, sig, unreaped_child(pgid)))
         real(pgid, sig)
 
-    monkeypatch.setattr(process.os, "killpg", spy)
+    monkeypatch.setattr(os, "killpg", spy)  # what cluster.agent.process calls
     return seen
 
 
