@@ -363,7 +363,10 @@ def test_agents_run_the_protocol_without_a_refusal(
     person.commit({f"tasks/{k}.yaml": v for k, v in docs.items()})
     accepted(person.push())
     url = f"file://{state}"
-    started = [agents(url, f"agent-{n}", max_tasks=2) for n in "ab"]  # type: ignore[operator]
+    # a lease no loaded machine lets lapse: this test is about the hook's verdicts, and a lapsed
+    # lease (a fenced result, a takeover) is the protocol working, not a refusal
+    started = [agents(url, f"agent-{n}", max_tasks=2, lease=30)  # type: ignore[operator]
+               for n in "ab"]
 
     def archived() -> bool:
         refs = list_refs(["refs/heads/main", "refs/claims"], git_dir=state)
