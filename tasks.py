@@ -12,8 +12,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from cluster.tasks.backup import backup, cron, maintain, restore
+from cluster.tasks.compose import ns as compose
 from cluster.tasks.deploy import deploy, rollback
 from cluster.tasks.hooks import ns as hooks
+from cluster.tasks.k8s import ns as k8s
 from cluster.tasks.local import down, up
 from cluster.tasks.ops import add_agent, health, logs, remove_agent, restart
 from cluster.tasks.testhosts import ns as testhosts
@@ -92,5 +94,7 @@ for operation in (deploy, rollback, add_agent, remove_agent, health, logs, resta
     ns.add_task(operation)
 ns.add_collection(testhosts)
 ns.add_collection(hooks)
+ns.add_collection(compose)
+ns.add_collection(k8s)
 ns.configure({"run": {"echo": False}})
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -427,7 +427,10 @@ class Agent:
         if time.time() < self.st.last_renew + beat:
             return
         live = [r.held for r in self.st.running.values() if not r.lost]
-        renewed, lost, tip = self.client.renew(live, self._heartbeat(snap), self.st.heartbeat_tip)
+        heartbeat = self._heartbeat(snap)
+        renewed, lost, tip = self.client.renew(live, heartbeat, self.st.heartbeat_tip)
+        if tip is not None and tip != self.st.heartbeat_tip:  # the remote took the heartbeat
+            self.metrics.beat(heartbeat)
         self.st.heartbeat_tip = tip
         self.st.last_renew = time.time()
         for key, held in renewed.items():

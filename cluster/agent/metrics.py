@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 from cluster import __version__
-from cluster.state.records import Release, Result
+from cluster.state.records import Heartbeat, Release, Result
+from cluster.state.statuses import AgentState
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
@@ -37,10 +45,23 @@ class Metrics:
                               registry=reg)
         self.rejected = Counter("claude_cluster_claim_pushes_rejected",
                                 "Claim attempts another agent won", registry=reg)
+        # What `claude-cluster agent health` reads: the last heartbeat the remote accepted.
+        self.beat_at = Gauge("claude_cluster_heartbeat_timestamp_seconds",
+                             "When the remote last accepted this agent's heartbeat", registry=reg)
+        self.beat_every = Gauge("claude_cluster_heartbeat_interval_seconds",
+                                "How often the agent heartbeats", registry=reg)
+        self.state = Enum("claude_cluster_agent_state", "State said by the last heartbeat",
+                          states=list(get_args(AgentState)), registry=reg)
 
     def serve(self, port: int, bind: str = "127.0.0.1") -> Any:
         server, _thread = start_http_server(port, addr=bind, registry=self.registry)
         return server
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """A heartbeat the remote accepted."""
+        self.beat_at.set(heartbeat.last_seen)
+        self.beat_every.set(heartbeat.heartbeat_seconds)
+        self.state.state(heartbeat.state)
 
     def published(self, record: Result | Release) -> None:
         self.finished.labels(record.status, record.KIND).inc()

@@ -171,6 +171,22 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         return agent.run()
 
 
+def cmd_agent_health(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from cluster.agent.healthcheck import check
+
+    port = args.port or int(os.environ.get("CLUSTER_AGENT_METRICS_PORT") or 0)
+    if not port:
+        print("error: no metrics port: give --port or set CLUSTER_AGENT_METRICS_PORT",
+              file=sys.stderr)
+        return 2
+    health = check(port, time.time())
+    print(f"{'healthy' if health.healthy else 'unhealthy'}: {health.reason}")
+    return 0 if health.healthy else 1
+
+
 def cmd_sandbox_check(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -269,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-json", action="store_true")
     run.set_defaults(func=cmd_agent_run)
+    health = agent.add_parser("health", help="exit 0 when the agent's last heartbeat is fresh "
+                                             "and it is not blocked (reads its metrics port)")
+    health.add_argument("--port", type=int, help="its metrics_port (default: "
+                                                 "$CLUSTER_AGENT_METRICS_PORT)")
+    health.set_defaults(func=cmd_agent_health)
 
     sandbox = sub.add_parser("sandbox", help="the sandbox task code runs in").add_subparsers(
         dest="sandbox_command", required=True)

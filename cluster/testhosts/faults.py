@@ -9,8 +9,8 @@ from cluster.errors import HostError
 from cluster.testhosts.hosts import host_keys, wait_ready
 from cluster.testhosts.model import HostRecord
 from cluster.testhosts.readiness import poll, ssh_banner
-from cluster.testhosts.sshkeys import known_hosts_lines, replace_host
 from cluster.transport import docker
+from cluster.transport.sshkeys import known_hosts_lines, replace_host
 
 STOP_TIMEOUT = 20
 SSHD_TIMEOUT = 60.0

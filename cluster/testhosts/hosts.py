@@ -24,13 +24,13 @@ from cluster.testhosts.model import (
 )
 from cluster.testhosts.readiness import NotReady, poll, ssh_banner
 from cluster.testhosts.recipe import Recipe
-from cluster.testhosts.sshkeys import (
+from cluster.transport import docker
+from cluster.transport.sshkeys import (
     HOST_KEY_FILES,
     generate_keypair,
     known_hosts_lines,
     parse_public_keys,
 )
-from cluster.transport import docker
 
 BOOT_TIMEOUT = 180.0
 SSHD_TIMEOUT = 60.0

@@ -13,8 +13,8 @@ from cluster.errors import HostError
 from cluster.state.init import init_state_repo
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
-from cluster.testhosts.sshkeys import generate_keypair, known_hosts_lines
 from cluster.transport import docker
+from cluster.transport.sshkeys import generate_keypair, known_hosts_lines
 
 REPO = "/srv/state.git"
 PREFIX = "ccc-deploy-state"

@@ -1,4 +1,5 @@
-"""Client key pairs and known_hosts text for test hosts (keys made by ssh-keygen)."""
+"""Client key pairs and known_hosts text (keys made by ssh-keygen): for test hosts and the Compose
+cluster's state service."""
 
 from __future__ import annotations
 

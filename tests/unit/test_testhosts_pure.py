@@ -17,9 +17,9 @@ from cluster.testhosts.model import HostRecord, StatePaths
 from cluster.testhosts.readiness import NotReady, poll
 from cluster.testhosts.recipe import Recipe, RemoveGlob, Symlink, WriteFile
 from cluster.testhosts.rootfs import apply_edits
-from cluster.testhosts.sshkeys import known_hosts_lines, parse_public_keys, replace_host
 from cluster.transport import docker
 from cluster.transport.errors import reason
+from cluster.transport.sshkeys import known_hosts_lines, parse_public_keys, replace_host
 
 DEB822 = """\
 # disabled first, so order alone does not decide

@@ -1,0 +1,131 @@
+"""The compose cluster for real: Compose v2 against this machine's engine, the agent image,
+a state service over SSH, agents per specialty; scaled up and down while tasks run.
+
+One project of its own (ccc-compose-test) and a state port of its own, so nothing else's
+containers clash; everything comes down in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.compose import cluster
+from cluster.state.checker import check
+from cluster.state.records import Release
+from tests.helpers import ROOT, git, poll, task_doc
+
+pytestmark = pytest.mark.integration
+PROJECT = "ccc-compose-test"
+BACKENDS = 3
+# Fast for a test, gentle on two cores: 3 s heartbeats, a stop grace shorter than a slow task
+# (an agent scaled away mid-task releases what it holds), folds after 1 s.
+AGENT = {"stop_grace_seconds": 3, "heartbeat_seconds": 3.0, "poll_seconds": 2.0}
+STATE = b"heartbeat_seconds: 2\nlease_seconds: 30\nfold_delay_seconds: 1\n"
+TARGET = "ssh://root@state/srv/repos/web.git"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _refs(repo: Path, prefix: str) -> set[str]:
+    out = git(["for-each-ref", "--format=%(refname)", prefix], repo)
+    return {line.removeprefix(prefix) for line in out.split()}
+
+
+def _holding(repo: Path, agents: set[str]) -> str | None:
+    """A slow task that one of ``agents`` holds, as its last heartbeat says, or None."""
+    for agent in sorted(agents):
+        beat = yaml.safe_load(git(["show", f"refs/agents/{agent}:agent.yaml"], repo))
+        slow = [key for key in beat.get("holding") or () if "slow" in key]
+        if slow:
+            return str(slow[0])
+    return None
+
+
+def _target_repo(repos: Path, scratch: Path) -> None:
+    """A bare repo with one commit where the state service serves it (/srv/repos/web.git)."""
+    work = scratch / "web"
+    git(["init", "-q", "-b", "main", str(work)], scratch)
+    (work / "README.md").write_text("web\n")
+    git(["add", "README.md"], work)
+    git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"], work)
+    git(["clone", "-q", "--bare", str(work), str(repos / "web.git")], scratch)
+
+
+def _submit(settings: cluster.ComposeSettings, docs: list[dict[str, object]],
+            scratch: Path) -> None:
+    """`claude-cluster task submit` from this host, through the operator's port and key."""
+    paths = []
+    for doc in docs:
+        path = scratch / f"{doc['id']}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        paths.append(str(path))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch),
+           "GIT_SSH_COMMAND": settings.work.operator_ssh()}
+    done = subprocess.run([sys.executable, "-m", "cluster", "task", "submit", "--state",
+                           settings.state_url, *paths], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_path: Path) -> None:
+    # Built once: a second build mid-test (others editing the checkout) would recreate them all.
+    image = cluster.agent_image(ROOT)
+    settings = cluster.ComposeSettings(ROOT, project=PROJECT, state_port=_free_port(),
+                                       image=image, work_dir=tmp_path / "work", agent=AGENT,
+                                       state_settings=STATE)  # fmt: skip
+    repo = settings.work.state_repo
+    try:
+        cluster.up(settings, {"agent-backend": BACKENDS})
+        rows = cluster.containers(settings)
+        assert [(r.state, r.health) for r in rows] == [("running", "healthy")] * len(rows), rows
+        backends = {f"agent-backend-{n}" for n in range(1, BACKENDS + 1)}
+        ids = backends | {f"agent-{s}-1" for s in ("frontend", "testing", "devops")}
+        assert {r.name.removeprefix(f"{PROJECT}-") for r in rows} == ids | {"state-1"}
+        poll(lambda: _refs(repo, "refs/agents/") == ids, 60,
+             lambda: f"heartbeats of {sorted(ids)}, got {sorted(_refs(repo, 'refs/agents/'))}")
+
+        # A restarted replica comes back under its own id: no new heartbeat ref appears.
+        cluster.compose(settings).run(["restart", "agent-frontend"])
+        assert _refs(repo, "refs/agents/") == ids
+
+        _target_repo(settings.work.repos, tmp_path)
+        slow = [task_doc(f"slow-{n}", f"sleep 20 && echo {n} > slow-{n}.txt", repo=TARGET)
+                for n in range(6)]  # fmt: skip
+        quick = [task_doc(f"quick-{s}", f"echo {s} > {s}.txt", specialty=s, repo=TARGET)
+                 for s in ("frontend", "testing", "devops")]  # fmt: skip
+        _submit(settings, slow + quick, tmp_path)
+
+        # Scale the backends down while one that goes holds a task: it goes back to the fleet.
+        gone = backends - {"agent-backend-1"}
+        held = poll(lambda: _holding(repo, gone), 120, "a slow task held by a backend that goes")
+        cluster.up(settings, {"agent-backend": 1}, wait=False)  # returns once they are gone
+        left = [r.name for r in cluster.containers(settings) if r.service == "agent-backend"]
+        assert left == [f"{PROJECT}-agent-backend-1"], left
+
+        def finished() -> dict[str, object] | None:
+            summary = check(repo).summary()
+            return summary if summary["done"] == len(slow) + len(quick) else None
+
+        summary = poll(finished, 300, lambda: f"every task done: {check(repo).summary()}",
+                       interval=1.0)
+        assert (summary["duplicated"], summary["lost"], summary["stale"]) == (0, 0, 0), summary
+        assert summary["statuses"] == {"succeeded": len(slow) + len(quick)}, summary
+        histories = check(repo).histories
+        history = next(h for key, h in histories.items() if key in held).records.values()
+        released = [r for r in history if isinstance(r, Release) and r.agent in gone]
+        assert not any(r.counted for r in released), released  # SIGTERM: the attempt not burnt
+        print(f"{held}: {[(type(r).__name__, r.agent) for r in history]}")
+        assert cluster.state_status(settings) == 0  # claude-cluster status through the port
+    finally:
+        cluster.down(settings)
+    assert cluster.containers(settings) == []

@@ -1,0 +1,192 @@
+"""The compose cluster's parts without docker: ids from DNS names, the work directory, the
+compose file as Compose reads it, and the agent's health check on real metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.agent.healthcheck import check, judge
+from cluster.agent.metrics import Metrics
+from cluster.compose import cluster
+from cluster.compose.binary import find_binary
+from cluster.compose.identity import agent_id, ptr_answer, ptr_query, reverse_lookup
+from cluster.compose.workdir import KEY_OPTIONS, prepare
+from cluster.errors import ConfigError
+from cluster.state.records import Heartbeat
+from tests.helpers import ROOT, git
+
+
+def _encode(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+
+
+def _answer(query: bytes, target: str) -> bytes:
+    """What Docker's DNS sends back: the question, then a PTR answer pointing at it (0xC00C)."""
+    ident = struct.unpack("!H", query[:2])[0]
+    header = struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0)
+    rdata = _encode(target)
+    answer = struct.pack("!HHHIH", 0xC00C, 12, 1, 600, len(rdata)) + rdata
+    return header + query[12:] + answer
+
+
+@pytest.fixture
+def dns_server() -> Iterator[tuple[str, int]]:
+    """A UDP server on 127.0.0.1 answering every PTR query as Docker's DNS does."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                query, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            sock.sendto(_answer(query, "ccc-x-agent-backend-2.ccc-x_default"), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_a_reverse_lookup_gives_the_compose_name_and_the_replica_id(
+        dns_server: tuple[str, int]) -> None:
+    name = reverse_lookup("172.30.0.5", dns_server)
+    assert name == "ccc-x-agent-backend-2.ccc-x_default"
+    assert agent_id(name, "agent-backend") == "agent-backend-2"
+
+
+def test_answers_to_another_query_or_with_an_error_are_not_names() -> None:
+    query = ptr_query("10.0.0.1", 7)
+    assert b"\x011\x010\x010\x0210\x07in-addr\x04arpa\x00" in query
+    good = _answer(query, "p-agent-devops-11.p_default")
+    assert ptr_answer(good, 7) == "p-agent-devops-11.p_default"
+    assert ptr_answer(good, 8) is None
+    failed = good[:3] + bytes([good[3] | 0x03]) + good[4:]  # NXDOMAIN
+    assert ptr_answer(failed, 7) is None
+
+
+@pytest.mark.parametrize("name", ["agent-backend-2", "ccc-agent-backend-x", "ccc-agent-testing-1",
+                                  "ccc-agent-backend-", "d4f1a2b3c4d5"])
+def test_a_name_not_of_the_service_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="not a replica of service"):
+        agent_id(name, "agent-backend")
+
+
+def test_scale_specs() -> None:
+    assert cluster.parse_scale("backend=3, agent-testing=2") == {
+        "agent-backend": 3, "agent-testing": 2}
+    assert cluster.parse_scale("") == {}
+    for bad in ("backend", "ml=2", "backend=x"):
+        with pytest.raises(ConfigError, match="expected SPECIALTY=N"):
+            cluster.parse_scale(bad)
+
+
+def test_the_work_dir_is_made_once_and_kept(tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    work = prepare(root, 2299, {"stop_grace_seconds": 5}, environ={"GITHUB_TOKEN": "ghp_x1234"})
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(work.secrets_env.stat().st_mode) == 0o600
+    assert "GITHUB_TOKEN=ghp_x1234" in work.secrets_env.read_text()
+    host = work.host_key.with_suffix(".pub").read_text().split()[:2]
+    assert work.agents_known_hosts.read_text() == f"state {host[0]} {host[1]}\n"
+    assert work.operator_known_hosts.read_text().startswith(f"[127.0.0.1]:2299 {host[0]} ")
+    keys = work.authorized_keys.read_text().splitlines()
+    assert len(keys) == 2 and all(line.startswith(f"{KEY_OPTIONS} ssh-ed25519 ") for line in keys)
+    hook = (work.state_repo / "hooks" / "pre-receive").read_text()
+    assert "CLUSTER_HOOK_PYTHON=/opt/claude-cluster/venv/bin/python" in hook
+    assert git(["rev-parse", "main"], work.state_repo).strip()
+    assert yaml.safe_load(work.agent_yaml.read_text())["stop_grace_seconds"] == 5
+    assert cluster.stop_grace(work) == 5 + cluster.GRACE_MARGIN
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    prepare(root, 2299, {"stop_grace_seconds": 99}, environ={})
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_compose_reads_the_file_with_the_options_the_sandbox_needs(tmp_path: Path) -> None:
+    settings = cluster.ComposeSettings(ROOT, project="ccc-unit", state_port=2298,
+                                       work_dir=tmp_path / "work", image="img:1")
+    prepare(settings.work.root, settings.state_port)
+    doc = yaml.safe_load(cluster.compose(settings).run(["config"]))
+    agents = {name: svc for name, svc in doc["services"].items() if name.startswith("agent-")}
+    assert sorted(agents) == [f"agent-{s}" for s in sorted(cluster.SPECIALTIES)]
+    for name, svc in agents.items():
+        assert svc["environment"]["CLUSTER_COMPOSE_SERVICE"] == name
+        assert svc["environment"]["CLUSTER_AGENT_SPECIALTIES"] == name.removeprefix("agent-")
+        assert svc["image"] == "img:1" and svc["read_only"] and svc["cap_drop"] == ["ALL"]
+        assert {"systempaths=unconfined", "apparmor=unconfined",
+                f"seccomp={settings.work.seccomp}"} <= set(svc["security_opt"])
+        assert svc["stop_grace_period"] == "1m0s"  # 30 s of agent grace + 30
+        assert svc["healthcheck"]["test"] == ["CMD", "claude-cluster", "agent", "health"]
+        assert svc["logging"]["options"]["max-size"] == "10m"
+        assert svc["restart"] == "unless-stopped"
+    state = doc["services"]["state"]
+    assert [(p["host_ip"], p["published"]) for p in state["ports"]] == [("127.0.0.1", "2298")]
+    assert "ANTHROPIC_API_KEY" not in json.dumps(doc)  # secrets.env holds none here
+
+
+def _heartbeat(state: str, last_seen: float) -> Heartbeat:
+    return Heartbeat(id="a", host="h", pid=1, version="0", specialties=("backend",),
+                     max_tasks=1, holding=(), state=state,  # type: ignore[arg-type]
+                     started_at=last_seen, last_seen=last_seen, heartbeat_seconds=5.0)
+
+
+def test_health_follows_the_last_accepted_heartbeat() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics("a")
+    now = time.time()
+    assert judge(generate_latest(metrics.registry).decode(), now).reason == (
+        "no heartbeat accepted yet")
+    metrics.beat(_heartbeat("running", now - 4))
+    assert judge(generate_latest(metrics.registry).decode(), now).healthy
+    assert not judge(generate_latest(metrics.registry).decode(), now + 30).healthy
+    metrics.beat(_heartbeat("paused", now))
+    assert judge(generate_latest(metrics.registry).decode(), now).healthy
+    metrics.beat(_heartbeat("blocked", now))
+    said = judge(generate_latest(metrics.registry).decode(), now)
+    assert (said.healthy, said.reason) == (False, "state blocked")
+
+
+def test_the_health_command_reads_the_agents_port() -> None:
+    metrics = Metrics("a")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert not check(port, time.time()).healthy  # nothing serves yet
+    server = metrics.serve(port)
+    try:
+        metrics.beat(_heartbeat("running", time.time()))
+        done = subprocess.run([sys.executable, "-m", "cluster", "agent", "health", "--port",
+                               str(port)], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert (done.returncode, done.stdout.split(":")[0]) == (0, "healthy"), done
+        metrics.beat(_heartbeat("blocked", time.time()))
+        done = subprocess.run([sys.executable, "-m", "cluster", "agent", "health"],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={"CLUSTER_AGENT_METRICS_PORT": str(port), "PATH": "/usr/bin"})
+        assert (done.returncode, done.stdout.strip()) == (1, "unhealthy: state blocked"), done
+    finally:
+        server.shutdown()
+
+
+def test_the_compose_binary_is_v2() -> None:
+    done = subprocess.run([str(find_binary()), "version", "--short"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.startswith("2."), done.stdout
