@@ -1,6 +1,6 @@
 """`claude-cluster agent health`: the agent's real state from its own metrics endpoint.
 
-Healthy means the remote accepted a heartbeat within three heartbeat intervals (the rule
+Healthy means the remote accepted a heartbeat within ``ONLINE_BEATS`` heartbeat intervals (the rule
 ``claude-cluster status`` uses to call an agent online) plus :data:`SLACK` seconds for pushes
 that a busy host or state repo slows down, and that heartbeat did not say
 ``blocked`` (a refused credential: the agent claims nothing until restarted) or ``stopped``.
@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from cluster.state.records import ONLINE_BEATS
 
 BEAT_AT = "claude_cluster_heartbeat_timestamp_seconds"
 BEAT_EVERY = "claude_cluster_heartbeat_interval_seconds"
@@ -49,7 +51,7 @@ def judge(metrics: str, now: float) -> Health:
     if not beat_at or not every:
         return Health(False, "no heartbeat accepted yet")
     age = now - beat_at
-    if age >= 3 * every + SLACK:
+    if age >= ONLINE_BEATS * every + SLACK:
         return Health(False, f"last heartbeat {age:.0f}s ago (every {every:g}s)")
     if state in UNHEALTHY_STATES:
         return Health(False, f"state {state}")

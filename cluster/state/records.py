@@ -68,6 +68,11 @@ class Record:
         return values
 
 
+# An agent is online while its last heartbeat is younger than this many heartbeat intervals
+# (status, health and the agent's own healthcheck judge by it).
+ONLINE_BEATS = 3
+
+
 @dataclass(frozen=True)
 class Claim(Record):
     KIND: ClassVar[str] = "claim"
@@ -166,7 +171,8 @@ class Heartbeat(Record):
     reason: str | None = None  # why it is paused or blocked, one line
 
     def online(self, now: float) -> bool:
-        return self.state != "stopped" and now - self.last_seen < 3 * self.heartbeat_seconds
+        return (self.state != "stopped"
+                and now - self.last_seen < ONLINE_BEATS * self.heartbeat_seconds)
 
 
 ClaimRecord = Claim | Release | Result
@@ -200,6 +206,7 @@ def _load_mapping(data: bytes) -> dict[str, Any]:
 
 
 __all__ = [
+    "ONLINE_BEATS",
     "TERMINAL",  # re-exported: cluster.state.statuses holds the vocabulary
     "Claim",
     "ClaimRecord",
