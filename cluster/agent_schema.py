@@ -87,6 +87,8 @@ class AgentConfig(BaseModel):
     allow_local_repos: bool = False  # task repos given as a local path or file:// URL
     allowed_repo_prefixes: Listed[str] = ()  # other repo URLs a task may name
     push_ignore: Listed[str] = ()  # more never-pushed patterns (gitignore syntax)
+    # Follow-up rounds a pull request gets when its task does not say (tasks' max_rounds).
+    follow_up_max_rounds: int = Field(default=3, ge=1, le=20)
 
     @field_validator("id")
     @classmethod

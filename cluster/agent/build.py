@@ -13,7 +13,8 @@ from pathlib import Path
 from cluster.agent.config import AgentConfig
 from cluster.agent.credentials import CredentialKind, fingerprint
 from cluster.agent.executors.base import Executor
-from cluster.agent.forge import Forge, LocalForge
+from cluster.agent.followup import PullForge
+from cluster.agent.forge_local import LocalForge
 from cluster.agent.runner import CommandRunner, Runner
 from cluster.errors import SecretMissing
 from cluster.sandbox.sandboxes import Sandboxes, default_sandboxes
@@ -133,7 +134,7 @@ def build_sandboxes(config: AgentConfig) -> Sandboxes:
     return sandboxes
 
 
-def build_forge(config: AgentConfig) -> Forge:
+def build_forge(config: AgentConfig) -> PullForge:
     if config.forge == "github":
         from cluster.agent.forge_github import GitHubForge
 
@@ -161,6 +162,7 @@ def build_runner(config: AgentConfig) -> Runner:
     repos = RepoPolicy(config.allow_local_repos, config.allowed_repo_prefixes)
     runner = TaskRunner(home, build_forge(config), executors, secrets=[*secrets, *held],
                         sealer=sealer, repos=repos, push_ignore=config.push_ignore,
-                        credentials=credential_fingerprints(credentials))
+                        credentials=credential_fingerprints(credentials),
+                        follow_up_max_rounds=config.follow_up_max_rounds)
     runner.prune(config.keep_failed_workspaces_hours)
     return runner

@@ -1,4 +1,5 @@
-"""GitHub (and GitHub Enterprise) as a Forge, through PyGithub; its exceptions stop here."""
+"""GitHub (and GitHub Enterprise) as a Forge and as pull-request Conversations, through PyGithub;
+its exceptions stop here."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ from cluster.agent.forge import (
     ForgeRateLimited,
     is_slug,
 )
+from cluster.agent.forge_github_pulls import (
+    WRITE_PERMISSIONS,
+    failed_runs,
+    failed_statuses,
+    to_comment,
+    to_line_comment,
+    to_pull,
+    to_review,
+)
+from cluster.agent.pulls import CheckFailure, Comment, LineComment, Pull, Review
 from cluster.agent.repos import forge_host, host_of
 from cluster.errors import SecretMissing
 from cluster.secret import Secret, mask
@@ -63,6 +74,7 @@ def load_token(
 
 class GitHubForge:
     """Repos named ``owner/name`` on GitHub; ``base_url`` points at GitHub Enterprise's API.
+    It is also :class:`cluster.agent.pulls.Conversations`: lists come whole, oldest first.
 
     ``host`` is where its git lives (``github.com``, or the enterprise host): the one host its
     token goes to, and the one a task's repo URL may name. A missing token is
@@ -129,6 +141,59 @@ class GitHubForge:
     def comment(self, repo: str, number: int, text: str) -> None:
         with self._translated(f"{repo}#{number}: comment"):
             self._repo(repo).get_issue(number).create_comment(text)
+
+    # -- Conversations ---------------------------------------------------------------------
+
+    def pull(self, repo: str, number: int) -> Pull:
+        with self._translated(f"{repo}#{number}: pull request"):
+            return to_pull(repo, self._repo(repo).get_pull(number))
+
+    def open_pulls(self, repo: str) -> list[Pull]:
+        with self._translated(f"{repo}: open pull requests"):
+            found = [to_pull(repo, p) for p in self._repo(repo).get_pulls(state="open")]
+        return sorted(found, key=lambda p: p.number)
+
+    def reviews(self, repo: str, number: int) -> list[Review]:
+        with self._translated(f"{repo}#{number}: reviews"):
+            found = [to_review(r) for r in self._repo(repo).get_pull(number).get_reviews()]
+        return sorted(found, key=lambda r: r.id)
+
+    def review_comments(self, repo: str, number: int) -> list[LineComment]:
+        with self._translated(f"{repo}#{number}: review comments"):
+            pull = self._repo(repo).get_pull(number)
+            found = [to_line_comment(c) for c in pull.get_review_comments()]
+        return sorted(found, key=lambda c: c.id)
+
+    def pull_comments(self, repo: str, number: int) -> list[Comment]:
+        with self._translated(f"{repo}#{number}: comments"):
+            found = [to_comment(c) for c in self._repo(repo).get_issue(number).get_comments()]
+        return sorted(found, key=lambda c: c.id)
+
+    def failed_checks(self, repo: str, sha: str) -> list[CheckFailure]:
+        """Check runs concluded failure or timed_out, then contexts whose latest commit status
+        is failure or error, on commit ``sha``."""
+        with self._translated(f"{repo}@{sha[:12]}: checks"):
+            commit = self._repo(repo).get_commit(sha)
+            runs = failed_runs(commit.get_check_runs())
+            statuses = failed_statuses(commit.get_statuses(), sha)
+        return runs + statuses
+
+    def can_write(self, repo: str, login: str) -> bool:
+        if not login.strip():
+            return False
+        target = self._repo(repo)
+        with self._translated(f"{repo}: permission of {login}"):
+            try:
+                permission = target.get_collaborator_permission(login)
+            except GithubException as exc:
+                if exc.status == 404:  # GitHub's answer for who is no collaborator (or user)
+                    return False
+                raise
+        return permission in WRITE_PERMISSIONS
+
+    def reply(self, repo: str, number: int, comment_id: int, text: str) -> None:
+        with self._translated(f"{repo}#{number}: reply to review comment {comment_id}"):
+            self._repo(repo).get_pull(number).create_review_comment_reply(comment_id, text)
 
     def _open_pull(self, target: Repository, branch: str) -> PullRequest | None:
         head = f"{target.owner.login}:{branch}"

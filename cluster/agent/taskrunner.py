@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cluster.agent import followup
 from cluster.agent.credentials import CredentialRejected
 from cluster.agent.executors.base import (
     Budget,
@@ -18,7 +19,8 @@ from cluster.agent.executors.base import (
     Executor,
     RateLimited,
 )
-from cluster.agent.forge import Forge, is_slug
+from cluster.agent.followup import PullForge
+from cluster.agent.forge import is_slug
 from cluster.agent.process import child_env
 from cluster.agent.repos import RepoPolicy, refusal
 from cluster.agent.runner import AttemptReport, shell_step
@@ -63,6 +65,7 @@ class _Attempt:
     seal: Seal | None = None
     head: str | None = None
     pull_request: str | None = None
+    replied_to: tuple[int, ...] = ()
     # What the executor reported, masked: the outcome the record carries, once completed.
     executed: ExecutionOutcome | None = None
 
@@ -84,16 +87,19 @@ class TaskRunner:
     exactly what was committed; what verify leaves behind is never committed) -> push ->
     pull request. Work that fails verify is still pushed (without a pull request), so that
     the retry continues from it on the same branch. An attempt that leaves the branch with
-    nothing beyond ``base`` fails with "executor made no changes", verify or not: there would
-    be nothing to propose. A retry whose predecessor already pushed work may add nothing and
-    still succeed.
+    nothing beyond ``base`` (a follow-up: its head) fails with "executor made no changes",
+    verify or not: there would be nothing to propose. A retry whose predecessor already
+    pushed work may add nothing and still succeed.
+    A follow-up (``spec.follow_up``) does the same on its pull request's branch, within its
+    round limit, and answers on that pull request instead of opening one
+    (cluster.agent.followup).
     The workspace is removed after success and kept after any other end, for ``prune``.
     """
 
     def __init__(
         self,
         workdir: Path,
-        forge: Forge,
+        forge: PullForge,
         executors: Mapping[str, Executor],
         *,
         identity: GitIdentity | None = None,
@@ -103,6 +109,7 @@ class TaskRunner:
         repos: RepoPolicy | None = None,
         push_ignore: Sequence[str] = (),
         credentials: Mapping[str, str] | None = None,
+        follow_up_max_rounds: int = 3,
     ) -> None:
         self.forge = forge
         self.executors = dict(executors)
@@ -110,6 +117,7 @@ class TaskRunner:
         self.credentials = dict(credentials or {})
         self.secrets = [*secrets, *([forge.token] if forge.token else [])]
         self.repos = repos or RepoPolicy()  # no local repos, no URL prefixes
+        self.max_rounds = follow_up_max_rounds  # for a follow-up task without max_rounds
         self.workspaces = Workspaces(workdir, identity=identity, depth=depth,
                                      secrets=self.secrets, ignore=push_ignore)
         self.logs = workdir / "logs"
@@ -152,17 +160,21 @@ class TaskRunner:
         refused = refusal(spec.repo, self.repos, self.forge.host)
         if refused is not None:
             raise _Stop("invalid", f"repo {mask(spec.repo, self.secrets)!r}: {refused}")
+        fu = spec.follow_up
+        if fu is not None:
+            self._within_rounds(att, cancel)
         with self._step(att, cancel, "workspace"):
             url = self.forge.clone_url(spec.repo)
             ws = att.workspace = self.workspaces.prepare(
                 url, spec.id, attempt, spec.base, token=self.forge.token,
                 token_host=self.forge.host, timeout=att.remaining(),
+                branch=fu.branch if fu else None, since=fu.head if fu else None,
             )
             att.head = ws.remote_head
             att.note(f"workspace {ws.path} on {ws.branch} from {ws.start}"
                      + (" (resumed)" if ws.resumed else ""))
         with self._step(att, cancel, "prompt"):
-            prompt = self._prompt(spec)
+            prompt = self._prompt(att)
         with self._sealed(att, cancel, executor) as seal:
             att.seal = seal
             self._run_executor(att, cancel, executor, prompt)
@@ -179,14 +191,34 @@ class TaskRunner:
                         self._push_unfinished(att, ws)
                     raise
         with self._step(att, cancel, "push"):
-            att.head = self.workspaces.push(ws, att.remaining())
-            att.note(f"pushed {ws.branch} at {att.head}" + ("" if commit.changed else
-                                                           " (no new commit this attempt)"))
+            head = att.head = self.workspaces.push(ws, att.remaining())
+            att.note(f"pushed {ws.branch} at {head}" + ("" if commit.changed else
+                                                       " (no new commit this attempt)"))
+        if fu is not None:
+            with self._step(att, cancel, "answer"):
+                done = followup.Done(head, self.workspaces.changed_files(ws),
+                                     att.executed.summary if att.executed else "",
+                                     followup.round_limit(spec, self.max_rounds))
+                att.replied_to = followup.answer(self.forge, spec, done, self.secrets)
+                att.note(f"answered on {att.pull_request} (threads {list(att.replied_to)})")
+            return
         with self._step(att, cancel, "pull request"):
             att.pull_request = self.forge.open_or_update_pr(
                 spec.repo, ws.branch, spec.base, spec.title, self._pr_body(att)
             )
             att.note(f"pull request {att.pull_request}")
+
+    def _within_rounds(self, att: _Attempt, cancel: threading.Event) -> None:
+        """A follow-up past its round limit does no work: one comment says so, then invalid."""
+        fu, limit = att.spec.follow_up, followup.round_limit(att.spec, self.max_rounds)
+        assert fu is not None
+        if fu.round <= limit:
+            return
+        reason = followup.over_limit(fu, limit)
+        with self._step(att, cancel, "round limit"):
+            self.forge.comment(att.spec.repo, fu.pull_request,
+                               f"{reason}\n\n{followup.tag(att.spec.id)}\n")
+        raise _Stop("invalid", reason)
 
     @contextlib.contextmanager
     def _sealed(self, att: _Attempt, cancel: threading.Event,
@@ -312,7 +344,15 @@ class TaskRunner:
         if ended is not None:
             raise _Stop(*ended)
 
-    def _prompt(self, spec: TaskSpec) -> str:
+    def _prompt(self, att: _Attempt) -> str:
+        spec = att.spec
+        if spec.follow_up is not None:
+            pull = self.forge.pull(spec.repo, spec.follow_up.pull_request)
+            att.pull_request = pull.url
+            refused = followup.refusal(spec.follow_up, pull)
+            if refused is not None:
+                raise _Stop("invalid", refused)
+            return followup.prompt(self.forge, spec, pull)
         parts = [spec.prompt.strip() or spec.title]
         if spec.issue is not None:
             parts.append(self.forge.issue_text(spec.repo, spec.issue).strip())
@@ -370,7 +410,8 @@ class TaskRunner:
             att.executed or Outcome(), started_at=att.started, finished_at=finished,
             duration_s=round(finished - att.started, 3),
             branch=att.workspace.branch if att.workspace else None, head=att.head,
-            pull_request=att.pull_request, log=str(att.log),
+            pull_request=att.pull_request, log=str(att.log), replied_to=att.replied_to,
+            round=att.spec.follow_up.round if att.spec.follow_up else None,
         )
 
     def _mask_log(self, log: Path) -> None:

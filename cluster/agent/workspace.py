@@ -93,7 +93,9 @@ class Git:
 @dataclass
 class Workspace:
     """A prepared checkout. ``path`` is the work tree; ``remote_head`` is the branch's value
-    on the remote as last seen; ``resumed`` says the branch already existed there (a retry)."""
+    on the remote as last seen; ``resumed`` says the branch already existed there (a retry,
+    or a pull request's branch); ``since`` is the commit whose successors are this task's
+    work (``base_sha``, or where a follow-up found its pull request's branch)."""
 
     path: Path
     git: Git
@@ -102,6 +104,10 @@ class Workspace:
     start: str
     remote_head: str | None
     resumed: bool
+    since: str = ""
+
+    def __post_init__(self) -> None:
+        self.since = self.since or self.base_sha
 
     @property
     def git_dir(self) -> Path:
@@ -178,19 +184,25 @@ class Workspaces:
     def prepare(
         self, url: str, task_id: str, attempt: int, base: str, *,
         token: Secret | None = None, token_host: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, branch: str | None = None, since: str | None = None,
     ) -> Workspace:
         """Fetch ``base`` and, on a retry, the existing branch; check the branch out. The
-        token goes only to ``token_host`` (the forge's host)."""
+        token goes only to ``token_host`` (the forge's host).
+
+        ``branch`` (a follow-up's: its pull request's) replaces ``cluster/<task_id>`` and must
+        exist on the remote; the work is then what comes after ``since`` (the head the
+        follow-up was made for), or after the branch's remote head when ``since`` is None."""
         tree = self.path_for(task_id, attempt)
         shutil.rmtree(tree.parent, ignore_errors=True)
         tree.mkdir(parents=True)
         git = Git(tree.parent / "git", tree, url, token, token_host, self._identity_env())
         self._init(git)
-        branch = branch_for(task_id)
+        existing, branch = branch is not None, branch or branch_for(task_id)
         heads = self._remote_heads(git, timeout, base, branch)
         if base not in heads:
             raise WorkspaceError(f"{_shown(url)}: base branch {base!r} not found")
+        if existing and branch not in heads:
+            raise WorkspaceError(f"{_shown(url)}: the pull request's branch {branch} is gone")
         refspecs = [f"+refs/heads/{base}:refs/remotes/origin/{base}"]
         if branch in heads:
             refspecs.append(f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
@@ -198,8 +210,12 @@ class Workspaces:
         git("fetch", "--no-tags", *depth, "--end-of-options", url, *refspecs, timeout=timeout)
         start = heads.get(branch, heads[base])
         git("checkout", "-q", "--no-track", "-B", branch, start, timeout=timeout)
-        return Workspace(tree, git, branch, heads[base], start, heads.get(branch),
-                         resumed=branch in heads)
+        ws = Workspace(tree, git, branch, heads[base], start, heads.get(branch),
+                       resumed=branch in heads)
+        if existing:
+            ws.since = since or start
+            self._reachable(ws, timeout)
+        return ws
 
     def commit(self, ws: Workspace, message: str) -> Commit:
         """Stage everything and commit it; ``changed`` also counts the executor's own commits."""
@@ -211,8 +227,14 @@ class Workspaces:
         return Commit(head, head != ws.start)
 
     def has_work(self, ws: Workspace) -> bool:
-        """Whether the branch has commits that ``base`` lacks: something to propose."""
-        return bool(ws.git("rev-list", "--max-count=1", f"{ws.base_sha}..HEAD"))
+        """Whether the branch has commits beyond ``since`` (``base``, or the follow-up's head):
+        something to propose."""
+        return bool(ws.git("rev-list", "--max-count=1", f"{ws.since}..HEAD"))
+
+    def changed_files(self, ws: Workspace) -> list[str]:
+        """The paths this task's commits change: ``since..HEAD``."""
+        out = ws.git("diff", "--name-only", "-z", f"{ws.since}..HEAD")
+        return [path for path in out.split("\0") if path]
 
     def push(self, ws: Workspace, timeout: float | None = None) -> str:
         """Push HEAD to the branch, leased on the value this attempt saw; never a blind force,
@@ -270,6 +292,18 @@ class Workspaces:
             run_git_bytes(["update-index", "--skip-worktree", "-z", "--stdin"],
                           git_dir=git.git_dir, work_tree=git.work_tree, env=git.env,
                           input_bytes=b"\0".join(links) + b"\0")  # fmt: skip
+
+    def _reachable(self, ws: Workspace, timeout: float | None) -> None:
+        """Fetch ``since`` when the branch's (shallow) history does not reach it: ``since..HEAD``
+        needs it; a commit the remote no longer has fails naming it."""
+        if ws.git.run("cat-file", "-e", f"{ws.since}^{{commit}}", check=False)[0] == 0:
+            return
+        try:
+            ws.git("fetch", "--no-tags", "--depth=1", "--end-of-options", ws.url, ws.since,
+                   timeout=timeout)
+        except GitError as exc:
+            raise WorkspaceError(f"{_shown(ws.url)}: {ws.since} (the head of {ws.branch} this "
+                                 f"follow-up was made for) cannot be fetched") from exc
 
     def _remote_heads(self, git: Git, timeout: float | None, *names: str) -> dict[str, str]:
         out = git("ls-remote", "--end-of-options", git.url,

@@ -19,9 +19,11 @@ CLI_TARBALL = "claude-code.tar.gz"  # its name in the build context (the Dockerf
 
 
 def base_image(client: engine.Client, wanted: str | None = None) -> str:
-    """``wanted``, else the newest local ``ccc-testhost:*`` image by creation time; never a
-    registry. (Tags end in a hash: sorting them by name picked an arbitrary one, possibly a stale
-    image without bubblewrap. The test beds name the current recipe's image as ``wanted``.)"""
+    """``wanted``, else the newest local ``ccc-testhost:*`` image by creation time, else that
+    image built here from its recipe (debootstrap from the Debian mirror, once: minutes); never
+    a registry. (Tags end in a hash: sorting them by name picked an arbitrary one, possibly a
+    stale image without bubblewrap. The test beds name the current recipe's image as
+    ``wanted``.)"""
     if wanted:
         return wanted
     with engine.translated(f"list {BASE_REPO} images"):
@@ -29,8 +31,10 @@ def base_image(client: engine.Client, wanted: str | None = None) -> str:
     tagged = sorted((str(image.attrs.get("Created", "")), tag) for image in images
                     for tag in image.tags)  # fmt: skip
     if not tagged:
-        raise BuildError(f"no local {BASE_REPO}:* image to build the agent image FROM: "
-                         "bring test hosts up once, or set container_base")  # fmt: skip
+        # A fresh machine (`invoke compose.up` first thing): the base is the project's own.
+        from cluster.testhosts.image import ensure_image
+
+        return ensure_image(client)
     return str(tagged[-1][1])
 
 

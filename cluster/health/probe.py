@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +25,9 @@ def sh(argv):
     except (OSError, subprocess.SubprocessError):
         return -1, ""
 out = {"restarts": 0}
-if a["runtime"] == "container":
+if a["runtime"] == "inside":
+    out["service"] = "running"  # run in the agent's own container: the engine tells the rest
+elif a["runtime"] == "container":
     code, text = sh(["docker", "inspect", "-f", "{{.State.Status}} {{.RestartCount}}",
                      a["container"]])
     seen = text.split() if code == 0 else []
@@ -96,8 +98,11 @@ print(json.dumps(out))
 """
 
 
-def probe_argv(runtime: str, metrics_port: int | None, agent: str) -> list[str]:
-    args = {
+def probe_argv(runtime: str, metrics_port: int | None, agent: str,
+               paths: Mapping[str, str] | None = None) -> list[str]:
+    """The probe's command line. ``runtime`` ``inside``: it runs in the agent's container
+    (Compose), where ``paths`` name the image's own layout (base, config, agent_path)."""
+    args: dict[str, object] = {
         "runtime": runtime,
         "unit": layout.UNIT_NAME,
         "container": layout.container_name(agent),
@@ -106,13 +111,15 @@ def probe_argv(runtime: str, metrics_port: int | None, agent: str) -> list[str]:
         "config": str(layout.AGENT_CONFIG),
         "agent_path": layout.AGENT_PATH,
         "metrics_port": metrics_port,
+        **(paths or {}),
     }
     return ["python3", "-c", PROBE, json.dumps(args)]
 
 
-def run_probe(run: Run, host: str, runtime: str, metrics_port: int | None) -> HostProbe:
+def run_probe(run: Run, host: str, runtime: str, metrics_port: int | None,
+              paths: Mapping[str, str] | None = None) -> HostProbe:
     """Run the probe through ``run``; HostError when it fails or prints something else."""
-    code, out, err = run(probe_argv(runtime, metrics_port, host))
+    code, out, err = run(probe_argv(runtime, metrics_port, host, paths))
     if code != 0:
         tail = " | ".join(err.strip().splitlines()[-3:]) or "(no stderr)"
         raise HostError(host, f"health probe exited {code}: {tail}")

@@ -70,7 +70,8 @@ def _probe_findings(facts: HostFacts, probe: HostProbe, limits: Limits) -> list[
     if cli is not None and pinned and cli != pinned:
         out.append(Finding("degraded", f"claude-code {cli or 'missing'}, pinned {pinned}"))
     free_pct = 100.0 * probe.disk_free / probe.disk_total if probe.disk_total else 100.0
-    if probe.disk_free < limits.min_disk_free_gb * GB or free_pct < limits.min_disk_free_pct:
+    low = probe.disk_free < limits.min_disk_free_gb * GB or free_pct < limits.min_disk_free_pct
+    if probe.disk_total and low:  # a total of 0: not measured (a stopped container)
         free = f"disk {probe.disk_free / GB:.1f} GB free ({free_pct:.0f}%)"
         out.append(Finding("degraded", free))
     mem_pct = 100.0 * probe.mem_available / probe.mem_total if probe.mem_total else 100.0

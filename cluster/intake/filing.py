@@ -1,19 +1,27 @@
-"""File planned tasks in one submit commit, skipping ids the state repo already knows."""
+"""File planned tasks in one submit commit, skipping ids the state repo already knows.
+
+One mechanism for every intake: a planner reads a snapshot and says, per item, the task to
+file (:class:`Planned`), that its task exists already (:class:`Known`) or why it is none (a
+line); :func:`file_planned` commits the new ones at once and plans again on a fresh snapshot
+when another intake used one of the ids meanwhile, so nothing is filed twice.
+"""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.errors import ClusterError, ValidationError
 from cluster.intake.issues import Issue
-from cluster.intake.taskdoc import Planned, Policy, plan
+from cluster.intake.taskdoc import Known, Planned, Policy, plan
 from cluster.state.client import StateClient
+from cluster.state.snapshot import Snapshot
 from cluster.state.submit import submit
 
 MAX_TRIES = 10
+Planner = Callable[[Snapshot], Iterable[Planned | Known | str]]
 
 
 @dataclass
@@ -32,18 +40,23 @@ class Filed:
         parts += [f"skipped {line}" for line in self.skipped]
         return "; ".join(parts)
 
+    def merged(self, other: Filed) -> Filed:
+        """Both passes' lines (the commit of the later one that made one)."""
+        return Filed(self.created + other.created, self.existing + other.existing,
+                     self.skipped + other.skipped, other.commit or self.commit)
 
-def file_issues(client: StateClient, issues: Sequence[Issue], policy: Policy) -> Filed:
-    """Turn ``issues`` into tasks; never two tasks for one issue, however often it is seen."""
+
+def file_planned(client: StateClient, planner: Planner) -> Filed:
+    """File what ``planner`` plans on the state repo's snapshot, in one commit; never an id
+    twice, however often it is planned (here, or by another intake at the same time)."""
     for _ in range(MAX_TRIES):
         snap = client.snapshot()
         filed = Filed()
         fresh: dict[str, Planned] = {}
-        for issue in issues:
-            got = plan(issue, policy, snap.settings.known_specialties)
+        for got in planner(snap):
             if isinstance(got, str):
                 filed.skipped.append(got)
-            elif snap.known(got.id) or got.id in fresh:
+            elif isinstance(got, Known) or snap.known(got.id) or got.id in fresh:
                 filed.existing.append(got.id)
             else:
                 fresh[got.id] = got
@@ -58,6 +71,12 @@ def file_issues(client: StateClient, issues: Sequence[Issue], policy: Policy) ->
         return filed
     raise ClusterError(f"{client.remote.url}: tasks kept appearing under us; "
                        f"gave up after {MAX_TRIES} tries")
+
+
+def file_issues(client: StateClient, issues: Sequence[Issue], policy: Policy) -> Filed:
+    """Turn ``issues`` into tasks; never two tasks for one issue, however often it is seen."""
+    return file_planned(client, lambda snap: [
+        plan(issue, policy, snap.settings.known_specialties) for issue in issues])
 
 
 def _submit(client: StateClient, planned: list[Planned]) -> tuple[str, list[str]]:

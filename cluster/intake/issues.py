@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cluster.agent.forge import ForgeError
 from cluster.agent.forge_github import GitHubForge
+
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,12 @@ class Issue:
 
 
 class IssueFeed(GitHubForge):
-    """The GitHub forge plus the one call intake needs: open issues carrying a label."""
+    """The GitHub forge plus what intake needs: open issues carrying a label, and the
+    login its token acts as (whose comments are the agents' own)."""
+
+    def login(self) -> str:
+        with self._translated("the token's user"):
+            return str(self._gh.get_user().login)
 
     def labelled(self, repo: str, label: str) -> list[Issue]:
         with self._translated(f"{repo}: issues labelled {label!r}"):
@@ -41,3 +49,27 @@ def issue_from_event(payload: dict[str, Any]) -> Issue:
                      str(issue["html_url"]), labels)
     except (KeyError, TypeError, ValueError) as exc:
         raise ForgeError(f"not an issues event payload: missing or wrong {exc}") from exc
+
+
+def shape_problem(payload: Any) -> str | None:
+    """Why ``payload`` is not an ``issues`` event ``issue_from_event`` can read; None if it is."""
+    if not isinstance(payload, dict):
+        return f"the payload is a JSON {type(payload).__name__}, not an object"
+    issue, repo, label = payload.get("issue"), payload.get("repository"), payload.get("label")
+    if not isinstance(issue, dict):
+        return "'issue' is missing or not an object"
+    if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str) \
+            or not REPO_NAME.fullmatch(repo["full_name"]):
+        return "'repository.full_name' is missing or not owner/name"
+    number = issue.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**53:
+        return "'issue.number' is missing or not a positive integer"
+    if not isinstance(issue.get("html_url"), str) or not isinstance(issue.get("title"), str):
+        return "'issue.html_url' or 'issue.title' is missing or not a string"
+    labels = issue.get("labels") or []
+    if not isinstance(labels, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("name"), str) for item in labels):
+        return "'issue.labels' is not a list of objects with a string 'name'"
+    if label is not None and not isinstance(label, dict):
+        return "'label' is not an object"
+    return None

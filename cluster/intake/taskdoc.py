@@ -1,4 +1,5 @@
-"""The task a labelled issue becomes: its id, specialty and YAML, checked by the validator."""
+"""The task a labelled issue becomes: its id, specialty and YAML, checked by the validator;
+and :class:`Planned`, what every intake planner hands the filer."""
 
 from __future__ import annotations
 
@@ -25,9 +26,17 @@ class Policy:
 
 @dataclass(frozen=True)
 class Planned:
+    """A task to file: its id and its YAML, already checked by the validator."""
+
     id: str
-    issue: Issue
     data: bytes
+
+
+@dataclass(frozen=True)
+class Known:
+    """A trigger or issue whose task the state repo already has: nothing to file."""
+
+    id: str
 
 
 def task_id(repo: str, number: int) -> str:
@@ -66,4 +75,4 @@ def plan(issue: Issue, policy: Policy, known: frozenset[str]) -> Planned | str:
         parse_task(f"tasks/{tid}.yaml", data, known)
     except ValidationError as exc:
         return f"{where}: " + "; ".join(exc.problems)
-    return Planned(tid, issue, data)
+    return Planned(tid, data)

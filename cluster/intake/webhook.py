@@ -1,4 +1,5 @@
-"""``claude-cluster webhook serve``: signed GitHub ``issues`` deliveries become tasks."""
+"""``claude-cluster webhook serve``: signed GitHub deliveries become tasks: labelled issues,
+and reviews, comments and failed checks on the agents' pull requests (follow-ups)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from cluster.agent.forge import ForgeError
+from cluster.agent.pulls import Conversations
 from cluster.errors import ClusterError, SecretMissing
 from cluster.intake.deliveries import DELIVERY_ID, DeliveryLog
-from cluster.intake.filing import file_issues
-from cluster.intake.issues import issue_from_event
+from cluster.intake.filing import Filed, file_issues
+from cluster.intake.followups import FollowUpPolicy
+from cluster.intake.issues import issue_from_event, shape_problem
+from cluster.intake.poller import file_follow_ups
 from cluster.intake.taskdoc import Policy
+from cluster.intake.triggers import EVENTS, PayloadError, event_triggers, parse_event
 from cluster.secret import Secret
 from cluster.secrets_file import refuse_exposed
 from cluster.state.client import StateClient
@@ -28,7 +33,6 @@ from cluster.state.client import StateClient
 MAX_BODY = 5 * 1024 * 1024
 ACTIONS = ("opened", "labeled", "reopened")
 LENGTH = re.compile(r"[0-9]{1,15}")
-REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -60,39 +64,17 @@ def read_secret_file(path: Path) -> Secret:
     return Secret(text.splitlines()[0].strip())
 
 
-def shape_problem(payload: Any) -> str | None:
-    """Why ``payload`` is not an ``issues`` event ``issue_from_event`` can read; None if it is."""
-    if not isinstance(payload, dict):
-        return f"the payload is a JSON {type(payload).__name__}, not an object"
-    issue, repo, label = payload.get("issue"), payload.get("repository"), payload.get("label")
-    if not isinstance(issue, dict):
-        return "'issue' is missing or not an object"
-    if not isinstance(repo, dict) or not isinstance(repo.get("full_name"), str) \
-            or not REPO_NAME.fullmatch(repo["full_name"]):
-        return "'repository.full_name' is missing or not owner/name"
-    number = issue.get("number")
-    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**53:
-        return "'issue.number' is missing or not a positive integer"
-    if not isinstance(issue.get("html_url"), str) or not isinstance(issue.get("title"), str):
-        return "'issue.html_url' or 'issue.title' is missing or not a string"
-    labels = issue.get("labels") or []
-    if not isinstance(labels, list) or not all(
-            isinstance(item, dict) and isinstance(item.get("name"), str) for item in labels):
-        return "'issue.labels' is not a list of objects with a string 'name'"
-    if label is not None and not isinstance(label, dict):
-        return "'label' is not an object"
-    return None
-
-
 @dataclass
 class WebhookApp:
     """Judges one delivery at a time (the state client is not shared between threads)."""
 
     client: StateClient
-    policy: Policy
+    policy: Policy | None  # labelled issues become tasks (None: issue intake is off)
     secret: Secret
     deliveries: DeliveryLog
     repos: frozenset[str] = frozenset()
+    forge: Conversations | None = None  # reads pull requests and permissions (follow-ups)
+    follow_ups: FollowUpPolicy | None = None  # None: reviews, comments, checks are ignored
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, headers: dict[str, str], body: bytes) -> Answer:
@@ -121,8 +103,12 @@ class WebhookApp:
     def _event(self, event: str, payload: Any) -> Answer:
         if event == "ping":
             return 200, {"status": "pong"}
+        if event in EVENTS:
+            return self._follow_up(event, payload)
         if event != "issues":
             return 200, {"status": "ignored", "reason": f"event {event!r} is not handled"}
+        if self.policy is None:
+            return _ignored("issue intake is not enabled here")
         problem = shape_problem(payload)
         if problem is not None:
             return 400, {"error": f"not an issues event payload: {problem}"}
@@ -132,18 +118,44 @@ class WebhookApp:
         except ForgeError as exc:
             return 400, {"error": str(exc)}
         if action not in ACTIONS or self.policy.label not in issue.labels:
-            return 200, {"status": "ignored",
-                         "reason": f"{action!r} of an issue without label {self.policy.label!r}"}
+            return _ignored(f"{action!r} of an issue without label {self.policy.label!r}")
         if action == "labeled" and (payload.get("label") or {}).get("name") != self.policy.label:
-            return 200, {"status": "ignored", "reason": "another label was added"}
+            return _ignored("another label was added")
         if self.repos and issue.repo.lower() not in self.repos:
-            return 200, {"status": "ignored", "reason": f"{issue.repo} is not served here"}
-        filed = file_issues(self.client, [issue], self.policy)
-        if filed.created:
-            return 202, {"status": "created", "tasks": filed.created, "commit": filed.commit}
-        if filed.existing:
-            return 200, {"status": "exists", "tasks": filed.existing}
-        return 200, {"status": "skipped", "reason": "; ".join(filed.skipped)}
+            return _ignored(f"{issue.repo} is not served here")
+        return _answer(file_issues(self.client, [issue], self.policy))
+
+    def _follow_up(self, event: str, payload: Any) -> Answer:
+        """A review, comment or check on a pull request: a follow-up of an agent's work."""
+        policy, forge = self.follow_ups, self.forge
+        if policy is None or forge is None:
+            return _ignored("pull-request follow-ups are not enabled here")
+        if event == "check_run" and not policy.checks:
+            return _ignored("failed checks do not trigger follow-ups here")
+        try:
+            parsed = parse_event(event, payload)
+        except PayloadError as exc:
+            return 400, {"error": f"not a {event} event payload: {exc}", "field": exc.field}
+        if isinstance(parsed, str):
+            return _ignored(parsed)
+        if self.repos and parsed.repo.lower() not in self.repos:
+            return _ignored(f"{parsed.repo} is not served here")
+        items = event_triggers(forge, parsed, policy)
+        if isinstance(items, str):
+            return _ignored(items)
+        return _answer(file_follow_ups(forge, self.client, items, policy))
+
+
+def _ignored(reason: str) -> Answer:
+    return 200, {"status": "ignored", "reason": reason}
+
+
+def _answer(filed: Filed) -> Answer:
+    if filed.created:
+        return 202, {"status": "created", "tasks": filed.created, "commit": filed.commit}
+    if filed.existing:
+        return 200, {"status": "exists", "tasks": filed.existing}
+    return 200, {"status": "skipped", "reason": "; ".join(filed.skipped)}
 
 
 class WebhookServer(ThreadingHTTPServer):

@@ -111,6 +111,10 @@ class Outcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     log: str | None = None
+    # A follow-up's round on its pull request (None: not a follow-up), and the review
+    # comments whose threads it answered.
+    round: int | None = None
+    replied_to: tuple[int, ...] = ()
 
     def carrying(self, outcome: Outcome) -> Self:
         """This release or result with ``outcome``'s fields: only :class:`Outcome`'s own, so

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,6 +58,57 @@ class BudgetSpec(BaseModel):
     max_usd: float | None = Field(default=None, gt=0, strict=True)
 
 
+# What started a follow-up round on a pull request (docs/state-protocol.md, "Follow-ups"): a
+# review that requests changes, a comment on the pull request (issue comment) or on a line of
+# its diff (review comment) that addresses the agents, a failed check run or commit status.
+TriggerKind = Literal["review", "comment", "review_comment", "check_run", "status"]
+TRIGGER_KINDS: tuple[TriggerKind, ...] = get_args(TriggerKind)
+BRANCH_PREFIX = "cluster/"
+MAX_ROUNDS = 20
+
+
+class TriggerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: TriggerKind
+    id: int = Field(ge=1, strict=True)  # the forge's id of the review, comment, check or status
+
+
+class FollowUpSpec(BaseModel):
+    """The pull request a task continues: it works on that pull request's branch (an agent's
+    ``cluster/<id>`` branch), pushes there and answers on the pull request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pull_request: int = Field(ge=1, strict=True)
+    of: str  # the task this round continues: the one that opened it, or the previous round
+    round: int = Field(ge=1, le=MAX_ROUNDS, strict=True)
+    branch: str
+    head: str | None = None  # the branch's head commit when the trigger was seen
+    trigger: TriggerSpec
+
+    @field_validator("of")
+    @classmethod
+    def _safe_of(cls, value: str) -> str:
+        if not is_safe_id(value):
+            raise ValueError(f"unsafe id {value!r}: expected {ID_RULE}")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _agent_branch(cls, value: str) -> str:
+        if not (value.startswith(BRANCH_PREFIX) and is_safe_id(value[len(BRANCH_PREFIX):])):
+            raise ValueError(f"{value!r} is not an agent's branch ({BRANCH_PREFIX}<id>)")
+        return value
+
+    @field_validator("head")
+    @classmethod
+    def _commit_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", value):
+            raise ValueError(f"{value!r} is not a full commit id")
+        return value
+
+
 class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,6 +127,9 @@ class TaskSpec(BaseModel):
     budget: BudgetSpec = BudgetSpec()
     depends_on: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    follow_up: FollowUpSpec | None = None
+    # Follow-up rounds a pull request gets at most (None: the agent's follow_up_max_rounds).
+    max_rounds: int | None = Field(default=None, ge=1, le=MAX_ROUNDS, strict=True)
 
     @field_validator("id")
     @classmethod
@@ -167,6 +222,8 @@ def _parse(path: str, data: bytes, specialties: frozenset[str] | None) -> TaskSp
         )
     if spec.id in spec.depends_on:
         problems.append("field 'depends_on': a task cannot depend on itself")
+    if spec.follow_up is not None and spec.follow_up.of == spec.id:
+        problems.append("field 'follow_up.of': a task cannot continue itself")
     if problems:
         raise ValidationError(path, problems)
     return spec

@@ -78,21 +78,24 @@ def remove_agent(c: Context, name: str, force: bool = False, inventory: str = ""
     "limit": LIMIT, "json": "print JSON (for scripts)",
     "watch": "re-check every --interval seconds until Ctrl-C", "interval": "seconds (watch)",
     "inventory": INVENTORY, "state_url": "how this machine reads the state repo",
+    "compose": "the Compose cluster on this machine instead of the inventory's hosts",
+    "project": "with --compose: its Compose project (default claude-cluster)",
+    "port": "with --compose: the state service's port on 127.0.0.1 (default 2222)",
 })  # fmt: skip
 def health(
     c: Context, limit: str = "", json: bool = False, watch: bool = False, interval: float = 10.0,
-    inventory: str = "", state_url: str = "",
+    inventory: str = "", state_url: str = "", compose: bool = False, project: str = "",
+    port: int = 0,
 ) -> None:  # fmt: skip
     """Hosts, agents and the state repo at a glance. Exit 0 healthy, 1 degraded, 2 down."""
-    from cluster.health.gather import HealthSettings, check_fleet
     from cluster.health.render import as_json, print_health
 
-    settings = HealthSettings(inventory=Path(inventory or "inventory"), limit=_limit(limit),
-                              state_url=state_url or None)  # fmt: skip
+    check = (_compose_check(project, port) if compose
+             else _fleet_check(inventory, limit, state_url))
     console = Console()
     while True:
         try:
-            fleet = check_fleet(settings)
+            fleet = check()
         except ClusterError as exc:
             raise Exit(f"health: {exc}", 2) from exc
         if json:
@@ -109,6 +112,23 @@ def health(
             break
     if fleet.exit_code:
         raise Exit(code=fleet.exit_code)
+
+
+def _fleet_check(inventory: str, limit: str, state_url: str) -> Any:
+    from cluster.health.gather import HealthSettings, check_fleet
+
+    settings = HealthSettings(inventory=Path(inventory or "inventory"), limit=_limit(limit),
+                              state_url=state_url or None)  # fmt: skip
+    return lambda: check_fleet(settings)
+
+
+def _compose_check(project: str, port: int) -> Any:
+    from cluster.compose.cluster import PROJECT, STATE_PORT, ComposeSettings
+    from cluster.health.compose import check_compose
+
+    settings = ComposeSettings(Path(__file__).resolve().parents[2], project=project or PROJECT,
+                               state_port=port or STATE_PORT)  # fmt: skip
+    return lambda: check_compose(settings)
 
 
 @task(help={

@@ -3,6 +3,9 @@
 # (/srv/repos) to the keys in authorized_keys (the agents' and the operator's, `restrict`ed),
 # with the host key that the agents' and the operator's known_hosts pin. No password, no other
 # user, no unauthenticated port. The root filesystem is read-only: what sshd needs is in /run.
+# The repos are the operator's, bind-mounted: owned by whoever ran `invoke compose.up`, so git
+# (as root here) would refuse them as of "dubious ownership" unless told they are safe; the
+# sessions' environment tells it (git reads safe.directory from GIT_CONFIG_* as from -c).
 set -eu
 install -d -m 0755 /run/sshd
 install -d -m 0700 /run/ssh
@@ -16,5 +19,6 @@ exec /usr/sbin/sshd -D -e -f /dev/null \
     -o KbdInteractiveAuthentication=no \
     -o AllowUsers=root \
     -o PidFile=/run/sshd.pid \
+    -o "SetEnv=GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0=*" \
     -o MaxStartups=30:30:100 \
     -o LogLevel=INFO

@@ -1,30 +1,41 @@
-"""A fake GitHub REST API (repos, issues, comments, pulls, user) with in-memory state."""
+"""A fake GitHub REST API (repos, issues, comments, pulls, user) with in-memory state.
+
+Pull-request conversations (reviews, review comments, checks, statuses, permissions) and
+webhook deliveries are in :mod:`tests.fakes.github_pulls`, a mixin of :class:`FakeGitHub`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tests.fakes import FakeServer, Request, Response
+from tests.fakes.git_http import http_backend, token_of, unauthorized
+from tests.fakes.github_pulls import (
+    DOCS,
+    PullConversations,
+    _error,
+    _invalid,
+    _json,
+    _now,
+    _sha,
+)
 
 DEFAULT_TOKEN = "ghp_faketesttoken0000000000000000000000"
-DOCS = "https://docs.github.com/rest"
 API_PREFIX = "/api/v3"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
+# A clone URL's requests (info/refs, git-upload-pack, git-receive-pack), outside the API.
+GIT_PATH = re.compile(r"/(?P<o>[A-Za-z0-9_.-]+)/(?P<r>[A-Za-z0-9_.-]+?)\.git(?P<rest>/.*)")
+RATE_LIMIT_DOCS = (
+    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+    "#about-secondary-rate-limits"
+)
 
 
 @dataclass
@@ -37,6 +48,13 @@ class _Repo:
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by head sha
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by sha
+    permissions: dict[str, str] = field(default_factory=dict)  # lower-case login -> role
+    commits: set[str] = field(default_factory=set)  # shas the API knows
+    git_dir: Path | None = None  # a real git repo whose branches are the pulls' heads
 
     @property
     def full_name(self) -> str:
@@ -50,12 +68,12 @@ class _Repo:
 _Handler = Callable[[Request, re.Match[str]], Response]
 
 
-class FakeGitHub(FakeServer):
+class FakeGitHub(FakeServer, PullConversations):
     """Serves what PyGithub calls for; accepts paths with or without the ``/api/v3`` prefix.
 
     Point PyGithub at :attr:`api_url` (GitHub Enterprise style). ``token`` is the only valid
     token, owned by ``login``. State lives in :attr:`repos`; add fixtures with :meth:`add_repo`,
-    :meth:`add_issue` and :meth:`add_comment`.
+    :meth:`add_issue` and :meth:`add_comment` (and :class:`PullConversations`' for pulls).
     """
 
     def __init__(self, token: str = DEFAULT_TOKEN, login: str = "cluster-bot") -> None:
@@ -65,6 +83,8 @@ class FakeGitHub(FakeServer):
         self.repos: dict[str, _Repo] = {}
         self._state = threading.Lock()
         self._ids = itertools.count(1000)
+        self._rate_limited = 0  # how many requests from now on answer 403 rate limit
+        self._rate_reset = 0.0
         self._routes: list[tuple[str, re.Pattern[str], _Handler]] = [
             ("GET", re.compile(r"/user"), self._get_user),
             ("GET", re.compile(r"/users/(?P<login>[^/]+)"), self._get_named_user),
@@ -97,6 +117,7 @@ class FakeGitHub(FakeServer):
                 re.compile(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/pulls/(?P<n>\d+)"),
                 self._update_pull,
             ),
+            *self._pull_routes(),
         ]
 
     @property
@@ -106,13 +127,25 @@ class FakeGitHub(FakeServer):
     # -- fixtures --------------------------------------------------------------------------
 
     def add_repo(
-        self, full_name: str, *, default_branch: str = "main", private: bool = False
+        self, full_name: str, *, default_branch: str = "main", private: bool = False,
+        git_dir: Path | str | None = None,
     ) -> None:
+        """``git_dir``: a real git repo (a test's remote) whose branches are the heads of the
+        pulls from them, so a push moves a pull's ``head.sha`` as on GitHub; its ``clone_url``
+        serves it over smart HTTP to the token (:meth:`_serve_git`)."""
         owner, name = full_name.split("/")
         with self._state:
             self.repos[full_name.lower()] = _Repo(
-                owner, name, next(self._ids), default_branch, private
+                owner, name, next(self._ids), default_branch, private,
+                git_dir=Path(git_dir) if git_dir is not None else None,
             )
+
+    def rate_limited(self, times: int = 1, reset_in: float = 60.0) -> None:
+        """The next ``times`` requests answer 403 as GitHub's spent primary rate limit does:
+        ``x-ratelimit-remaining: 0`` and the reset ``reset_in`` seconds from now."""
+        with self._state:
+            self._rate_limited = times
+            self._rate_reset = datetime.now(UTC).timestamp() + reset_in
 
     def add_issue(
         self, full_name: str, title: str, body: str = "", *, author: str = "octocat",
@@ -159,9 +192,11 @@ class FakeGitHub(FakeServer):
 
     def add_comment(
         self, full_name: str, number: int, body: str, *, author: str = "octocat"
-    ) -> None:
+    ) -> int:
+        """A comment on issue (or pull request) ``number``; returns its id."""
         with self._state:
-            self._append_comment(self.repos[full_name.lower()], number, body, author)
+            repo = self.repos[full_name.lower()]
+            return int(self._append_comment(repo, number, body, author)["id"])
 
     def pulls(self, full_name: str) -> list[dict[str, Any]]:
         """The pull requests of a repo as the API shows them, for assertions."""
@@ -186,7 +221,7 @@ class FakeGitHub(FakeServer):
             "gravatar_id": "",
             "url": f"{self.api_url}/users/{login}",
             "html_url": f"{self.url}/{login}",
-            "type": "User",
+            "type": "Bot" if login.endswith("[bot]") else "User",
             "site_admin": False,
         }
 
@@ -287,11 +322,13 @@ class FakeGitHub(FakeServer):
             "body": comment["body"],
         }
 
-    def _ref_json(self, repo: _Repo, owner: str, ref: str) -> dict[str, Any]:
+    def _ref_json(
+        self, repo: _Repo, owner: str, ref: str, sha: str | None = None
+    ) -> dict[str, Any]:
         return {
             "label": f"{owner}:{ref}",
             "ref": ref,
-            "sha": _sha(f"{repo.full_name}:{ref}"),
+            "sha": sha or _sha(f"{repo.full_name}:{ref}"),
             "user": self._user_json(owner),
             "repo": self._repo_json(repo),
         }
@@ -322,7 +359,9 @@ class FakeGitHub(FakeServer):
             "merged_at": None,
             "merge_commit_sha": None,
             "draft": pull["draft"],
-            "head": self._ref_json(repo, pull["head_owner"], pull["head"]),
+            "head": self._ref_json(
+                repo, pull["head_owner"], pull["head"], self._head_sha(repo, pull)
+            ),
             "base": self._ref_json(repo, repo.owner, pull["base"]),
             "merged": False,
             "mergeable": None,
@@ -338,12 +377,24 @@ class FakeGitHub(FakeServer):
     # -- serving ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        git = GIT_PATH.fullmatch(request.path)
+        if git is not None:
+            return self._serve_git(request, git)
         path = request.path.removeprefix(API_PREFIX).rstrip("/") or "/"
         token = request.headers.get("authorization", "").partition(" ")[2]
         if token and token != self.token:
             return _error(401, "Bad credentials")
         if not token and (request.method != "GET" or path == "/user"):
             return _error(401, "Requires authentication")
+        with self._state:
+            limited = self._rate_limited > 0
+            self._rate_limited -= 1 if limited else 0
+        if limited:
+            headers = {"x-ratelimit-remaining": "0",
+                       "x-ratelimit-reset": str(int(self._rate_reset)),
+                       "x-ratelimit-used": "5000"}
+            return _json(403, {"message": "API rate limit exceeded for user ID 1.",
+                               "documentation_url": RATE_LIMIT_DOCS, "status": "403"}, headers)
         known_path = False
         for method, pattern, handler in self._routes:
             match = pattern.fullmatch(path)
@@ -354,6 +405,17 @@ class FakeGitHub(FakeServer):
                 with self._state:
                     return handler(request, match)
         return _error(405, "Method Not Allowed") if known_path else _error(404, "Not Found")
+
+    def _serve_git(self, request: Request, match: re.Match[str]) -> Response:
+        """A linked repo's clone URL (``<url>/<owner>/<name>.git``): git's smart HTTP by the
+        real ``git http-backend``, for the token as a Basic password, as GitHub takes it."""
+        with self._state:
+            repo = self.repos.get(f"{match['o']}/{match['r']}".lower())
+        if repo is None or repo.git_dir is None:
+            return _error(404, "Not Found")
+        if token_of(request.headers.get("authorization", "")) != self.token:
+            return unauthorized()
+        return http_backend(repo.git_dir.parent, f"/{repo.git_dir.name}{match['rest']}", request)
 
     def _repo(self, match: re.Match[str]) -> _Repo | None:
         return self.repos.get(f"{match['o']}/{match['r']}".lower())
@@ -379,7 +441,8 @@ class FakeGitHub(FakeServer):
         if repo is None or self._issue_json(repo, number) is None:
             return _error(404, "Not Found")
         items = [self._comment_json(repo, number, c) for c in repo.comments.get(number, [])]
-        return self._page(request, items)
+        return self._page(request, [c for c in items
+                                    if c["updated_at"] >= request.query.get("since", [""])[0]])
 
     def _create_comment(self, request: Request, match: re.Match[str]) -> Response:
         repo = self._repo(match)
@@ -462,25 +525,41 @@ class FakeGitHub(FakeServer):
                         "status": "422",
                     },
                 )
+        pull = self._insert_pull(
+            repo, title=data["title"], body=data.get("body"), head=head, head_owner=head_owner,
+            base=data["base"], draft=bool(data.get("draft", False)), author=self.login,
+            maintainer_can_modify=bool(data.get("maintainer_can_modify", True)),
+        )
+        return _json(201, self._pull_json(repo, pull))
+
+    def _insert_pull(
+        self, repo: _Repo, *, title: str, body: str | None, head: str, head_owner: str,
+        base: str, draft: bool, author: str, maintainer_can_modify: bool,
+        head_sha: str | None = None,
+    ) -> dict[str, Any]:
         number = repo.next_number()
         now = _now()
-        repo.pulls[number] = {
+        pull: dict[str, Any] = {
             "number": number,
             "id": next(self._ids),
-            "title": data["title"],
-            "body": data.get("body"),
+            "title": title,
+            "body": body,
             "head": head,
             "head_owner": head_owner,
-            "base": data["base"],
+            "base": base,
             "state": "open",
-            "draft": bool(data.get("draft", False)),
-            "author": self.login,
-            "maintainer_can_modify": bool(data.get("maintainer_can_modify", True)),
+            "draft": draft,
+            "author": author,
+            "maintainer_can_modify": maintainer_can_modify,
             "created_at": now,
             "updated_at": now,
             "closed_at": None,
+            "head_sha": head_sha or _sha(f"{repo.full_name}:{head}"),
         }
-        return _json(201, self._pull_json(repo, repo.pulls[number]))
+        repo.pulls[number] = pull
+        self._head_sha(repo, pull)  # a linked git dir's branch wins over the made-up sha
+        repo.commits.add(pull["head_sha"])
+        return pull
 
     def _get_pull(self, request: Request, match: re.Match[str]) -> Response:
         repo = self._repo(match)
@@ -504,8 +583,11 @@ class FakeGitHub(FakeServer):
         pull["closed_at"] = pull["updated_at"] if pull["state"] == "closed" else None
         return _json(200, self._pull_json(repo, pull))
 
-    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        """One page of ``items`` with GitHub's Link header (per_page default 30, at most 100)."""
+    def _page(
+        self, request: Request, items: list[dict[str, Any]], key: str | None = None
+    ) -> Response:
+        """One page of ``items`` with GitHub's Link header (per_page default 30, at most 100);
+        with ``key`` the page is ``{"total_count": ..., key: [...]}`` (as check runs are)."""
         per_page = min(max(int(request.query.get("per_page", ["30"])[0]), 1), 100)
         page = max(int(request.query.get("page", ["1"])[0]), 1)
         last = max((len(items) + per_page - 1) // per_page, 1)
@@ -520,32 +602,6 @@ class FakeGitHub(FakeServer):
         if page > 1:
             links += [link(1, "first"), link(page - 1, "prev")]
         headers = {"link": ", ".join(links)} if links else {}
-        return _json(200, items[(page - 1) * per_page : page * per_page], headers)
+        chunk = items[(page - 1) * per_page : page * per_page]
+        return _json(200, {"total_count": len(items), key: chunk} if key else chunk, headers)
 
-
-def _json(status: int, data: object, headers: dict[str, str] | None = None) -> Response:
-    base = {
-        "content-type": "application/json; charset=utf-8",
-        "x-github-media-type": "github.v3; format=json",
-        "x-ratelimit-limit": "5000",
-        "x-ratelimit-remaining": "4999",
-        "x-ratelimit-reset": str(int(datetime.now(UTC).timestamp()) + 3600),
-        "x-oauth-scopes": "repo",
-    }
-    return Response.json(status, data, {**base, **(headers or {})})
-
-
-def _error(status: int, message: str) -> Response:
-    return _json(status, {"message": message, "documentation_url": DOCS, "status": str(status)})
-
-
-def _invalid(resource: str, code: str, field_name: str) -> Response:
-    return _json(
-        422,
-        {
-            "message": "Validation Failed",
-            "errors": [{"resource": resource, "code": code, "field": field_name}],
-            "documentation_url": DOCS,
-            "status": "422",
-        },
-    )

@@ -24,6 +24,9 @@ from cluster.compose.binary import find_binary
 from cluster.compose.identity import agent_id, ptr_answer, ptr_query, reverse_lookup
 from cluster.compose.workdir import KEY_OPTIONS, prepare
 from cluster.errors import ConfigError
+from cluster.health.compose import _engine_view, image_release
+from cluster.health.model import HostFacts
+from cluster.health.verdict import host_health
 from cluster.state.records import Heartbeat
 from tests.helpers import ROOT, git
 
@@ -190,3 +193,35 @@ def test_the_compose_binary_is_v2() -> None:
     done = subprocess.run([str(find_binary()), "version", "--short"], capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.startswith("2."), done.stdout
+
+
+def test_health_reads_the_release_from_the_image_tag() -> None:
+    expected = "0.9.0-abc123"
+    assert image_release(f"claude-cluster-agent:{expected}-base1-cli2", expected) == expected
+    older = "claude-cluster-agent:0.8.0-fff000-base1-cli2"
+    assert image_release(older, expected) == "0.8.0-fff000-base1-cli2"  # named, not matched
+    assert image_release("localhost:5000/agent", expected) is None  # a port is not a tag
+    assert image_release("", expected) is None
+
+
+def test_health_judges_a_container_by_its_engine_state() -> None:
+    running = {"State": {"Status": "running", "Health": {"Status": "healthy"}},
+               "RestartCount": 2, "Config": {"Image": "x:1.0-h-b-c"}}
+    view = _engine_view(running, "1.0-h")
+    assert (view.service, view.restarts, view.release) == ("running", 2, "1.0-h")
+    failing = {**running, "State": {"Status": "running", "Health": {"Status": "unhealthy"}}}
+    assert _engine_view(failing, "1.0-h").service == "unhealthy"
+    stopped = _engine_view({"State": {"Status": "exited"}, "Config": {}}, None)
+    facts = HostFacts("agent-devops-1", "container", probe=stopped)
+    judged = host_health(facts)
+    # Degraded for what it is, not for the disk a stopped container was never measured on.
+    assert (judged.status, [f.text for f in judged.findings]) == ("degraded",
+                                                                  ["container exited"])
+
+
+def test_health_of_a_project_without_containers_says_how_to_start_it(tmp_path: Path) -> None:
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "health", "--compose",
+                           "--project", "ccc-no-such-project"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2, done
+    assert "has no agent containers (start it with invoke compose.up)" in done.stderr, done

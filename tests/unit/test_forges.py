@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cluster.agent.forge import ForgeError, ForgeNotFound, LocalForge, is_slug, repo_slug
+from cluster.agent.forge import ForgeError, ForgeNotFound, is_slug, repo_slug
 from cluster.agent.forge_github import GitHubForge
+from cluster.agent.forge_local import LocalForge
 from cluster.agent.workspace import Workspaces
 from cluster.errors import ClusterError, SecretMissing
 from cluster.secret import Secret

@@ -21,6 +21,7 @@ from cluster.agent_schema import AgentConfig, SandboxConfig
 from cluster.k8s import chart
 from cluster.k8s.helm import HelmError, find_helm, run_helm
 from cluster.state.ids import is_safe_id
+from cluster.units.seccomp import profile
 
 KUBE_VERSIONS = ("1.30.0", "1.33.0")
 STATE = "ssh://git@state.example/srv/state.git"
@@ -60,6 +61,8 @@ MATRIX: dict[str, dict[str, Any]] = {
                              "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
                              "podDisruptionBudget": {"enabled": True, "maxUnavailable": "25%"}},
     "no-pdb": {"state": {"url": STATE}, "podDisruptionBudget": {"enabled": False}},
+    "profile-installer": {"state": {"url": STATE},
+                          "sandbox": {"mode": "bwrap", "installProfile": True}},
 }
 
 
@@ -102,7 +105,8 @@ def test_lint_and_every_manifest_validates_strictly(case: str, tmp_path: Path) -
 @pytest.mark.parametrize("case", sorted(MATRIX))
 def test_agent_settings_are_what_the_agent_reads(case: str, tmp_path: Path) -> None:
     docs = rendered(tmp_path, MATRIX[case])
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap"
+                      and not d["metadata"]["name"].endswith("-seccomp"))
     for sts in (d for d in docs if d["kind"] == "StatefulSet"):
         pod = sts["spec"]["template"]["spec"]
         volume = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]
@@ -139,6 +143,59 @@ def test_pod_security(case: str, tmp_path: Path) -> None:
             assert ctx["capabilities"] == {"drop": ["ALL"]}
         agent = pod["containers"][0]["securityContext"]
         assert ("procMount" not in agent) is off
+
+
+def test_the_chart_carries_the_profile_the_code_makes() -> None:
+    carried = (chart.chart_dir() / "files" / "seccomp.json").read_text(encoding="utf-8")
+    assert carried == profile(), (
+        "charts/claude-cluster/files/seccomp.json differs from cluster/units/seccomp.py: "
+        "invoke k8s.render --seccomp-profile charts/claude-cluster/files/seccomp.json")
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_the_profile_installer_puts_it_where_the_agents_pods_load_it(tmp_path: Path) -> None:
+    docs = rendered(tmp_path, MATRIX["profile-installer"])
+    profile_map = next(d for d in docs if d["kind"] == "ConfigMap"
+                       and d["metadata"]["name"].endswith("-seccomp"))
+    assert profile_map["data"]["agent.json"] == profile()
+    (daemonset,) = (d for d in docs if d["kind"] == "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    target = next(e["value"] for e in container["env"] if e["name"] == "TARGET")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    host_paths = [v["hostPath"]["path"] for v in volumes.values() if "hostPath" in v]
+    assert host_paths == ["/var/lib/kubelet/seccomp"]  # the kubelet's seccomp root, nothing else
+    assert volumes["profile"]["configMap"]["name"] == profile_map["metadata"]["name"]
+    node_root = mounts["node-seccomp"]
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        wanted = sts["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
+        assert target == f"{node_root}/{wanted['localhostProfile']}", (target, wanted)
+    ctx = container["securityContext"]
+    assert (ctx["readOnlyRootFilesystem"], ctx["allowPrivilegeEscalation"],
+            ctx["capabilities"]) == (True, False, {"drop": ["ALL"]})
+    assert pod["automountServiceAccountToken"] is False
+    # No selector of the agents' (StatefulSets, PDBs, Services) takes the installer's pods in,
+    # and the DaemonSet takes none of theirs.
+    installer = daemonset["spec"]["template"]["metadata"]["labels"]
+    agents = [d for d in docs if d["kind"] in ("StatefulSet", "PodDisruptionBudget", "Service")]
+    for doc in agents:
+        spec = doc["spec"]
+        selector = spec["selector"] if doc["kind"] == "Service" else spec["selector"]["matchLabels"]
+        assert not _selects(selector, installer), doc["metadata"]["name"]
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert not _selects(daemonset["spec"]["selector"]["matchLabels"], labels)
+
+
+@pytest.mark.parametrize("case", ["defaults", "sandbox-off"])
+def test_no_installer_unless_asked_for_one(case: str, tmp_path: Path) -> None:
+    values = {**MATRIX[case], "sandbox": {**MATRIX[case].get("sandbox", {"mode": "bwrap"}),
+                                          "installProfile": case == "sandbox-off"}}
+    assert "DaemonSet" not in {d["kind"] for d in rendered(tmp_path, values)}
 
 
 def test_sandbox_off_says_so_loudly(tmp_path: Path) -> None:

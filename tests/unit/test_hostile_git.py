@@ -12,8 +12,9 @@ import pytest
 
 from cluster.agent.config import SandboxConfig
 from cluster.agent.executors.command import CommandExecutor
-from cluster.agent.forge import Forge, LocalForge
+from cluster.agent.followup import PullForge
 from cluster.agent.forge_github import GitHubForge
+from cluster.agent.forge_local import LocalForge
 from cluster.agent.repos import RepoPolicy
 from cluster.agent.runner import AttemptReport
 from cluster.agent.taskrunner import TaskRunner
@@ -32,7 +33,7 @@ API_KEY = "sk-ant-api03-hostile-test-key-0123456789abcdef"
 BRANCH = "cluster/fix-add"
 
 
-def runner(tmp_path: Path, forge: Forge | None = None, *, local: bool = True,
+def runner(tmp_path: Path, forge: PullForge | None = None, *, local: bool = True,
            secrets: tuple[Secret, ...] = ()) -> TaskRunner:  # fmt: skip
     home = tmp_path / "agent"
     off = Sealer(default_sandboxes(home, SandboxConfig(mode="off")))

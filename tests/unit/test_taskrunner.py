@@ -15,8 +15,8 @@ import pytest
 
 from cluster.agent.executors.base import ExecutionOutcome, ExecutionRequest, RateLimited
 from cluster.agent.executors.command import CommandExecutor
-from cluster.agent.forge import LocalForge
 from cluster.agent.forge_github import GitHubForge
+from cluster.agent.forge_local import LocalForge
 from cluster.agent.repos import RepoPolicy
 from cluster.agent.taskrunner import TaskRunner
 from cluster.secret import Secret

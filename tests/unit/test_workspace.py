@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,8 @@ import pytest
 from cluster.agent.workspace import NEVER_PUSHED, PushRejected, Workspaces, auth_config, prune
 from cluster.errors import GitError
 from cluster.secret import Secret
+from tests.fakes import FakeServer, Request, Response
+from tests.fakes.git_http import http_backend, unauthorized
 from tests.helpers import git
 
 TOKEN = "ghp_workspace_test_token_0123456789"
@@ -196,83 +196,38 @@ def test_prune_removes_only_old_workspaces(tmp_path: Path) -> None:
 # -- the token over smart HTTP ------------------------------------------------------------
 
 
-class _GitHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    root: Path
-    expected: str
-    seen_headers: list[str]
+class _GitHTTP(FakeServer):
+    """git http-backend (tests/fakes/git_http.py) behind a check of the Authorization header;
+    records each request's header."""
 
+    def __init__(self, root: Path, expected: str) -> None:
+        super().__init__()
+        self.root, self.expected = root, expected
+        self.seen_headers: list[str] = []
 
-class _GitHTTP(BaseHTTPRequestHandler):
-    """git http-backend as CGI, behind a check of the Authorization header."""
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
-    server: _GitHTTPServer
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _serve(self) -> None:
-        auth = self.headers.get("Authorization", "")
-        self.server.seen_headers.append(auth)
-        if auth != self.server.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        env = {
-            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.server.root),
-            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-            "REQUEST_METHOD": self.command, "REMOTE_USER": "agent", "REMOTE_ADDR": "127.0.0.1",
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-        }
-        out = subprocess.run(["git", "http-backend"], input=body, env=env,
-                             capture_output=True, check=True).stdout
-        head, _, payload = out.replace(b"\r\n", b"\n", 20).partition(b"\n\n")
-        status, headers = 200, []
-        for line in head.decode().splitlines():
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            else:
-                headers.append((name, value.strip()))
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    def handle(self, request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        self.seen_headers.append(auth)
+        if auth != self.expected:
+            return unauthorized()
+        return http_backend(self.root, request.path, request)
 
 
 @pytest.fixture
-def git_http(tmp_path: Path) -> Iterator[_GitHTTPServer]:
-    server = _GitHTTPServer(("127.0.0.1", 0), _GitHTTP)
-    server.root = tmp_path
+def git_http(tmp_path: Path) -> Iterator[_GitHTTP]:
     header = auth_config("http://127.0.0.1/", Secret(TOKEN), "127.0.0.1")[0][1]
-    server.expected = header.removeprefix("Authorization: ")
-    server.seen_headers = []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with _GitHTTP(tmp_path, header.removeprefix("Authorization: ")) as server:
+        yield server
 
 
 def test_token_goes_in_a_header_never_into_config(
-    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+    tmp_path: Path, remote: Path, git_http: _GitHTTP
 ) -> None:
-    host = f"127.0.0.1:{git_http.server_address[1]}"
+    host = f"127.0.0.1:{git_http.port}"
     url = f"http://{host}/{remote.name}"
     spaces = Workspaces(tmp_path / "work")
     ws = spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN), token_host=host)
@@ -286,9 +241,9 @@ def test_token_goes_in_a_header_never_into_config(
 
 
 def test_wrong_or_missing_token_fails_fast_and_masked(
-    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+    tmp_path: Path, remote: Path, git_http: _GitHTTP
 ) -> None:
-    host = f"127.0.0.1:{git_http.server_address[1]}"
+    host = f"127.0.0.1:{git_http.port}"
     url = f"http://{host}/{remote.name}"
     spaces = Workspaces(tmp_path / "work")
     with pytest.raises(GitError) as caught:
@@ -313,9 +268,9 @@ def test_token_goes_only_to_the_forges_host_over_https_or_loopback() -> None:
 
 
 def test_the_token_never_reaches_another_host(
-    tmp_path: Path, remote: Path, git_http: _GitHTTPServer
+    tmp_path: Path, remote: Path, git_http: _GitHTTP
 ) -> None:
-    url = f"http://127.0.0.1:{git_http.server_address[1]}/{remote.name}"
+    url = f"http://127.0.0.1:{git_http.port}/{remote.name}"
     spaces = Workspaces(tmp_path / "work")
     with pytest.raises(GitError):
         spaces.prepare(url, "t1", 1, "main", token=Secret(TOKEN), token_host="github.com")

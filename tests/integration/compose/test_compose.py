@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from cluster.compose import cluster
+from cluster.compose.workdir import prepare
+from cluster.health.compose import check_compose
+from cluster.health.model import FleetHealth
 from cluster.state.checker import check
 from cluster.state.records import Release
 from tests.helpers import ROOT, git, poll, task_doc
@@ -28,6 +31,7 @@ BACKENDS = 3
 AGENT = {"stop_grace_seconds": 3, "heartbeat_seconds": 3.0, "poll_seconds": 2.0}
 STATE = b"heartbeat_seconds: 2\nlease_seconds: 30\nfold_delay_seconds: 1\n"
 TARGET = "ssh://root@state/srv/repos/web.git"
+OPERATOR_UID = 1000
 
 
 def _free_port() -> int:
@@ -37,18 +41,36 @@ def _free_port() -> int:
 
 
 def _refs(repo: Path, prefix: str) -> set[str]:
-    out = git(["for-each-ref", "--format=%(refname)", prefix], repo)
+    out = git(["--git-dir", str(repo), "for-each-ref", "--format=%(refname)", prefix], ROOT)
     return {line.removeprefix(prefix) for line in out.split()}
 
 
 def _holding(repo: Path, agents: set[str]) -> str | None:
     """A slow task that one of ``agents`` holds, as its last heartbeat says, or None."""
     for agent in sorted(agents):
-        beat = yaml.safe_load(git(["show", f"refs/agents/{agent}:agent.yaml"], repo))
+        beat = yaml.safe_load(git(["--git-dir", str(repo), "show",
+                                   f"refs/agents/{agent}:agent.yaml"], ROOT))  # fmt: skip
         slow = [key for key in beat.get("holding") or () if "slow" in key]
         if slow:
             return str(slow[0])
     return None
+
+
+def _release(image: str) -> str:
+    """The release an agent image was built for (its tag: <release>-<base id>-<cli sha>), which
+    the checkout's may have left behind while the test runs (others editing it)."""
+    return image.rpartition(":")[2].rsplit("-", 2)[0]
+
+
+def _healthy(settings: cluster.ComposeSettings, image: str) -> FleetHealth | None:
+    fleet = check_compose(settings, expected=_release(image))
+    return fleet if fleet.status == "healthy" else None
+
+
+def _health_line(settings: cluster.ComposeSettings, image: str) -> str:
+    fleet = check_compose(settings, expected=_release(image))
+    return f"a healthy compose fleet, got {fleet.verdict}: " + "; ".join(
+        f"{h.name} {h.status} {[f.text for f in h.findings]}" for h in fleet.hosts)
 
 
 def _target_repo(repos: Path, scratch: Path) -> None:
@@ -59,6 +81,8 @@ def _target_repo(repos: Path, scratch: Path) -> None:
     git(["add", "README.md"], work)
     git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"], work)
     git(["clone", "-q", "--bare", str(work), str(repos / "web.git")], scratch)
+    subprocess.run(["chown", "-R", f"{OPERATOR_UID}:{OPERATOR_UID}", str(repos / "web.git")],
+                   check=True, timeout=60)  # fmt: skip
 
 
 def _submit(settings: cluster.ComposeSettings, docs: list[dict[str, object]],
@@ -85,6 +109,12 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
                                        state_settings=STATE)  # fmt: skip
     repo = settings.work.state_repo
     try:
+        # An operator who is not root: the repos the state service serves are someone else's
+        # to its root (git's "dubious ownership" check must not refuse them).
+        prepare(settings.work.root, settings.state_port, AGENT, STATE)
+        for path in (repo, settings.work.repos):
+            subprocess.run(["chown", "-R", f"{OPERATOR_UID}:{OPERATOR_UID}", str(path)],
+                           check=True, timeout=60)  # fmt: skip
         cluster.up(settings, {"agent-backend": BACKENDS})
         rows = cluster.containers(settings)
         assert [(r.state, r.health) for r in rows] == [("running", "healthy")] * len(rows), rows
@@ -93,6 +123,13 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
         assert {r.name.removeprefix(f"{PROJECT}-") for r in rows} == ids | {"state-1"}
         poll(lambda: _refs(repo, "refs/agents/") == ids, 60,
              lambda: f"heartbeats of {sorted(ids)}, got {sorted(_refs(repo, 'refs/agents/'))}")
+
+        # invoke health --compose sees every replica by its agent id, healthy, on this release.
+        fleet = poll(lambda: _healthy(settings, image), 60, lambda: _health_line(settings, image))
+        assert {h.name for h in fleet.hosts} == ids, fleet.hosts
+        assert {h.facts.probe.release for h in fleet.hosts if h.facts.probe} \
+            == {_release(image)}, fleet.hosts
+        assert fleet.state is not None and fleet.state.status == "healthy", fleet.state
 
         # A restarted replica comes back under its own id: no new heartbeat ref appears.
         cluster.compose(settings).run(["restart", "agent-frontend"])
@@ -126,6 +163,21 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
         assert not any(r.counted for r in released), released  # SIGTERM: the attempt not burnt
         print(f"{held}: {[(type(r).__name__, r.agent) for r in history]}")
         assert cluster.state_status(settings) == 0  # claude-cluster status through the port
+
+        # A stopped agent container: health names it, degraded, and the others stay healthy.
+        # (Polled: on a loaded machine a live agent's heartbeat may be late for one reading.)
+        cluster.compose(settings).run(["stop", "agent-devops"])
+
+        def one_stopped() -> FleetHealth | None:
+            fleet = check_compose(settings, expected=_release(image))
+            judged = {h.name: h for h in fleet.hosts}
+            stopped = judged["agent-devops-1"]
+            others = [h.status for name, h in judged.items() if name != "agent-devops-1"]
+            named = any(f.text == "container exited" for f in stopped.findings)
+            return fleet if named and set(others) == {"healthy"} else None
+
+        fleet = poll(one_stopped, 60, lambda: _health_line(settings, image))
+        assert (fleet.status, fleet.exit_code) == ("degraded", 1), fleet.verdict
     finally:
         cluster.down(settings)
     assert cluster.containers(settings) == []

@@ -4,7 +4,8 @@ The StatefulSet's pod template is turned into a container of the same image, com
 environment (``fieldRef metadata.name`` is the pod's name, ``secretKeyRef`` the rendered
 Secret's value), with each ConfigMap and Secret volume written out as files (their modes, root's
 and the pod's fsGroup's, as the kubelet writes them) and bound at the same mount paths, each
-emptyDir a fresh directory (``medium: Memory``: a tmpfs). The securityContext maps to docker's
+emptyDir a fresh directory (``medium: Memory``: a tmpfs), each hostPath that path in a stand-in
+of the node's root filesystem. The securityContext maps to docker's
 options one for one: runAsUser/runAsGroup/fsGroup to ``user``/``group_add``,
 readOnlyRootFilesystem to ``read_only``, capabilities to ``cap_drop``, allowPrivilegeEscalation
 false to ``no-new-privileges``, a Localhost seccomp profile to ``seccomp=<that file>`` (read from
@@ -35,10 +36,12 @@ class Pod:
     objects: dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> rendered object
 
     @classmethod
-    def of(cls, docs: list[dict[str, Any]], statefulset: str, ordinal: int) -> Pod:
+    def of(cls, docs: list[dict[str, Any]], owner: str, ordinal: int,
+           kind: str = "StatefulSet") -> Pod:
+        """Pod ``ordinal`` of the StatefulSet (or DaemonSet: one per node) named ``owner``."""
         objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
-        sts = objects[("StatefulSet", statefulset)]
-        return cls(f"{statefulset}-{ordinal}", sts["spec"]["template"]["spec"], objects)
+        workload = objects[(kind, owner)]
+        return cls(f"{owner}-{ordinal}", workload["spec"]["template"]["spec"], objects)
 
     @property
     def agent(self) -> dict[str, Any]:
@@ -84,9 +87,17 @@ def _write_files(directory: Path, files: dict[str, str], mode: int, gid: int) ->
         path.chmod(mode)
 
 
-def _volume(pod: Pod, volume: dict[str, Any], scratch: Path, gid: int) -> tuple[str, Any]:
-    """("bind", host dir) or ("tmpfs", options) for one volume of the pod."""
+def _volume(pod: Pod, volume: dict[str, Any], scratch: Path, gid: int,
+            node: Path | None) -> tuple[str, Any]:
+    """("bind", host dir) or ("tmpfs", options) for one volume of the pod; a hostPath is that
+    path under ``node``, a stand-in of the node's root filesystem."""
     where = scratch / volume["name"]
+    if "hostPath" in volume:
+        assert node is not None, f"volume {volume['name']}: a hostPath needs a node stand-in"
+        where = node / volume["hostPath"]["path"].lstrip("/")
+        assert volume["hostPath"].get("type") in ("Directory", "DirectoryOrCreate"), volume
+        where.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return "bind", where
     if "configMap" in volume or "secret" in volume:
         kind = "ConfigMap" if "configMap" in volume else "Secret"
         ref = volume["configMap"] if "configMap" in volume else volume["secret"]
@@ -104,8 +115,9 @@ def _volume(pod: Pod, volume: dict[str, Any], scratch: Path, gid: int) -> tuple[
     return "bind", where
 
 
-def docker_kwargs(pod: Pod, scratch: Path, seccomp_root: Path, network: str) -> dict[str, Any]:
-    """``run_container`` keyword arguments for the pod's agent container."""
+def docker_kwargs(pod: Pod, scratch: Path, seccomp_root: Path, network: str,
+                  node: Path | None = None) -> dict[str, Any]:
+    """``run_container`` keyword arguments for the pod's (first) container."""
     spec, agent = pod.template, pod.agent
     pod_ctx, ctx = spec.get("securityContext", {}), agent.get("securityContext", {})
     gid = int(pod_ctx.get("fsGroup", pod_ctx.get("runAsGroup", 0)))
@@ -113,7 +125,7 @@ def docker_kwargs(pod: Pod, scratch: Path, seccomp_root: Path, network: str) -> 
     binds: dict[str, dict[str, str]] = {}
     tmpfs: dict[str, str] = {}
     for mount in agent.get("volumeMounts", []):
-        kind, where = _volume(pod, volumes[mount["name"]], scratch, gid)
+        kind, where = _volume(pod, volumes[mount["name"]], scratch, gid, node)
         if kind == "tmpfs":
             tmpfs[mount["mountPath"]] = where
         else:

@@ -30,6 +30,7 @@ from cluster.testhosts.hosts import down
 from cluster.testhosts.model import NETWORK
 from cluster.testhosts.statehost import StateHost, start_state_host
 from cluster.transport import docker
+from cluster.units.seccomp import profile
 from tests.clients import state_client
 from tests.helpers import poll
 
@@ -165,5 +166,36 @@ def test_the_rendered_pod_completes_a_task_and_releases_on_sigterm(
                     lambda: "a result for k8s-slow\n" + docker.logs_tail(container), interval=1)
         assert slow.status == "succeeded", slow
         assert slow.agent == pod.name, slow
+    finally:
+        remove_pod(pod)
+
+
+def test_the_profile_installer_puts_the_agents_profile_on_the_node(
+        agent_image: str, docker_engine: None, tmp_path: Path) -> None:
+    """The DaemonSet's pod, run as rendered, writes the profile where the agents' pods name
+    it under the node's seccomp root, and keeps running (a DaemonSet's pod must)."""
+    repository, tag = agent_image.rsplit(":", 1)
+    values_path = tmp_path / "values.json"
+    values_path.write_text(json.dumps({
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "state": {"url": "ssh://git@state.example/srv/state.git"},
+        "sandbox": {"mode": "bwrap", "installProfile": True}}))
+    docs = [d for d in yaml.safe_load_all(chart.render([values_path], release=RELEASE)) if d]
+    (daemonset,) = (d for d in docs if d["kind"] == "DaemonSet")
+    pod = Pod.of(docs, daemonset["metadata"]["name"], 0, kind="DaemonSet")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    wanted = sts["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
+    node = tmp_path / "node"
+    installed = node / "var/lib/kubelet/seccomp" / wanted["localhostProfile"]
+    remove_pod(pod)
+    kwargs = docker_kwargs(pod, tmp_path / "pod", node / "unused", "none", node)
+    command = kwargs.pop("command")
+    container = docker.run_container(docker.client(), agent_image, command or None, **kwargs)
+    try:
+        poll(lambda: installed.is_file() and installed.read_text() == profile(), 60,
+             lambda: f"{installed} holding the agents' profile:\n{docker.logs_tail(container)}")
+        assert oct(installed.stat().st_mode & 0o777) == "0o644"
+        container.reload()
+        assert container.status == "running", docker.logs_tail(container)
     finally:
         remove_pod(pod)
