@@ -18,7 +18,7 @@ from cluster.intake.issues import Issue
 from cluster.intake.taskdoc import Known, Planned, Policy, plan
 from cluster.state.client import StateClient
 from cluster.state.snapshot import Snapshot
-from cluster.state.submit import submit
+from cluster.state.submit import MainMoved, submit
 
 MAX_TRIES = 10
 Planner = Callable[[Snapshot], Iterable[Planned | Known | str]]
@@ -63,7 +63,9 @@ def file_planned(client: StateClient, planner: Planner) -> Filed:
         if not fresh:
             return filed
         try:
-            filed.commit, filed.created = _submit(client, list(fresh.values()))
+            filed.commit, filed.created = _submit(client, list(fresh.values()), snap.main)
+        except MainMoved:
+            continue  # someone wrote main since this plan (another intake): plan again
         except ValidationError as exc:
             if any("already used" in problem for problem in exc.problems):
                 continue  # another intake filed one of them meanwhile: look again
@@ -79,11 +81,12 @@ def file_issues(client: StateClient, issues: Sequence[Issue], policy: Policy) ->
         plan(issue, policy, snap.settings.known_specialties) for issue in issues])
 
 
-def _submit(client: StateClient, planned: list[Planned]) -> tuple[str, list[str]]:
+def _submit(client: StateClient, planned: list[Planned],
+            main: str | None) -> tuple[str, list[str]]:
     with tempfile.TemporaryDirectory(prefix="intake-") as tmp:
         paths = []
         for item in planned:
             path = Path(tmp) / f"{item.id}.yaml"
             path.write_bytes(item.data)
             paths.append(path)
-        return submit(client, paths)
+        return submit(client, paths, main)

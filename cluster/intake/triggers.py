@@ -28,9 +28,12 @@ from cluster.intake.issues import REPO_NAME
 REVIEW_STATES = ("CHANGES_REQUESTED", "COMMENTED", "APPROVED", "DISMISSED", "PENDING")
 FAILED = ("failure", "timed_out")
 MAX_ID = 2**53
-EVENTS = ("pull_request_review", "pull_request_review_comment", "issue_comment", "check_run")
+STATUS_FAILED = ("failure", "error")
+EVENTS = ("pull_request_review", "pull_request_review_comment", "issue_comment", "check_run",
+          "status")
+CHECK_EVENTS = ("check_run", "status")  # the ones that need the policy's ``checks``
 ACTIONS = {"pull_request_review": "submitted", "pull_request_review_comment": "created",
-           "issue_comment": "created", "check_run": "completed"}
+           "issue_comment": "created", "check_run": "completed"}  # a status has no action
 
 
 class PayloadError(ValueError):
@@ -137,6 +140,9 @@ class _Reader:
 
 def action_of(event: str, payload: Any) -> str | None:
     """Why a delivery of ``event`` is not one to act on (another action), None if it is."""
+    if event == "status":
+        state = payload.get("state") if isinstance(payload, dict) else None
+        return None if state in STATUS_FAILED else f"commit status {state!r}: not a failure"
     action = payload.get("action") if isinstance(payload, dict) else None
     if action != ACTIONS[event]:
         return f"{event} action {action!r} is not {ACTIONS[event]!r}"
@@ -163,6 +169,8 @@ def parse_event(event: str, payload: Any) -> Event | str:
         comment = Comment(read.get("comment.id", "id"), read.get("comment.user.login", "str"),
                           read.text("comment.body"), read.time("comment.created_at"))
         return Event(repo, (number,), comment, comment.created_at)
+    if event == "status":
+        return _status(read, repo)
     return _check(read, repo)
 
 
@@ -198,6 +206,15 @@ def _check(read: _Reader, repo: str) -> Event:
     return Event(repo, numbers, failure, read.time("check_run.completed_at"))
 
 
+def _status(read: _Reader, repo: str) -> Event:
+    """A failed commit status: it names a commit, not a pull request; the pull requests whose
+    head it is are found from the forge (:func:`event_triggers`)."""
+    failure = CheckFailure(
+        "status", read.get("id", "id"), read.get("context", "str"), read.get("state", "str"),
+        read.text("description"), "", read.text("target_url"), read.get("sha", "str"))
+    return Event(repo, (), failure, read.time("created_at"))
+
+
 def _number(item: Any, index: int) -> int:
     number = item.get("number") if isinstance(item, dict) else None
     if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < MAX_ID:
@@ -209,11 +226,15 @@ def event_triggers(forge: Conversations, event: Event,
                    policy: FollowUpPolicy) -> list[tuple[Trigger, Pull]] | str:
     """The triggers a delivery carries, each with its pull request as the forge shows it now
     (its head branch and state), judged as the poller judges the same item; or why none."""
-    if not event.numbers:
-        return "the check run names no pull request"
+    numbers = event.numbers
+    if not numbers and isinstance(event.item, CheckFailure):  # a status, or a fork's check run
+        numbers = tuple(p.number for p in forge.open_pulls(event.repo)
+                        if p.head_sha == event.item.head_sha)
+    if not numbers:
+        return "the delivery names no pull request, and no open one has its commit as head"
     found: list[tuple[Trigger, Pull]] = []
     reasons: list[str] = []
-    for number in event.numbers:
+    for number in numbers:
         pull = forge.pull(event.repo, number)
         got = _judged(forge, event, pull, policy)
         if isinstance(got, str):

@@ -25,7 +25,13 @@ from cluster.intake.followups import FollowUpPolicy
 from cluster.intake.issues import issue_from_event, shape_problem
 from cluster.intake.poller import file_follow_ups
 from cluster.intake.taskdoc import Policy
-from cluster.intake.triggers import EVENTS, PayloadError, event_triggers, parse_event
+from cluster.intake.triggers import (
+    CHECK_EVENTS,
+    EVENTS,
+    PayloadError,
+    event_triggers,
+    parse_event,
+)
 from cluster.secret import Secret
 from cluster.secrets_file import refuse_exposed
 from cluster.state.client import StateClient
@@ -130,7 +136,7 @@ class WebhookApp:
         policy, forge = self.follow_ups, self.forge
         if policy is None or forge is None:
             return _ignored("pull-request follow-ups are not enabled here")
-        if event == "check_run" and not policy.checks:
+        if event in CHECK_EVENTS and not policy.checks:
             return _ignored("failed checks do not trigger follow-ups here")
         try:
             parsed = parse_event(event, payload)

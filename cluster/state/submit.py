@@ -57,12 +57,22 @@ def validate_files(paths: Sequence[Path], snap: Snapshot) -> list[TaskFile]:
     return files
 
 
-def submit(client: StateClient, paths: Sequence[Path]) -> tuple[str, list[str]]:
-    """Commit the files under tasks/ on main; rebases and retries when main moved."""
+class MainMoved(ClusterError):
+    """Main is no longer the commit the files were planned on (``submit``'s ``expect_main``)."""
+
+
+def submit(client: StateClient, paths: Sequence[Path],
+           expect_main: str | None = None) -> tuple[str, list[str]]:
+    """Commit the files under tasks/ on main; rebases and retries when main moved, unless
+    ``expect_main`` says what they were written for: then :class:`MainMoved`, for the caller
+    to plan again (what it wrote depends on main: a follow-up's round, say)."""
     for _ in range(MAX_TRIES):
         snap = client.snapshot()
         if snap.main is None:
             raise ClusterError(f"{client.remote.url} has no main branch: run 'state init' first")
+        if expect_main is not None and snap.main != expect_main:
+            raise MainMoved(f"{client.remote.url}: main moved from {expect_main[:12]} to "
+                            f"{snap.main[:12]} since these tasks were planned")
         files = validate_files(paths, snap)
         store = client.remote.store
         editor = TreeEditor(store, store.commit(snap.main).tree)

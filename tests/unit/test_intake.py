@@ -10,14 +10,15 @@ import pytest
 import yaml
 
 from cluster.cli.intake import register
-from cluster.intake.filing import file_issues
+from cluster.intake.filing import file_issues, file_planned
 from cluster.intake.issues import IssueFeed
 from cluster.intake.poller import poll_once
-from cluster.intake.taskdoc import Policy, task_id
+from cluster.intake.taskdoc import Known, Planned, Policy, task_id
 from cluster.secret import Secret
 from cluster.state.client import Held, StateClient
 from cluster.state.init import init_state_repo
 from cluster.state.records import Result
+from cluster.state.snapshot import Snapshot
 from tests.clients import state_client
 from tests.fakes.github_api import DEFAULT_TOKEN, FakeGitHub
 from tests.helpers import ROOT, git
@@ -151,6 +152,32 @@ def test_racing_filers_make_one_task(
     assert not stale.known("gh-web-1")
     assert file_issues(other, issues, policy).existing == ["gh-web-1"]
     other.close()
+
+
+def test_filing_plans_again_when_main_moves_under_it(
+        client: StateClient, state: str, tmp_path: Path) -> None:
+    """What a plan writes may depend on main (a follow-up's round and the task it continues):
+    when another writer lands on main between the plan and its commit, it is planned again on
+    the new main, not rebased blindly onto it."""
+    seen: list[str | None] = []
+
+    def planner(snap: Snapshot) -> list[Planned | Known | str]:
+        seen.append(snap.main)
+        if len(seen) == 1:  # another intake files first, after this one has looked
+            with state_client(state, tmp_path, "intake", work="other") as other:
+                file_planned(other, lambda _: [_planned("theirs", [])])
+        first = "theirs" if snap.known("theirs") else None
+        return [_planned("mine", [first] if first else [])]
+
+    filed = file_planned(client, planner)
+    assert filed.created == ["mine"] and len(seen) == 2 and seen[0] != seen[1], seen
+    assert task_on_main(client, "mine")["depends_on"] == ["theirs"]  # planned on the new main
+
+
+def _planned(tid: str, depends_on: list[str]) -> Planned:
+    doc = {"id": tid, "title": tid, "specialty": "backend", "repo": "acme/web",
+           "depends_on": depends_on}
+    return Planned(tid, yaml.safe_dump(doc).encode())
 
 
 def test_cli_once(github_api: FakeGitHub, feed: IssueFeed, state: str, tmp_path: Path,

@@ -219,6 +219,36 @@ def test_a_failed_check_run_triggers_only_when_enabled(
     assert (status, body["status"]) == (200, "ignored") and "no pull request" in body["reason"]
 
 
+def test_a_failed_commit_status_triggers_on_the_pull_request_at_its_commit(
+        github_api: FakeGitHub, forge: IssueFeed, pr: int, start: Callable[..., Hook]) -> None:
+    """A status names a commit, not a pull request: the one whose head it is gets the task."""
+    failed = github_api.add_status(REPO, HEAD, "ci/build", "failure", "build broke",
+                                   "https://ci.example/1")
+    passed = github_api.add_status(REPO, HEAD, "ci/lint", "success")
+    off = start(forge)
+    status, body = post(off, github_api.delivery(
+        "status", github_api.status_event(REPO, failed), SECRET))
+    assert (status, body["status"]) == (200, "ignored") and "checks" in body["reason"]
+    off.stop()
+    hook = start(forge, FollowUpPolicy(checks=True))
+    status, body = post(hook, github_api.delivery(
+        "status", github_api.status_event(REPO, passed), SECRET))
+    assert (status, body["status"]) == (200, "ignored") and "not a failure" in body["reason"]
+    for expected in (202, 200):  # delivered twice: one task
+        status, body = post(hook, github_api.delivery(
+            "status", github_api.status_event(REPO, failed), SECRET))
+        assert status == expected, body
+    tid = follow_up_id(REPO, pr, "status", failed)
+    assert hook.follow_ups() == {tid}
+    spec = hook.client.snapshot().tasks[tid].spec
+    assert spec is not None and spec.follow_up is not None
+    assert (spec.follow_up.trigger.kind, spec.follow_up.head) == ("status", HEAD)
+    bad = github_api.status_event(REPO, failed)
+    del bad["sha"]
+    status, body = post(hook, github_api.delivery("status", bad, SECRET))
+    assert (status, body["field"]) == (400, "sha"), body
+
+
 def test_follow_ups_off_leaves_issues_working(
         github_api: FakeGitHub, forge: IssueFeed, pr: int, state: str, tmp_path: Path) -> None:
     hook = Hook(state, tmp_path, None, None, Policy("cluster", specialty="backend"))
