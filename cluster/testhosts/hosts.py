@@ -12,6 +12,7 @@ from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
 from cluster.testhosts.image import Say, ensure_image
 from cluster.testhosts.inventory import write_inventory
+from cluster.testhosts.limits import ensure_inotify
 from cluster.testhosts.model import (
     DEFAULT_PREFIX,
     GATEWAY,
@@ -56,6 +57,7 @@ def up(
     if count < 1:
         raise ValueError("count must be at least 1")
     paths = StatePaths(state_dir or default_state_dir())
+    ensure_inotify(count)  # before any host starts: a host that cannot boot hangs for minutes
     handle = docker.client()
     image = ensure_image(handle, recipe, say=say)
     _remove_set(handle, name_prefix)

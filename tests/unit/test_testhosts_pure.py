@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 from cluster.errors import ClusterError, ConfigError
 from cluster.testhosts.inventory import render_inventory
+from cluster.testhosts.limits import MARGIN, PER_HOST, ensure_inotify, inotify_in_use
 from cluster.testhosts.mirror import apt_entries, choose_mirror, deb822_entries, one_line_entries
 from cluster.testhosts.model import HostRecord, StatePaths
 from cluster.testhosts.readiness import NotReady, poll
@@ -232,3 +234,31 @@ def test_run_container_takes_docker_runs_systempaths_option(unmask: bool) -> Non
         assert host["MaskedPaths"] == [] and host["ReadonlyPaths"] == []
     else:
         assert "MaskedPaths" not in host and "ReadonlyPaths" not in host
+
+
+def test_inotify_room_is_made_before_hosts_start(tmp_path: Path) -> None:
+    """30 hosts on the kernel's default of 128 instances: raised as root, else a refusal that
+    names the command; a limit with room is left alone."""
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    assert ensure_inotify(5, limit, euid=0, in_use=4) == 128  # 4 + 40 + 64 fit: untouched
+    assert limit.read_text() == "128\n"
+    with pytest.raises(ClusterError, match=r"sudo sysctl -w fs.inotify.max_user_instances=1024"):
+        ensure_inotify(30, limit, euid=1000, in_use=4)
+    assert limit.read_text() == "128\n"  # not ours to raise
+    assert ensure_inotify(30, limit, euid=0, in_use=4) == 1024
+    assert limit.read_text() == "1024\n"
+    assert ensure_inotify(200, limit, euid=0, in_use=4) == 4 + 200 * PER_HOST + MARGIN
+
+
+def test_inotify_instances_in_use_are_counted_from_proc() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = inotify_in_use()
+    fd = libc.inotify_init()
+    assert fd >= 0
+    try:
+        assert inotify_in_use() == before + 1
+    finally:
+        os.close(fd)
