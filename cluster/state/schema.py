@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticError
 
 from cluster.errors import ValidationError
@@ -58,6 +65,14 @@ class BudgetSpec(BaseModel):
     max_usd: float | None = Field(default=None, gt=0, strict=True)
 
 
+def _safe_id(value: str) -> str:
+    if not is_safe_id(value):
+        raise ValueError(f"unsafe id {value!r}: expected {ID_RULE}")
+    return value
+
+
+SafeId = Annotated[str, AfterValidator(_safe_id)]  # a task id: a file name, ref and branch part
+
 # What started a follow-up round on a pull request (docs/state-protocol.md, "Follow-ups"): a
 # review that requests changes, a comment on the pull request (issue comment) or on a line of
 # its diff (review comment) that addresses the agents, a failed check run or commit status.
@@ -81,18 +96,11 @@ class FollowUpSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pull_request: int = Field(ge=1, strict=True)
-    of: str  # the task this round continues: the one that opened it, or the previous round
+    of: SafeId  # the task this round continues: the one that opened it, or the previous round
     round: int = Field(ge=1, le=MAX_ROUNDS, strict=True)
     branch: str
     head: str | None = None  # the branch's head commit when the trigger was seen
     trigger: TriggerSpec
-
-    @field_validator("of")
-    @classmethod
-    def _safe_of(cls, value: str) -> str:
-        if not is_safe_id(value):
-            raise ValueError(f"unsafe id {value!r}: expected {ID_RULE}")
-        return value
 
     @field_validator("branch")
     @classmethod
@@ -112,7 +120,7 @@ class FollowUpSpec(BaseModel):
 class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str
+    id: SafeId
     title: str = Field(min_length=1, max_length=200)
     specialty: str
     priority: Priority = Priority.medium
@@ -125,26 +133,12 @@ class TaskSpec(BaseModel):
     timeout: int = Field(default=1800, ge=1, le=86_400, strict=True)
     max_attempts: int = Field(default=3, ge=1, le=10, strict=True)
     budget: BudgetSpec = BudgetSpec()
-    depends_on: tuple[str, ...] = ()
+    depends_on: tuple[SafeId, ...] = ()
     labels: tuple[str, ...] = ()
     follow_up: FollowUpSpec | None = None
     # Follow-up rounds a pull request gets at most (None: the agent's follow_up_max_rounds).
     max_rounds: int | None = Field(default=None, ge=1, le=MAX_ROUNDS, strict=True)
 
-    @field_validator("id")
-    @classmethod
-    def _safe_id(cls, value: str) -> str:
-        if not is_safe_id(value):
-            raise ValueError(f"unsafe id {value!r}: expected {ID_RULE}")
-        return value
-
-    @field_validator("depends_on")
-    @classmethod
-    def _safe_deps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for dep in value:
-            if not is_safe_id(dep):
-                raise ValueError(f"unsafe id {dep!r}: expected {ID_RULE}")
-        return value
 
 
 def _describe(error: Any, lines: dict[str, int]) -> str:
