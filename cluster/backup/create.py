@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock
+from rich.console import Console
 
 from cluster.backup import bundle
 from cluster.backup.errors import BackupError
@@ -18,6 +19,7 @@ from cluster.backup.manifest import BUNDLE, write_manifest
 from cluster.backup.prune import TARBALL, backup_name, prune
 from cluster.backup.settings import BackupSettings
 from cluster.backup.source import SshRepo, parse_state, write_bundle
+from cluster.console import StepProgress
 from cluster.inventory import load_inventory
 from cluster.inventory.load import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE
 from cluster.inventory.schema import secret_paths
@@ -36,8 +38,12 @@ class BackupOutcome:
     pruned: list[Path] = field(default_factory=list)
 
 
-def create_backup(settings: BackupSettings, now: float | None = None) -> BackupOutcome:
-    """Write one backup under ``settings.dest``, verify it, then prune older ones."""
+def create_backup(settings: BackupSettings, now: float | None = None, *,
+                  console: Console | None = None) -> BackupOutcome:  # fmt: skip
+    """Write one backup under ``settings.dest``, verify it, then prune older ones.
+
+    With a ``console``, each step is drawn as progress there (a bar, or plain lines).
+    """
     now = time.time() if now is None else now
     url = settings.state_url()
     source = parse_state(url)
@@ -45,28 +51,33 @@ def create_backup(settings: BackupSettings, now: float | None = None) -> BackupO
     configs = _read_configs(settings.config)  # refuse secrets before anything is written
     dest = settings.dest
     dest.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest / LOCK_FILE)):
+    with FileLock(str(dest / LOCK_FILE)), StepProgress(console, "backup", total=5) as steps:
         name = backup_name(dest, now)
         partial = dest / f".partial-{name}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(mode=0o700)
         try:
-            write_bundle(source, partial / BUNDLE, key, known, settings.connect_timeout)
-            bundle.verify(partial / BUNDLE)
-            refs = bundle.list_heads(partial / BUNDLE)
-            _write_config(partial, partial / BUNDLE, configs, settings.inventory)
-            stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            write_manifest(partial, source=str(source) if isinstance(source, SshRepo) else url,
-                           refs=refs, created_at=stamp)  # fmt: skip
-            files = sorted(p.relative_to(partial).as_posix() for p in partial.rglob("*")
-                           if p.is_file())  # fmt: skip
-            final = _publish(partial, dest / name, settings.tarball)
+            with steps.step("bundle every ref of the state repo"):
+                write_bundle(source, partial / BUNDLE, key, known, settings.connect_timeout)
+            with steps.step("verify the bundle"):
+                bundle.verify(partial / BUNDLE)
+                refs = bundle.list_heads(partial / BUNDLE)
+            with steps.step("copy the config and inventory, write the manifest"):
+                _write_config(partial, partial / BUNDLE, configs, settings.inventory)
+                stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                write_manifest(partial, refs=refs, created_at=stamp,
+                               source=str(source) if isinstance(source, SshRepo) else url)
+                files = sorted(p.relative_to(partial).as_posix() for p in partial.rglob("*")
+                               if p.is_file())  # fmt: skip
+            with steps.step(f"publish {name}"):
+                final = _publish(partial, dest / name, settings.tarball)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        size = final.stat().st_size if final.is_file() else sum(
-            p.stat().st_size for p in final.rglob("*") if p.is_file())
-        pruned = prune(dest, settings.keep_days, settings.keep, now, protect=final)
+        with steps.step("prune old backups"):
+            size = final.stat().st_size if final.is_file() else sum(
+                p.stat().st_size for p in final.rglob("*") if p.is_file())
+            pruned = prune(dest, settings.keep_days, settings.keep, now, protect=final)
     return BackupOutcome(final, refs, files, size, pruned)
 
 

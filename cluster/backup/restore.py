@@ -9,9 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+
 from cluster.backup import bundle
 from cluster.backup.errors import BackupError, ChecksumMismatch
 from cluster.backup.manifest import BUNDLE, MANIFEST, read_manifest, verify_files
+from cluster.console import StepProgress
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.init import install_hooks
 
@@ -32,24 +35,29 @@ class RestoreOutcome:
     manifest_checked: bool  # False for a bare .bundle file, which has no manifest
 
 
-def restore(source: Path, target: Path, *, force: bool = False,
-            hooks: Path | None = None) -> RestoreOutcome:
+def restore(source: Path, target: Path, *, force: bool = False, hooks: Path | None = None,
+            console: Console | None = None) -> RestoreOutcome:  # fmt: skip
     """Rebuild the bare repo ``target`` from a backup dir, its .tar.gz or a .bundle file.
 
     Nothing is written until the backup checks out; a non-empty ``target`` is replaced only
-    with ``force``, and then only after the new repo is complete next to it.
+    with ``force``, and then only after the new repo is complete next to it. With a
+    ``console``, each step is drawn as progress there (a bar, or plain lines).
     """
     target = target.expanduser().absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
         raise BackupError(f"{target} exists and is not empty: pass --force to replace it")
-    with tempfile.TemporaryDirectory(prefix="ccc-restore-") as scratch:
-        state_bundle, refs, checked = _open(source, Path(scratch))
+    with (tempfile.TemporaryDirectory(prefix="ccc-restore-") as scratch,
+          StepProgress(console, "restore", total=3) as steps):  # fmt: skip
+        with steps.step(f"check {source.name}"):
+            state_bundle, refs, checked = _open(source, Path(scratch))
         target.parent.mkdir(parents=True, exist_ok=True)
         build = target.with_name(f".{target.name}.restoring-{os.getpid()}")
         shutil.rmtree(build, ignore_errors=True)
         try:
-            _build(build, state_bundle, refs, hooks)
-            _swap(build, target)
+            with steps.step(f"rebuild the bare repo ({len(refs)} refs)"):
+                _build(build, state_bundle, refs, hooks)
+            with steps.step(f"move it into place at {target}"):
+                _swap(build, target)
         finally:
             shutil.rmtree(build, ignore_errors=True)
     return RestoreOutcome(target, refs, checked)

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from cluster.state.client import StateClient
 
 
+WIDE = "print tables at full width, never cutting a cell (the default off a terminal)"
+
+
 def _state(url: str) -> AbstractContextManager[StateClient]:
     """The operator's client of the state repo at ``url``, closed when the block ends."""
     return state_client(url, "cli", "operator", getpass.getuser())
@@ -62,7 +65,7 @@ def cmd_task_list(args: argparse.Namespace) -> int:
         rows = task_rows(client.snapshot())
     if args.filter_state:
         rows = [r for r in rows if r["state"] == args.filter_state]
-    _emit(args, rows, lambda: print_tables([task_table(rows)]))
+    _emit(args, rows, lambda: print_tables([task_table(rows)], wide=args.wide))
     return 0
 
 
@@ -106,7 +109,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     with _state(args.state) as client:
         report = status(client.snapshot())
-    _emit(args, report, lambda: print_tables(status_tables(report)))
+    _emit(args, report, lambda: print_tables(status_tables(report), wide=args.wide))
     return 0
 
 
@@ -232,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("files", nargs="+", metavar="FILE")
         elif name == "list":
             cmd.add_argument("--filter-state", metavar="STATE")
+            cmd.add_argument("--wide", action="store_true", help=WIDE)
         else:
             cmd.add_argument("id")
         if name == "cancel":
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     stat = sub.add_parser("status", help="agents and tasks at a glance")
     stat.add_argument("--state", required=True)
     stat.add_argument("--json", action="store_true")
+    stat.add_argument("--wide", action="store_true", help=WIDE)
     stat.set_defaults(func=cmd_status)
 
     chk = sub.add_parser("check", help="classify every task from the state repo's history")

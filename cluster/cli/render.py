@@ -1,4 +1,8 @@
-"""Rich tables for the CLI's human output; JSON output bypasses this module."""
+"""Rich tables for the CLI's human output; JSON output bypasses this module.
+
+Ids fold rather than being cut when a terminal is narrow; off a terminal (or ``wide``) the
+tables print at their natural width (cluster.console decides).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cluster.console import print_fitted
 from cluster.state.report import human_duration
 from cluster.state.statuses import AgentState
 
@@ -20,7 +25,7 @@ STATE_STYLE = {
 def task_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="tasks")
     for name in ("id", "state", "specialty", "priority", "agent", "attempt", "detail"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for row in rows:
         style = STATE_STYLE.get(row["state"], "")
         detail = row.get("pull_request") or row.get("reason") or row.get("error") or ""
@@ -35,7 +40,7 @@ def task_table(rows: list[dict[str, Any]]) -> Table:
 def status_tables(report: dict[str, Any]) -> list[Table]:
     counts = Table(title="tasks by state")
     for name in report["tasks"]:
-        counts.add_column(name, justify="right")
+        counts.add_column(name, justify="right", overflow="fold")
     counts.add_row(*(str(v) for v in report["tasks"].values()))
     agents = Table(title=(
         f"agents: {report['agents']['total']} total, {report['agents']['online']} online, "
@@ -43,7 +48,7 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
     ))
     for name in ("id", "host", "online", "state", "specialties", "capacity", "tasks", "last seen",
                  "detail"):
-        agents.add_column(name)
+        agents.add_column(name, overflow="fold")
     for agent in report["agent_detail"]:
         agents.add_row(
             agent["id"], agent["host"], "[green]yes[/]" if agent["online"] else "[red]no[/]",
@@ -56,7 +61,7 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
     if report.get("paused"):
         paused = Table(title="paused for a usage window (every agent sharing the credential)")
         for name in ("credential", "agents", "met by", "resumes at", "in", "reason"):
-            paused.add_column(name)
+            paused.add_column(name, overflow="fold")
         for group in report["paused"]:
             paused.add_row(
                 str(group["credential"] or "(own)")[:24], ",".join(group["agents"]),
@@ -67,7 +72,7 @@ def status_tables(report: dict[str, Any]) -> list[Table]:
     if report.get("unarchived"):
         lost = Table(title=f"archive rewritten: {len(report['unarchived'])} task(s) archived by "
                            "folds in main's history are missing from archive/")
-        lost.add_column("id")
+        lost.add_column("id", overflow="fold")
         for key in report["unarchived"]:
             lost.add_row(key)
         tables.append(lost)
@@ -90,7 +95,7 @@ def _agent_detail(agent: dict[str, Any]) -> str:
     return ""
 
 
-def print_tables(tables: list[Table]) -> None:
-    console = Console()
-    for table in tables:
-        console.print(table)
+def print_tables(tables: list[Table], *, wide: bool = False,
+                 console: Console | None = None) -> None:  # fmt: skip
+    """Print to stdout: fitted to a terminal, else (or with ``wide``) with no cell cut."""
+    print_fitted(console or Console(), tables, wide=wide)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import types
 from collections.abc import Sequence
 
 from nornir.core.inventory import Host
 from nornir.core.task import AggregatedResult, MultiResult, Task
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cluster.console import StepProgress, print_fitted
 from cluster.deploy.outcome import HostOutcome
 
 STYLE = {"changed": "yellow", "ok": "green", "failed": "bold red", "skipped": "magenta"}
@@ -24,44 +23,32 @@ class LiveProgress:
     Nornir's events draw it all: a host's task starting (its name), each of its steps (the
     subtasks hostrun runs: connect, facts, plan, each action, verify...) and its end (the
     HostOutcome's status).
-    Use it as a context manager around the runs; the display is drawn only on a terminal.
+    Use it as a context manager around the runs; the display is drawn live only on a terminal,
+    and off one each host that ends prints a plain ``[i/n] host ... status (s)`` line
+    (cluster.console.StepProgress draws both).
     """
 
     def __init__(self, console: Console, hosts: Sequence[str], title: str) -> None:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())  # fmt: skip
-        self._progress = Progress(*columns, console=console, transient=True,
-                                  disable=not console.is_terminal)  # fmt: skip
-        self._lock = threading.Lock()
-        self._total = self._progress.add_task(title, total=len(hosts))
-        self._rows = {h: self._progress.add_task(f"  {h}: waiting", total=None) for h in hosts}
-        self._done: set[str] = set()
+        self._progress = StepProgress(console, title, rows=hosts)
 
     def __enter__(self) -> LiveProgress:
-        self._progress.start()
+        self._progress.__enter__()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: types.TracebackType | None) -> None:  # fmt: skip
-        self._progress.stop()
+        self._progress.__exit__(kind, exc, tb)
 
     def report(self, host: str, what: str) -> None:
         """Show ``what`` ``host`` is doing; a status of DONE counts the host once as finished."""
-        with self._lock:
-            if host not in self._rows:
-                return
-            self._progress.update(self._rows[host], description=f"  {host}: {what}")
-            if what in DONE and host not in self._done:
-                self._done.add(host)
-                self._progress.advance(self._total)
+        if what in DONE:
+            self._progress.finish(host, what)
+        else:
+            self._progress.show(host, what)
 
     def lines(self) -> dict[str, str]:
         """What each host's line says now, and the run's bar as ``done/total`` under ``""``."""
-        with self._lock:
-            shown = {task.id: task for task in self._progress.tasks}
-        total = shown[self._total]
-        rows = {host: shown[row].description.strip() for host, row in self._rows.items()}
-        return {"": f"{total.completed:.0f}/{total.total:.0f}", **rows}
+        return self._progress.lines()
 
     def task_started(self, task: Task) -> None:
         pass
@@ -106,5 +93,4 @@ def print_summary(console: Console, outcomes: Sequence[HostOutcome], title: str)
         for diff in item.diffs:
             console.print(f"[bold]{item.host}[/]", highlight=False)
             console.print(diff, markup=False, highlight=False)
-    console.print(summary_table(outcomes, title))
-    console.print(totals(outcomes))
+    print_fitted(console, [summary_table(outcomes, title), totals(outcomes)])

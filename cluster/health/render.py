@@ -1,4 +1,8 @@
-"""Fleet health for people (a rich table, coloured, one verdict line) and scripts (JSON)."""
+"""Fleet health for people (a rich table, coloured, one verdict line) and scripts (JSON).
+
+The table fits a terminal (long cells fold); off one, or with ``wide``, it prints at its
+natural width so no cell is cut (cluster.console decides).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from cluster.console import print_fitted
 from cluster.health.model import FleetHealth, HostHealth
 
 COLOUR = {"healthy": "green", "degraded": "yellow", "down": "red", "note": "cyan"}
@@ -27,7 +33,7 @@ def table(fleet: FleetHealth) -> Table:
 def _row(host: HostHealth) -> list[str]:
     facts, probe, agent = host.facts, host.facts.probe, host.facts.agent
     status = f"[{COLOUR[host.status]}]{host.status}[/]"
-    findings = "; ".join(f"[{COLOUR[f.level]}]{f.text}[/]" for f in host.findings) or "-"
+    findings = "; ".join(f"[{COLOUR[f.level]}]{escape(f.text)}[/]" for f in host.findings) or "-"
     cells = ["-"] * 7
     if probe is not None:
         cli = probe.claude_code
@@ -50,22 +56,27 @@ def _row(host: HostHealth) -> list[str]:
     return [facts.name, status, *cells, beat, tasks, findings]
 
 
-def print_health(console: Console, fleet: FleetHealth) -> None:
-    console.print(table(fleet))
+def print_health(console: Console, fleet: FleetHealth, *, wide: bool = False) -> None:
+    print_fitted(console, [table(fleet), *_summary_lines(fleet)], wide=wide)
+
+
+def _summary_lines(fleet: FleetHealth) -> list[str]:
+    """The state repo's line, its findings and the verdict, as console markup."""
+    lines = []
     state = fleet.state
     if state is None:
-        console.print("state repo: [yellow]not checked[/] (hosts name several; use --state-url)")
+        lines.append("state repo: [yellow]not checked[/] (hosts name several; use --state-url)")
     else:
         facts = state.facts
-        line = (f"state repo {facts.url}: [{COLOUR[state.status]}]{state.status}[/]")
+        line = f"state repo {escape(str(facts.url))}: [{COLOUR[state.status]}]{state.status}[/]"
         if facts.reachable:
             oldest = facts.oldest_pending_age
             line += (f", {facts.pending} pending" + (f" (oldest {oldest:.0f}s)" if oldest else "")
                      + f", {len(facts.stale)} stale claim(s), {len(facts.invalid)} invalid")
-        console.print(line)
-        for finding in state.findings:
-            console.print(f"  [{COLOUR[finding.level]}]{finding.text}[/]")
-    console.print(f"[bold {COLOUR[fleet.status]}]{fleet.verdict}[/]")
+        lines.append(line)
+        lines += [f"  [{COLOUR[f.level]}]{escape(f.text)}[/]" for f in state.findings]
+    lines.append(f"[bold {COLOUR[fleet.status]}]{escape(fleet.verdict)}[/]")
+    return lines
 
 
 def as_json(fleet: FleetHealth) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from cluster.console import StepProgress
 from cluster.deploy.outcome import HostOutcome
 from cluster.deploy.run import heartbeat_reader, run
 from cluster.deploy.settings import DeploySettings
@@ -112,8 +113,8 @@ def add_agent(
     scoped = settings.model_copy(update={"limit": (agent.name,)})
     try:
         outcome = run(scoped, console, environ=environ)[0]
-        seen = "" if outcome.failed else _first_heartbeat(
-            scoped, agent.name, heartbeat_timeout or settings.verify_timeout)
+        seen = "" if outcome.failed else wait_for_heartbeat(
+            console, scoped, agent.name, heartbeat_timeout or settings.verify_timeout)
     except (ClusterError, KeyboardInterrupt) as exc:
         if not keep:
             restore_hosts(settings.inventory, original)
@@ -122,6 +123,14 @@ def add_agent(
     if outcome.failed and not keep:
         restore_hosts(settings.inventory, original)
     return AddOutcome(agent.name, outcome, seen, kept=keep or not outcome.failed)
+
+
+def wait_for_heartbeat(console: Console, settings: DeploySettings, name: str,
+                       timeout: float) -> str:  # fmt: skip
+    """The wait for the first heartbeat, drawn as progress (a bar, or a plain line)."""
+    what = f"wait for {name}'s first heartbeat (up to {timeout:.0f}s)"
+    with StepProgress(console, f"add-agent {name}", total=1) as steps, steps.step(what):
+        return _first_heartbeat(settings, name, timeout)
 
 
 def _first_heartbeat(

@@ -12,6 +12,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+from rich.console import Console
 
 from cluster.errors import ClusterError
 
@@ -52,7 +53,7 @@ def backup(c: Context, state: str = "", dest: str = "", keep_days: str = "", kee
                              inventory=inventory, config=tuple(config or ()),
                              tarball=tarball or None, ssh_key=ssh_key,
                              known_hosts=known_hosts)  # fmt: skip
-        outcome = create_backup(settings)
+        outcome = create_backup(settings, console=Console(stderr=True))
     except ClusterError as exc:
         raise Exit(f"backup: {exc}", exc.exit_code) from exc
     print(f"backup {outcome.path}: {outcome.size} bytes, refs: {_refs_line(outcome.refs)}")
@@ -73,7 +74,8 @@ def restore(c: Context, from_: str, to: str = ".cluster/state.git", force: bool 
 
     try:
         outcome = run_restore(Path(from_), Path(to), force=force,
-                              hooks=Path(hooks) if hooks else None)  # fmt: skip
+                              hooks=Path(hooks) if hooks else None,
+                              console=Console(stderr=True))  # fmt: skip
     except ClusterError as exc:
         raise Exit(f"restore: {exc}", exc.exit_code) from exc
     checked = "checksums match the manifest" if outcome.manifest_checked else (

@@ -81,11 +81,12 @@ def remove_agent(c: Context, name: str, force: bool = False, inventory: str = ""
     "compose": "the Compose cluster on this machine instead of the inventory's hosts",
     "project": "with --compose: its Compose project (default claude-cluster)",
     "port": "with --compose: the state service's port on 127.0.0.1 (default 2222)",
+    "wide": "print the table at full width, never cutting a cell (the default off a terminal)",
 })  # fmt: skip
 def health(
     c: Context, limit: str = "", json: bool = False, watch: bool = False, interval: float = 10.0,
     inventory: str = "", state_url: str = "", compose: bool = False, project: str = "",
-    port: int = 0,
+    port: int = 0, wide: bool = False,
 ) -> None:  # fmt: skip
     """Hosts, agents and the state repo at a glance. Exit 0 healthy, 1 degraded, 2 down."""
     from cluster.health.render import as_json, print_health
@@ -103,7 +104,7 @@ def health(
         else:
             if watch:
                 console.clear()
-            print_health(console, fleet)
+            print_health(console, fleet, wide=wide)
         if not watch:
             break
         try:
