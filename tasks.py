@@ -13,6 +13,7 @@ from invoke.tasks import task
 
 from cluster.tasks.backup import backup, cron, maintain, restore
 from cluster.tasks.compose import ns as compose
+from cluster.tasks.dashboard import dashboard
 from cluster.tasks.deploy import deploy, rollback
 from cluster.tasks.hooks import ns as hooks
 from cluster.tasks.k8s import ns as k8s
@@ -88,7 +89,7 @@ def demo(c: Context, agents: int = 2, hosts: int = 0, keep: bool = False) -> Non
         raise Exit("demo failed: see above", code=code)
 
 
-ns = Collection(lint, test, status, demo, up, down)
+ns = Collection(lint, test, status, demo, up, down, dashboard)
 for operation in (deploy, rollback, add_agent, remove_agent, health, logs, restart,
                   backup, restore, cron, maintain):
     ns.add_task(operation)

@@ -304,8 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.set_defaults(func=cmd_sandbox_check)
 
     from cluster.cli.intake import register as register_intake
+    from cluster.cli.serve import register as register_serve
 
     register_intake(sub)
+    register_serve(sub)
     return parser
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import re
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cluster.agent.forge import ForgeError
 from cluster.agent.pulls import Conversations
 from cluster.errors import ClusterError, SecretMissing
+from cluster.httpserve import BoundedHandler, BoundedServer
+from cluster.httpserve import Limits as Limits  # re-exported: the CLI and tests import it here
 from cluster.intake.deliveries import DELIVERY_ID, DeliveryLog
 from cluster.intake.filing import Filed, file_issues
 from cluster.intake.followups import FollowUpPolicy
@@ -36,19 +34,9 @@ from cluster.secret import Secret
 from cluster.secrets_file import refuse_exposed
 from cluster.state.client import StateClient
 
-MAX_BODY = 5 * 1024 * 1024
 ACTIONS = ("opened", "labeled", "reopened")
 LENGTH = re.compile(r"[0-9]{1,15}")
 Answer = tuple[int, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one client may cost the receiver before it is answered or dropped."""
-
-    max_body: int = MAX_BODY  # bytes; a longer Content-Length is 413, the body left unread
-    request_seconds: float = 10.0  # the whole of one request, headers and body, or keep-alive idle
-    max_connections: int = 32  # open at once; one more is answered 503 and closed
 
 
 def signature(secret: Secret, body: bytes) -> str:
@@ -164,91 +152,17 @@ def _answer(filed: Filed) -> Answer:
     return 200, {"status": "skipped", "reason": "; ".join(filed.skipped)}
 
 
-class WebhookServer(ThreadingHTTPServer):
+class WebhookServer(BoundedServer):
     """One thread per connection, at most ``limits.max_connections`` of them at once."""
-
-    daemon_threads = True
 
     def __init__(self, app: WebhookApp, bind: str = "127.0.0.1", port: int = 0,
                  limits: Limits | None = None) -> None:
-        self.app, self.limits = app, limits or Limits()
-        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
-        super().__init__((bind, port), _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            _busy(request)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()  # no thread was started to give the slot back
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+        self.app = app
+        super().__init__((bind, port), _Handler, limits)
 
 
-def _busy(sock: socket.socket) -> None:
-    """Answer 503 from the accepting thread: a few bytes, never waiting on the client."""
-    body = json.dumps({"error": "too many connections; retry later"}).encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n")
-    try:
-        sock.settimeout(0.5)
-        sock.sendall(head.encode() + body)
-        sock.setblocking(False)
-        sock.recv(65536)  # what already arrived, so that closing sends FIN rather than RST
-    except OSError:
-        pass
-
-
-class _Deadline(io.RawIOBase):
-    """The socket's bytes, each read given only what is left of the request's time."""
-
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
-        self.sock, self.seconds = sock, seconds
-        self.until = time.monotonic() + seconds
-
-    def restart(self) -> None:
-        self.until = time.monotonic() + self.seconds
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        left = self.until - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the request took too long")
-        self.sock.settimeout(left)
-        return self.sock.recv_into(buffer)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(BoundedHandler):
     server: WebhookServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the socket's own file would keep it open after shutdown_request
-        self.clock = _Deadline(self.connection, self.server.limits.request_seconds)
-        self.rfile = io.BufferedReader(self.clock)
-
-    def handle_one_request(self) -> None:
-        self.clock.restart()  # slow headers, a slow body or an idle keep-alive: all bounded
-        try:
-            super().handle_one_request()  # it closes the connection on TimeoutError itself
-        except OSError:
-            self.close_connection = True  # the client went away: nobody to answer
 
     def do_POST(self) -> None:
         length = self._length()
@@ -289,15 +203,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(405, {"error": "GitHub delivers webhooks with POST"})
 
     def _answer(self, status: int, data: dict[str, Any]) -> None:
-        body = json.dumps(data).encode()
-        self.connection.settimeout(self.server.limits.request_seconds)
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # answers are JSON; the CLI reports what was filed
+        self.send_json(status, data)
