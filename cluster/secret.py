@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -41,3 +42,11 @@ def mask(text: str, secrets: Iterable[Secret | str]) -> str:
         if len(value) >= 4:
             text = text.replace(value, MASK)
     return text
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for messages: any user:password part removed."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return url

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from cluster.agent.repos import token_goes_to
 from cluster.agent.secretscan import scan_range
 from cluster.errors import ClusterError, GitError, RemoteUnavailable
-from cluster.secret import Secret, mask
+from cluster.secret import Secret, mask, shown_url
 from cluster.state.gitcmd import run_git, run_git_bytes, transport_config
 
 # Never pushed, whatever the task wrote: the Claude Code CLI's own files and caches. An
@@ -81,10 +81,10 @@ class Git:
                            cwd=self.git_dir.parent, check=False, timeout=timeout,
                            env=self.env, config=config)  # fmt: skip
         except RemoteUnavailable as exc:
-            raise WorkspaceError(f"{_shown(self.url)}: {exc}") from exc
+            raise WorkspaceError(f"{shown_url(self.url)}: {exc}") from exc
         if check and done.returncode != 0:
             secrets = [self.token] if self.token else []
-            shown = ["git", *(_shown(a) if a == self.url else a for a in args)]
+            shown = ["git", *(shown_url(a) if a == self.url else a for a in args)]
             detail = f"{done.stderr}\n{done.stdout}".strip()
             raise GitError(shown, done.returncode, mask(detail, secrets))
         return done.returncode, done.stdout.strip()
@@ -200,9 +200,9 @@ class Workspaces:
         existing, branch = branch is not None, branch or branch_for(task_id)
         heads = self._remote_heads(git, timeout, base, branch)
         if base not in heads:
-            raise WorkspaceError(f"{_shown(url)}: base branch {base!r} not found")
+            raise WorkspaceError(f"{shown_url(url)}: base branch {base!r} not found")
         if existing and branch not in heads:
-            raise WorkspaceError(f"{_shown(url)}: the pull request's branch {branch} is gone")
+            raise WorkspaceError(f"{shown_url(url)}: the pull request's branch {branch} is gone")
         refspecs = [f"+refs/heads/{base}:refs/remotes/origin/{base}"]
         if branch in heads:
             refspecs.append(f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
@@ -253,7 +253,7 @@ class Workspaces:
         except GitError as exc:
             if "rejected" in exc.stderr or "stale info" in exc.stderr:
                 raise PushRejected(
-                    f"{_shown(ws.url)}: push to {ws.branch} rejected: the branch moved since "
+                    f"{shown_url(ws.url)}: push to {ws.branch} rejected: the branch moved since "
                     f"this attempt read it ({ws.remote_head or 'absent'})"
                 ) from exc
             raise
@@ -302,7 +302,7 @@ class Workspaces:
             ws.git("fetch", "--no-tags", "--depth=1", "--end-of-options", ws.url, ws.since,
                    timeout=timeout)
         except GitError as exc:
-            raise WorkspaceError(f"{_shown(ws.url)}: {ws.since} (the head of {ws.branch} this "
+            raise WorkspaceError(f"{shown_url(ws.url)}: {ws.since} (the head of {ws.branch} this "
                                  f"follow-up was made for) cannot be fetched") from exc
 
     def _remote_heads(self, git: Git, timeout: float | None, *names: str) -> dict[str, str]:
@@ -314,10 +314,3 @@ class Workspaces:
             heads[ref.removeprefix("refs/heads/")] = sha
         return heads
 
-
-def _shown(url: str) -> str:
-    """A URL fit for messages: any user:password part removed."""
-    parts = urlsplit(url)
-    if parts.scheme and "@" in parts.netloc:
-        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    return url

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cluster import __version__
-from cluster.agent.workspace import _shown as shown_url
+from cluster.secret import shown_url
 from cluster.serve import metrics
 from cluster.serve.auth import CHALLENGE, Gate
 from cluster.serve.state import Fleet

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.errors import GitError
-from cluster.state.checker import _record as read_record
+from cluster.state.checker import record_at as read_record
 from cluster.state.gitobj import ObjectStore
 from cluster.state.records import Claim, ClaimRecord, Release, Result, stamp
 from cluster.state.snapshot import Snapshot

@@ -98,7 +98,7 @@ def check(repo: Path) -> Report:
     try:
         for line in walk.splitlines():
             sha, *parents = line.split()
-            record = _record(store, sha)
+            record = record_at(store, sha)
             if record is None:
                 continue
             history = histories.setdefault(record.task, TaskHistory(record.task))
@@ -124,7 +124,8 @@ def _submitted(paths: list[str]) -> set[str]:
     return keys
 
 
-def _record(store: ObjectStore, sha: str) -> ClaimRecord | None:
+def record_at(store: ObjectStore, sha: str) -> ClaimRecord | None:
+    """The claim, release or result that commit ``sha`` of a claim ref holds (None: not one)."""
     try:
         tree = store.tree(store.commit(sha).tree)
         if len(tree) != 1:
