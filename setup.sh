@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron bubblewrap)
+APT_PACKAGES=(git openssh-client ca-certificates docker.io debootstrap iproute2 cron bubblewrap
+    chromium chromium-driver)  # the dashboard's browser test (Selenium drives these, offline)
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 # The Claude Code CLI, pinned in cluster/pins.py (deploy and the agent image read it too).
