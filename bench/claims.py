@@ -1,11 +1,22 @@
 """Claim throughput and push-to-claim latency of N real agent processes on a local bare remote.
 
-    python bench/claims.py [--agents 1,4,16] [--tasks 200] [--rate 25] [--json]
+    python bench/claims.py [--agents 1,4,16] [--tasks 200] [--rate 25] [--remote path|file|both]
+                           [--state-url ssh://host/srv/state.git] [--json]
 
-For each N: a fresh state repo, N agents (command executor, `true`), tasks landing on the
-remote at --rate per second in small commits (as people and intake push them). Latency is
-from the moment a task's push was accepted to the moment an agent's claim push was accepted.
-A second phase (--burst) lands every task in one commit and measures pure claim throughput.
+For each N: a fresh state repo with the server hooks installed, N agents (command executor,
+`true`), tasks landing on the remote at --rate per second in small commits (as people and
+intake push them). Latency is from the moment a task's push was accepted to the moment an
+agent's claim push was accepted. A second phase (--burst) lands every task in one commit and
+measures pure claim throughput.
+
+``--remote path`` gives the agents the repo's plain path (ref transactions: no receive-pack, no
+hook); ``--remote file`` a ``file://`` URL, so that every write is a push through receive-pack
+and the pre-receive hook, and every read an ls-remote (and a fetch when something moved).
+``--state-url`` adds a run against an existing state repo at that URL (say ``ssh://`` to a test
+host serving the repo with its hooks: `claude-cluster state init` there): each run uses task and
+agent ids of its own, and the checker reads a mirror fetched at the end, judging only the run's
+tasks. Every row of another style carries ``ratio_to_path``: its figures over the plain-path row
+of the same agent count and phase measured in the same invocation.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cluster.hooks.install import HOOKS_DIR  # noqa: E402
 from cluster.state.checker import check  # noqa: E402
 from cluster.state.client import Identity, StateClient  # noqa: E402
 from cluster.state.gitcmd import RefUpdate, run_git  # noqa: E402
@@ -64,12 +76,13 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def start_agents(url: str, work: Path, count: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def start_agents(url: str, work: Path, count: int,
+                 tag: str = "") -> list[tuple[subprocess.Popen[bytes], Path]]:
     procs = []
     for n in range(count):
         ev = work / f"agent-{n}.jsonl"
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", url,
-                "--id", f"agent-{n}", "--specialty", "backend", "--lease", "30",
+                "--id", f"{tag}agent-{n}", "--specialty", "backend", "--lease", "30",
                 "--heartbeat", "5", "--poll", "2", "--events", str(ev),
                 "--workdir", str(work / "agents"), "--log-level", "WARNING",
                 "--runner", "scratch", "--allow-local-repos"]
@@ -91,16 +104,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str) -> dict[str, Any]:
+def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str,
+            state_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-claims-", ignore_cleanup_errors=True) as scratch:
         work = Path(scratch)
-        repo = work / "state.git"
-        init_state_repo(repo, settings=b"fold_delay_seconds: 2\n")
-        url = f"file://{repo}" if style == "file" else str(repo)
+        tag = ""
+        if style == "url":
+            assert state_url is not None
+            url, repo = state_url, None
+            tag = f"r{int(time.time() * 1000) % 10**9:09d}-"  # this run's ids, on a shared repo
+        else:
+            repo = work / "state.git"
+            init_state_repo(repo, settings=b"fold_delay_seconds: 2\n", hooks=HOOKS_DIR)
+            url = f"file://{repo}" if style == "file" else str(repo)
         client = StateClient(url, work / "submitter", Identity("bench"))
-        procs = start_agents(url, work, agents)
+        procs = start_agents(url, work, agents, tag)
         try:
-            return measure(repo, client, procs, agents, tasks, rate, burst)
+            row = measure(repo or work / "checked.git", client, procs, agents, tasks, rate,
+                          burst, tag)
+            return {"remote": style, **row}
         finally:
             for proc, _ in procs:
                 if proc.poll() is None:
@@ -108,11 +130,23 @@ def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str) -> di
                     proc.wait()
 
 
+def mirror_for_check(client: StateClient, into: Path) -> Path:
+    """A local bare copy of main and the claim refs of ``client``'s remote (for the checker)."""
+    run_git(["init", "--quiet", "--bare", str(into)])
+    run_git(["fetch", "--quiet", "--no-tags", client.remote.url,
+             "+refs/heads/main:refs/heads/main", "+refs/claims/*:refs/claims/*"],
+            git_dir=into, timeout=600)
+    return into
+
+
 def measure(repo: Path, client: StateClient,
             procs: list[tuple[subprocess.Popen[bytes], Path]], agents: int, tasks: int,
-            rate: float, burst: bool) -> dict[str, Any]:
+            rate: float, burst: bool, tag: str = "") -> dict[str, Any]:
+    """One phase on ``repo``; with ``tag`` (a shared remote) ``repo`` is where a copy of the
+    remote is fetched at the end, and only this run's ``tag``-prefixed tasks are judged."""
     landed: dict[str, float] = {}
-    ids = [f"t{i:05d}" for i in range(tasks)]
+    ids = [f"{tag}t{i:05d}" for i in range(tasks)]
+    main_before = client.remote.refs().get("refs/heads/main")
     if burst:
         when = land(client, ids)
         landed = dict.fromkeys(ids, when)
@@ -152,12 +186,18 @@ def measure(repo: Path, client: StateClient,
     for proc, ev in procs:
         proc.wait(timeout=60)
         rejected += sum(1 for e in events(ev) if e["event"] == "claim_rejected")
+    if tag:
+        mirror_for_check(client, repo)
     client.close()
-    report = check(repo).summary()
+    checked = check(repo)
+    if tag:  # a shared remote: judge this run's tasks only
+        checked.tasks = {k: v for k, v in checked.tasks.items() if k.startswith(tag)}
+    report = checked.summary()
     latencies = [claimed[t] - landed[t] for t in claimed if t in landed]
     span = max(claimed.values()) - min(landed.values()) if claimed else float("nan")
-    main_commits = int(run_git(["rev-list", "--count", "main"], git_dir=repo).stdout)
-    first_parent = int(run_git(["rev-list", "--count", "--first-parent", "main"],
+    since = [f"^{main_before}"] if tag and main_before else []
+    main_commits = int(run_git(["rev-list", "--count", "main", *since], git_dir=repo).stdout)
+    first_parent = int(run_git(["rev-list", "--count", "--first-parent", "main", *since],
                                git_dir=repo).stdout)
     run_git(["gc", "--quiet"], git_dir=repo)
     size_kib = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file()) / 1024
@@ -173,8 +213,26 @@ def measure(repo: Path, client: StateClient,
         "done": report["done"], "last_fold_after_s": round(drained, 2),
         "commits_on_main_per_task": round(main_commits / tasks, 2),
         "first_parent_commits_per_task": round(first_parent / tasks, 3),
-        "repo_kib_after_gc": round(size_kib, 1),
+        "repo_kib_after_gc": None if tag else round(size_kib, 1),
     }
+
+
+RATIO_FIGURES = ("claims_per_s", "latency_p50_s", "latency_p95_s", "latency_max_s")
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row of another remote style gains ``ratio_to_path``: its figures over those of the
+    plain-path row with the same agent count and phase (None without one)."""
+    plain = {(r["agents"], r["mode"]): r for r in rows if r["remote"] == "path"}
+    for row in rows:
+        base = plain.get((row["agents"], row["mode"]))
+        if row["remote"] == "path" or base is None:
+            continue
+        row["ratio_to_path"] = {
+            name: round(row[name] / base[name], 2) if row[name] and base[name] else None
+            for name in RATIO_FIGURES
+        }
+    return rows
 
 
 def main() -> int:
@@ -183,19 +241,31 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--rate", type=float, default=15.0, help="tasks landing per second")
     parser.add_argument("--remote", choices=("path", "file", "both"), default="both",
-                        help="plain path (ref transactions) or file:// URL (push and fetch)")
+                        help="plain path (ref transactions) or file:// URL (push through "
+                             "receive-pack and the hook, ls-remote and fetch)")
+    parser.add_argument("--state-url", help="also run against this existing state repo "
+                        "(ssh://host/path: a test host serving it with its hooks)")
     parser.add_argument("--no-burst", dest="burst", action="store_false",
                         help="skip the one-commit phase that measures saturated throughput")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
     styles = ("path", "file") if args.remote == "both" else (args.remote,)
+    if args.state_url:
+        styles = (*styles, "url")
     for style in styles:
         for count in (int(part) for part in args.agents.split(",")):
             for burst in (False, True) if args.burst else (False,):
-                rows.append(run_one(count, args.tasks, args.rate, burst, style))
+                rows.append(run_one(count, args.tasks, args.rate, burst, style, args.state_url))
                 if not args.json:
                     print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    with_ratios(rows)
+    if not args.json:
+        for row in rows:
+            if "ratio_to_path" in row:
+                ratios = " ".join(f"{k}={v}" for k, v in row["ratio_to_path"].items())
+                print(f"ratio to path: remote={row['remote']} agents={row['agents']} "
+                      f"mode={row['mode']} {ratios}")
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0

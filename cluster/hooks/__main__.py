@@ -1,4 +1,11 @@
-"""``python -m cluster.hooks pre-receive|pre-commit``: what the installed hook scripts run."""
+"""``python -m cluster.hooks pre-receive|pre-commit``: what the installed hook scripts run.
+
+The server runs this once per push, so what it imports is paid per claim: nothing here at
+module level pulls in pydantic or the task schema. A push that only writes claim and agent
+refs is judged by the same code as any other; the parts only main needs are imported when a
+push touches main, and the message formatting only when there is something to print (see
+docs/state-protocol.md, Performance).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ClusterError
-from cluster.state.schema import one_line
 
 USAGE = "usage: python -m cluster.hooks pre-receive|pre-commit"
 
@@ -37,6 +43,8 @@ def main(argv: Sequence[str]) -> int:
     except ClusterError as exc:
         print(f"{argv[0]}: {exc}", file=sys.stderr)
         return 1
+    if problems:
+        from cluster.state.schema import one_line  # the task schema: heavy, and only now needed
     for problem in problems:  # a name from the push may hold a newline: each problem one line
         print(one_line(problem, limit=2000), file=sys.stderr)
     if problems:

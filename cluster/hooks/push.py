@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.errors import ClusterError
-from cluster.state.gitcmd import hook_env, list_refs, run_git
+from cluster.state.gitcmd import hook_env, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.history import FoldLedger, is_ancestor
+from cluster.state.localrefs import read_refs
 
 ZERO = "0" * 40
 MAIN = "refs/heads/main"
@@ -49,7 +50,9 @@ class Push:
 
     @classmethod
     def open(cls, git_dir: Path, updates: list[Update]) -> Push:
-        refs = list_refs([MAIN, CLAIMS.rstrip("/")], git_dir=git_dir, env=hook_env())
+        # Read from the repository's files, as agents on a plain path do: a git process less
+        # per push (the quarantine holds only the pushed objects; refs are the repository's).
+        refs = read_refs(git_dir, [MAIN, CLAIMS.rstrip("/")])
         return cls(git_dir, ObjectStore(git_dir, hook_env()), updates, refs)
 
     @property

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cluster.hooks.claimref import check_agent, check_claim
-from cluster.hooks.mainref import check_main
 from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
 from cluster.state.reflocks import clear_stale
 
@@ -17,7 +16,14 @@ def judge(git_dir: Path, lines: Iterable[str]) -> list[str]:
     """Every problem of the push described by pre-receive's input ``lines``; empty: accept."""
     push = Push.open(git_dir, parse_updates(lines))
     try:
-        problems, folded = check_main(push)
+        problems: list[str] = []
+        folded: set[str] = set()
+        if push.main is not None:
+            # Main's rules parse tasks and settings (pydantic, the task schema): imported only
+            # for a push that writes main, so a claim's push starts no such import graph.
+            from cluster.hooks.mainref import check_main
+
+            problems, folded = check_main(push)
         for update in push.updates:
             if update.ref == MAIN:
                 continue

@@ -15,7 +15,7 @@ from cluster.state.gitcmd import RefUpdate
 from cluster.state.gitobj import TreeEditor
 from cluster.state.ids import agent_ref, archive_path, claim_ref
 from cluster.state.records import Claim, Heartbeat, Record, Release, Result
-from cluster.state.remote import StateRemote
+from cluster.state.remote import MAIN, StateRemote
 from cluster.state.snapshot import Reader, Snapshot, TaskView
 from cluster.state.statuses import EXPIRED, Retry, next_attempt, settle
 
@@ -130,7 +130,7 @@ class StateClient:
 
     def _archived_since(self, snap: Snapshot, key: str) -> bool:
         """Did a fold archive ``key`` after ``snap`` was read? (See the protocol: Claim.)"""
-        main = self.remote.refs().get("refs/heads/main")
+        main = self.remote.refs((MAIN,)).get(MAIN)  # main alone: one ref listed, no claims
         if main is None or main == snap.main:
             return False
         store = self.remote.store
@@ -241,7 +241,7 @@ class StateClient:
         parents = (snap.main, *(snap.claims[k].tip for k in keys))
         message = f"fold {len(keys)} finished task(s) into archive/\n\n" + "\n".join(lines)
         commit = store.write_commit(tree, parents, self.identity.ident, int(time.time()), message)
-        updates = [RefUpdate("refs/heads/main", commit, snap.main)]
+        updates = [RefUpdate(MAIN, commit, snap.main)]
         updates += [RefUpdate(claim_ref(k), None, snap.claims[k].tip) for k in keys]
         report = self.remote.push(updates, atomic=True)
         if not report.ok:

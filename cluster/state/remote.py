@@ -13,8 +13,17 @@ from cluster.state.gitobj import ObjectStore
 from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
 
-REF_PATTERNS = ("refs/heads/main", "refs/claims", "refs/agents")
+MAIN = "refs/heads/main"
+REF_PATTERNS = (MAIN, "refs/claims", "refs/agents")
 AGENT_REFS = ("refs/agents",)  # heartbeats alone: what deploy verification polls
+# Read in one fetch whenever either moved: a fold moves main and deletes the claim refs it
+# archives in one atomic push, and a reader must not see one side of it without the other.
+READ_TOGETHER = (MAIN, "refs/claims")
+# A wake-up's fetch does nothing but bring objects and move mirror refs: no `git maintenance`
+# child (a process per fetch; the mirror is never collected: gc.auto 0), no FETCH_HEAD, and no
+# walk asking whether each update was forced (every lease renewal is).
+FETCH_FLAGS = ("--quiet", "--prune", "--no-tags", "--no-auto-maintenance",
+               "--no-write-fetch-head", "--no-show-forced-updates")
 
 
 def ls_remote_patterns(prefixes: Sequence[str]) -> list[str]:
@@ -22,10 +31,22 @@ def ls_remote_patterns(prefixes: Sequence[str]) -> list[str]:
     return [p if p.startswith("refs/heads/") else f"{p}/*" for p in prefixes]
 
 
+MIRROR = "refs/mirror/"
+
+
 def fetch_specs(prefixes: Sequence[str]) -> list[str]:
     """Refspecs bringing the refs at or under ``prefixes`` into the mirror's ``refs/mirror/``."""
-    return [f"+{pattern}:refs/mirror/{pattern.removeprefix('refs/')}"
-            for pattern in ls_remote_patterns(prefixes)]
+    return [f"+{pattern}:{mirror_name(pattern)}" for pattern in ls_remote_patterns(prefixes)]
+
+
+def mirror_name(ref: str) -> str:
+    """Where the mirror keeps the remote's ``ref`` (or pattern): under ``refs/mirror/``."""
+    return f"{MIRROR}{ref.removeprefix('refs/')}"
+
+
+def under(ref: str, prefix: str) -> bool:
+    """Is ``ref`` at or under ``prefix`` (one of :data:`REF_PATTERNS`)?"""
+    return ref == prefix or ref.startswith(f"{prefix}/")
 
 
 def mirror_dir(url: str, workdir: Path) -> Path:
@@ -95,7 +116,14 @@ class StateRemote:
 
     def refs(self, prefixes: Sequence[str] = REF_PATTERNS) -> dict[str, str]:
         """The refs at or under ``prefixes`` (all the protocol's by default, or say only
-        :data:`AGENT_REFS`), each pointing at an object the mirror holds."""
+        :data:`AGENT_REFS`), each pointing at an object the mirror holds.
+
+        One ``ls-remote`` (protocol v2: the server lists only ``prefixes``); when a ref points
+        at an object the mirror lacks, one fetch of just the prefixes that moved (main and the
+        claims always together: :data:`READ_TOGETHER`), and those prefixes are then read from
+        the mirror as the fetch left them: a ref that moved again between the two (a renewal)
+        is seen at what the fetch brought, never at a commit the mirror does not hold.
+        """
         if self.path is not None:
             return read_refs(self.path, prefixes)
         refs = list_refs(ls_remote_patterns(prefixes), git_dir=self.mirror, remote=self.url,
@@ -103,10 +131,25 @@ class StateRemote:
         missing = {sha for sha in refs.values() if sha not in self._have}
         if missing and not self._have:
             missing -= self._present(missing)  # a mirror an earlier process left up to date
-        if missing:
-            self.fetch(prefixes)
-        self._have = set(refs.values())
+        moved = [p for p in prefixes
+                 if any(sha in missing for ref, sha in refs.items() if under(ref, p))]
+        if any(p in READ_TOGETHER for p in moved):
+            moved = [p for p in prefixes if p in moved or p in READ_TOGETHER]
+        if moved:
+            self.fetch(moved)
+            refs = {ref: sha for ref, sha in refs.items()
+                    if not any(under(ref, p) for p in moved)}
+            refs.update(self.mirrored(moved))
+        seen = set(refs.values())
+        # A narrower read (heartbeats alone) adds to what is known present; a full one resets
+        # it, so that the set stays the size of the remote's refs.
+        self._have = seen if tuple(prefixes) == REF_PATTERNS else self._have | seen
         return refs
+
+    def mirrored(self, prefixes: Sequence[str]) -> dict[str, str]:
+        """The mirror's copy of the refs at or under ``prefixes``, by their remote names."""
+        local = read_refs(self.mirror, [mirror_name(p) for p in prefixes])
+        return {f"refs/{ref.removeprefix(MIRROR)}": sha for ref, sha in local.items()}
 
     def _present(self, shas: set[str]) -> set[str]:
         listing = "".join(f"{sha}\n" for sha in sorted(shas))
@@ -129,7 +172,7 @@ class StateRemote:
     def fetch(self, prefixes: Sequence[str] = REF_PATTERNS) -> None:
         """Bring the mirror's copy of ``prefixes`` up to date; a lock a killed fetch left in it
         is cleared once stale."""
-        argv = ["fetch", "--quiet", "--prune", "--no-tags", self.url, *fetch_specs(prefixes)]
+        argv = ["fetch", *FETCH_FLAGS, self.url, *fetch_specs(prefixes)]
         done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
         if done.returncode != 0 and self._cleared(locks_named(done.stderr), self.mirror):
             done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
