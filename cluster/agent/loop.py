@@ -7,20 +7,35 @@ import random
 import signal
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import cast
 
 from cluster import __version__
-from cluster.agent.choose import STAGGER, assigned, claimable, dependency_verdict, elected
+from cluster.agent.choose import (
+    STAGGER,
+    assigned,
+    claimable,
+    dependency_verdict,
+    elected,
+    rank,
+)
 from cluster.agent.config import AgentConfig
 from cluster.agent.credentials import MAX_PAUSE, Pause, shared_pause
 from cluster.agent.events import EventLog
 from cluster.agent.metrics import Metrics
+from cluster.agent.pushes import HOUR, IN_PLACE, CountedRemote
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
 from cluster.state.client import Held, StateClient
-from cluster.state.records import Claim, Heartbeat, Release, Result, stamp
+from cluster.state.gitcmd import RefUpdate
+from cluster.state.ids import agent_ref
+from cluster.state.records import ONLINE_BEATS, Claim, Heartbeat, Release, Result, stamp
+from cluster.state.remote import StateRemote
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, settle
 from cluster.state.watch import Waker
@@ -52,6 +67,8 @@ class LoopState:
     running: dict[str, Running] = field(default_factory=dict)
     heartbeat_tip: str | None = None
     last_renew: float = 0.0
+    last_beat: float = 0.0  # hosted profile: when the remote last took our heartbeat
+    fold_retry_at: float = 0.0  # hosted profile: a refused fold is tried again no sooner
     pause: Pause | None = None  # this agent's own: an attempt met a limit
     fleet: Pause | None = None  # adopted from the heartbeat of an agent sharing a credential
     skew: float = 0.0  # the repo's clock-skew allowance, added to an adopted pause's end
@@ -87,8 +104,24 @@ class Agent:
         self.st = LoopState()
         self.started_at = time.time()
         self.metrics = Metrics(config.id)
+        self.in_place: deque[float] = deque()  # when our IN_PLACE pushes went out
+        self.pushes = CountedRemote(client.remote, self._count_push)
+        client.remote = cast(StateRemote, self.pushes)
+        self.hosted = False  # the repo's profile, as the last snapshot said
         self.counters = {"claimed": 0, "succeeded": 0, "failed": 0, "invalid": 0, "released": 0,
                          "fenced": 0, "lost": 0, "folded": 0}
+
+    def _count_push(self, kind: str) -> None:
+        self.metrics.push(kind)
+        if kind in IN_PLACE:
+            self.in_place.append(time.time())
+
+    def _beats_hour(self, now: float, *, rides: bool) -> int:
+        """Our IN_PLACE pushes in the hour before ``now``, the one about to go out included
+        unless this heartbeat rides on another write."""
+        while self.in_place and self.in_place[0] < now - HOUR:
+            self.in_place.popleft()
+        return len(self.in_place) + (0 if rides else 1)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -142,17 +175,19 @@ class Agent:
             snap = self.client.snapshot()
             self._collect(snap)
             hb = self._heartbeat(snap, state="stopped")
-            self.client.stop_heartbeat(hb, self.st.heartbeat_tip)
+            with self._pushing("stop"):
+                self.client.stop_heartbeat(hb, self.st.heartbeat_tip)
         except ClusterError as exc:
             self.events.emit("shutdown_incomplete", error=str(exc))
         self.waker.stop()
         self.client.close()
-        self.events.emit("stopped", counters=dict(self.counters))
+        self.events.emit("stopped", counters=dict(self.counters), pushes=self.metrics.pushed())
 
     # -- one iteration --------------------------------------------------------------------
 
     def _iterate(self) -> float | None:
         """Reconcile once; return how long to wait, or None to exit."""
+        read_at = time.time()
         try:
             snap = self.client.snapshot()
         except ClusterError as exc:
@@ -161,13 +196,20 @@ class Agent:
             self.events.emit("remote_back")
             self.st.backoff = 0.0
             self.waker.restart()
+        self.hosted = snap.settings.hosted
         try:
             self._collect(snap)
             self._adopt_shared_pause(snap)
-            self._renew_if_due(snap)
+            if not self.hosted:
+                self._renew_if_due(snap)
+            elif self.st.heartbeat_tip is None:  # first say we are here: others match with us
+                self._renew_hosted(snap)
             claimed = 0
             if not self.st.stopping and self.st.blocked is None and self._pause() is None:
                 claimed = self._claim(snap)
+            if self.hosted:  # after the claims, whose pushes may have carried the heartbeat
+                self._notice_lost(snap, read_at)
+                self._renew_hosted(snap)
             self._judge_bad_tasks(snap)
             self._report_history(snap)
             self._maybe_fold(snap, final=False)
@@ -198,24 +240,62 @@ class Agent:
 
     def _intervals(self, snap: Snapshot) -> tuple[float, float]:
         lease = self.config.lease_seconds or snap.settings.lease_seconds
+        if snap.settings.hosted:  # the lease is sized per task (_lease); idle agents beat rarely
+            return lease, self.config.heartbeat_seconds or snap.settings.idle_heartbeat
         beat = self.config.heartbeat_seconds or snap.settings.heartbeat_seconds
         return lease, min(beat, lease / 3)
+
+    def _lease(self, snap: Snapshot, task: TaskView) -> float:
+        """A claim's lease: the repo's, or under the hosted profile the task's timeout plus
+        the repo's, so that an attempt ends before its lease needs a renewal."""
+        lease, _ = self._intervals(snap)
+        if snap.settings.hosted and task.spec is not None:
+            return min(task.spec.timeout + lease, 86400.0 + lease)
+        return lease
+
+    @contextmanager
+    def _pushing(self, kind: str, snap: Snapshot | None = None,
+                 holding: set[str] | None = None) -> Iterator[None]:
+        """Count the pushes of the block as ``kind``; under the hosted profile (``snap``
+        given) the heartbeat, saying it holds ``holding`` once the write is in, rides on the
+        block's first single-ref write."""
+        self.pushes.kind, self.pushes.rode = kind, None
+        heartbeat = None
+        if snap is not None and snap.settings.hosted:
+            heartbeat = self._heartbeat(snap, holding=holding, rides=True)
+            tip = self.client._commit(heartbeat, (), f"heartbeat {heartbeat.id}")
+            self.pushes.rider = RefUpdate(agent_ref(heartbeat.id), tip, self.st.heartbeat_tip)
+        try:
+            yield
+        finally:
+            self.pushes.kind, self.pushes.rider = "other", None
+            rode = self.pushes.taken()
+            if heartbeat is not None and rode is not None:
+                self.st.heartbeat_tip, self.st.last_beat = rode, time.time()
+                if self.st.last_renew == 0.0:  # a heartbeat asked for (a pause) is out
+                    self.st.last_renew = self.st.last_beat
+                self.metrics.beat(heartbeat)
+                self.metrics.rode.inc()
 
     def _next_wait(self, snap: Snapshot) -> float:
         """Sleep until the nearest future deadline; past ones were handled (or are not ours)."""
         now = time.time()
         _, beat = self._intervals(snap)
         settings = snap.settings
-        deadlines = [now + self.config.poll_seconds, self.st.last_renew + beat]
+        due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
+        deadlines = [now + self.config.poll_seconds, due]
         deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
         if self.st.first_seen:  # tasks matched to others may become ours, step by step
-            deadlines.append(now + STAGGER)
+            deadlines.append(now + (self._stagger() if settings.hosted else STAGGER))
         deadlines += [c.until for c in self.st.cooling.values()]
         finished = [v.finished_at for v in snap.claims.values() if v.finished_at is not None]
         if finished:
             oldest = min(finished)
             deadlines += [oldest + settings.fold_delay_seconds,
                           oldest + 3 * settings.fold_delay_seconds]
+            if settings.hosted:
+                turn = 1 + self._fold_rank(snap, now)
+                deadlines += [oldest + turn * settings.fold_delay_seconds, self.st.fold_retry_at]
         for view in snap.claims.values():  # a backoff ends, a lease expires
             record = view.record
             if isinstance(record, Release):
@@ -243,12 +323,16 @@ class Agent:
         candidates = [t for t in claimable(snap, self.config.specialties, self.st.running, now)
                       if t.key not in self.st.cooling or self.st.cooling[t.key].until <= now]
         self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
+        seen = self.st.first_seen
+        if snap.settings.hosted:  # a refused claim is a push too: see _stagger
+            stretch = self._stagger() / STAGGER
+            seen = {key: now - (now - at) / stretch for key, at in seen.items()}
         mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
-                        self.st.first_seen, now)
-        lease, _ = self._intervals(snap)
+                        seen, now)
         claimed = 0
         for task in mine[:free]:
-            got = self.client.claim(snap, task, lease)
+            with self._pushing("claim", snap, {*self.st.running, task.key}):
+                got = self.client.claim(snap, task, self._lease(snap, task))
             if isinstance(got, Result):
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
                 claimed += 1  # a state change like a claim: re-read now, so the fold sees it
@@ -261,6 +345,13 @@ class Agent:
                 self._start(got)
                 claimed += 1
         return claimed
+
+    def _stagger(self) -> float:
+        """Hosted profile: how long a task matched to another agent waits before the next in
+        its rendezvous order may claim it: a poll interval (at least STAGGER), so that the
+        agent it was matched with, which may see it only at its next poll, gets it first,
+        rather than every agent's fallback running out before and their claims colliding."""
+        return max(STAGGER, self.config.poll_seconds)
 
     def _cool(self, snap: Snapshot, key: str) -> Cooling:
         """Skip ``key`` for a while, longer each time its claim is refused on the same tip,
@@ -323,7 +414,9 @@ class Agent:
         else:
             record = Result(task=held.key, status=settled, attempt=attempt,
                             agent=self.config.id, reason=report.reason).carrying(report.outcome)
-        if self.client.finish(held, record):
+        with self._pushing(record.KIND, snap, set(self.st.running) - {held.key}):
+            published = self.client.finish(held, record)
+        if published:
             kind = record.status if isinstance(record, Result) else "released"
             self.counters[kind] = self.counters.get(kind, 0) + 1
             self.metrics.published(record)
@@ -401,7 +494,8 @@ class Agent:
 
     # -- leases, heartbeats ---------------------------------------------------------------
 
-    def _heartbeat(self, snap: Snapshot, state: AgentState | None = None) -> Heartbeat:
+    def _heartbeat(self, snap: Snapshot, state: AgentState | None = None,
+                   holding: set[str] | None = None, rides: bool = False) -> Heartbeat:
         _, beat = self._intervals(snap)
         now = time.time()
         pause = self._pause()
@@ -411,7 +505,8 @@ class Agent:
         return Heartbeat(
             id=self.config.id, host=self.client.identity.host, pid=self.client.identity.pid,
             version=__version__, specialties=self.config.specialties,
-            max_tasks=self.config.max_tasks, holding=tuple(sorted(self.st.running)),
+            max_tasks=self.config.max_tasks,
+            holding=tuple(sorted(self.st.running if holding is None else holding)),
             state=state,
             started_at=self.started_at, last_seen=now, heartbeat_seconds=beat,
             paused_until=pause.until if pause else None, metrics_port=self.config.metrics_port,
@@ -420,6 +515,7 @@ class Agent:
             paused_for=pause.credential if pause else None,
             paused_by=pause.by if pause else None,
             reason=self.st.blocked or (pause.reason if pause else None),
+            beats_hour=self._beats_hour(now, rides=rides),
         )
 
     def _renew_if_due(self, snap: Snapshot) -> None:
@@ -427,21 +523,65 @@ class Agent:
         if time.time() < self.st.last_renew + beat:
             return
         live = [r.held for r in self.st.running.values() if not r.lost]
+        self._push_renewals(snap, live)
+
+    def _hosted_due(self, snap: Snapshot) -> float:
+        """Hosted profile: when the next renewal or heartbeat is due. Renewals when
+        ``renew_fraction`` of a lease has passed; a heartbeat every ``idle_heartbeat_seconds``
+        while nothing is held, and while busy only before the agent would seem offline (its
+        claims and results carry one meanwhile)."""
+        fraction = snap.settings.renew_fraction
+        held = [r.held.claim for r in self.st.running.values() if not r.lost]
+        renew = [c.renewed_at + fraction * c.lease_seconds for c in held]
+        gap = self._intervals(snap)[1] * ((ONLINE_BEATS - 0.5) if held else 1.0)
+        forced = 0.0 if self.st.last_renew == 0.0 else self.st.last_beat + gap
+        return min([forced, *renew])
+
+    def _renew_hosted(self, snap: Snapshot) -> None:
+        now = time.time()
+        if now < self._hosted_due(snap):
+            return
+        fraction = snap.settings.renew_fraction
+        live = [r.held for r in self.st.running.values() if not r.lost]
+        # Renew what is due, and with it what would be due within half a lease fraction.
+        soon = now + fraction * 0.5 * max((h.claim.lease_seconds for h in live), default=0.0)
+        due = [h for h in live if h.claim.renewed_at + fraction * h.claim.lease_seconds <= soon]
+        if self._push_renewals(snap, due):
+            self.st.last_beat = self.st.last_renew
+
+    def _notice_lost(self, snap: Snapshot, read_at: float) -> None:
+        """Hosted profile: renewals are rare, so a claim taken from us (a cancel, a takeover)
+        is noticed from the snapshot instead, at no push: one we wrote before ``read_at``
+        whose ref no longer holds our commit."""
+        for key, item in self.st.running.items():
+            if item.lost or item.held.claim.renewed_at >= read_at:
+                continue
+            if snap.claim_tip(key) != item.held.tip:
+                self._lose(key, "its claim ref moved: taken over or cancelled")
+
+    def _lose(self, key: str, reason: str) -> None:
+        item = self.st.running[key]
+        item.lost = True
+        item.cancel.set()
+        self.counters["lost"] += 1
+        self.metrics.lost.inc()
+        self.events.emit("claim_lost", key, reason=reason)
+
+    def _push_renewals(self, snap: Snapshot, live: list[Held]) -> bool:
+        """Renew ``live`` with the heartbeat in one push; did the remote take the heartbeat?"""
         heartbeat = self._heartbeat(snap)
-        renewed, lost, tip = self.client.renew(live, heartbeat, self.st.heartbeat_tip)
-        if tip is not None and tip != self.st.heartbeat_tip:  # the remote took the heartbeat
+        with self._pushing("renew" if live else "heartbeat"):
+            renewed, lost, tip = self.client.renew(live, heartbeat, self.st.heartbeat_tip)
+        took = tip is not None and tip != self.st.heartbeat_tip
+        if took:  # the remote took the heartbeat
             self.metrics.beat(heartbeat)
         self.st.heartbeat_tip = tip
         self.st.last_renew = time.time()
         for key, held in renewed.items():
             self.st.running[key].held = held
         for key in lost:
-            item = self.st.running[key]
-            item.lost = True
-            item.cancel.set()
-            self.counters["lost"] += 1
-            self.metrics.lost.inc()
-            self.events.emit("claim_lost", key, reason="renewal refused: taken over or cancelled")
+            self._lose(key, "renewal refused: taken over or cancelled")
+        return took
 
     # -- bad input, dependencies, folding -------------------------------------------------
 
@@ -465,7 +605,9 @@ class Agent:
                 continue
             result = Result(task=task.key, status=status,
                             attempt=0, agent=self.config.id, reason=reason)
-            if self.client.write_terminal(snap, task.key, result, None):
+            with self._pushing("judge", snap):
+                written = self.client.write_terminal(snap, task.key, result, None)
+            if written:
                 self.counters["judged"] = self.counters.get("judged", 0) + 1
                 self.events.emit("judged", task.key, status=status, reason=reason)
 
@@ -501,13 +643,30 @@ class Agent:
         due = final or len(finished) >= settings.fold_batch or age >= settings.fold_delay_seconds
         if not due:
             return
-        mine = elected(snap, self.config.id, snap.main or "", now, now)
-        if not (final or mine or age >= 3 * settings.fold_delay_seconds):
-            return
-        folded = self.client.fold(snap, settings.fold_batch)
+        if settings.hosted:
+            turn = settings.fold_delay_seconds * (1 + self._fold_rank(snap, now))
+            if not (final or (age >= turn and now >= self.st.fold_retry_at)):
+                return
+        else:
+            mine = elected(snap, self.config.id, snap.main or "", now, now)
+            if not (final or mine or age >= 3 * settings.fold_delay_seconds):
+                return
+        with self._pushing("fold"):
+            folded = self.client.fold(snap, settings.fold_batch)
         if folded:
             self.counters["folded"] += folded
             self.events.emit("folded", count=folded)
+        elif settings.hosted:  # refused (main moved): a refused push counts too, so wait
+            self.st.fold_retry_at = now + settings.fold_delay_seconds * random.uniform(0.5, 1.0)
+
+    def _fold_rank(self, snap: Snapshot, now: float) -> int:
+        """Hosted profile: this agent's place in the rendezvous order of the online agents for
+        main's commit. The first folds after fold_delay_seconds, the next one delay later, and
+        so on: one agent that is gone or slow costs a delay, not a fold push by everyone (a
+        refused push counts against the budget too)."""
+        online = {hb.id for hb in snap.online_agents(now)} | {self.config.id}
+        order = sorted(online, key=lambda agent: rank(snap.main or "", agent))
+        return order.index(self.config.id)
 
     def _idle(self, snap: Snapshot) -> bool:
         """Nothing held and nothing this agent serves is left unfinished."""

@@ -45,6 +45,12 @@ class Metrics:
                               registry=reg)
         self.rejected = Counter("claude_cluster_claim_pushes_rejected",
                                 "Claim attempts another agent won", registry=reg)
+        # Every push to the state repo, by what it was for (claim, result, release, renew,
+        # heartbeat, fold, judge, stop): what a hosted repo's push budget counts.
+        self.pushes = Counter("claude_cluster_pushes", "Pushes to the state repo", ["kind"],
+                              registry=reg)
+        self.rode = Counter("claude_cluster_heartbeats_carried",
+                            "Heartbeats that rode on a claim's or result's push", registry=reg)
         # What `claude-cluster agent health` reads: the last heartbeat the remote accepted.
         self.beat_at = Gauge("claude_cluster_heartbeat_timestamp_seconds",
                              "When the remote last accepted this agent's heartbeat", registry=reg)
@@ -62,6 +68,15 @@ class Metrics:
         self.beat_at.set(heartbeat.last_seen)
         self.beat_every.set(heartbeat.heartbeat_seconds)
         self.state.state(heartbeat.state)
+
+    def push(self, kind: str) -> None:
+        self.pushes.labels(kind).inc()
+
+    def pushed(self) -> dict[str, int]:
+        """Pushes so far by kind."""
+        return {sample.labels["kind"]: int(sample.value)
+                for metric in self.pushes.collect() for sample in metric.samples
+                if sample.name.endswith("_total")}
 
     def published(self, record: Result | Release) -> None:
         self.finished.labels(record.status, record.KIND).inc()

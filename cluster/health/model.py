@@ -80,6 +80,10 @@ class StateFacts:
     invalid: tuple[str, ...] = ()
     agents: dict[str, AgentView] = field(default_factory=dict)
     paused: tuple[PausedGroup, ...] = ()
+    # The hosted profile's push budget (pushes a minute; None: no budget) and the pushes the
+    # repo took in the last hour (cluster.health.staterepo.pushes_last_hour).
+    push_budget: float | None = None
+    pushes_last_hour: int | None = None
 
     @property
     def reachable(self) -> bool:

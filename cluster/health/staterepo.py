@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from contextlib import closing
@@ -9,11 +10,13 @@ from pathlib import Path
 
 from cluster.errors import ClusterError
 from cluster.health.model import AgentView, PausedGroup, StaleClaim, StateFacts
+from cluster.state.gitcmd import run_git
 from cluster.state.records import Claim, Heartbeat, Result, stamp
 from cluster.state.remote import StateRemote, local_path
 from cluster.state.snapshot import Reader, Snapshot
 
 PENDING = ("pending", "released", "waiting")
+HOUR = 3600.0
 
 
 def read_state_facts(url: str, work_dir: Path, ssh_command: str | None = None) -> StateFacts:
@@ -28,7 +31,34 @@ def read_state_facts(url: str, work_dir: Path, ssh_command: str | None = None) -
             snap = Reader(remote.store).read(remote.refs())
         except ClusterError as exc:
             return StateFacts(url, error=_short(str(exc)))
-        return summarise(url, snap, time.time())
+        now = time.time()
+        facts = summarise(url, snap, now)
+        if not snap.settings.hosted:
+            return facts
+        try:
+            pushes = pushes_last_hour(remote, snap, now)
+        except ClusterError:
+            pushes = None
+        return dataclasses.replace(facts, push_budget=snap.settings.push_budget_per_minute,
+                                   pushes_last_hour=pushes)
+
+
+def pushes_last_hour(remote: StateRemote, snap: Snapshot, now: float) -> int:
+    """The pushes the state repo took in the hour before ``now``, from what it holds: every
+    commit with a committer time in that hour on main (submits, folds) and on the claim chains
+    (claims, releases, results; folded chains too), each one push, plus the heartbeats and
+    renewals (replaced in place, leaving no commit each) that every heartbeat written in the
+    hour counts in ``beats_hour``. Refused pushes leave nothing and are not counted."""
+    since = now - HOUR
+    tips = sorted({sha for sha in (snap.main, *(v.tip for v in snap.claims.values())) if sha})
+    commits = 0
+    if tips:
+        listing = run_git(["rev-list", f"--since={int(since)}", "--format=%ct", *tips],
+                          git_dir=remote.mirror).stdout  # fmt: skip
+        commits = sum(1 for line in listing.splitlines()
+                      if not line.startswith("commit ") and int(line) >= since)
+    beats = sum(hb.beats_hour for hb in snap.agents.values() if hb.last_seen >= since)
+    return commits + beats
 
 
 def _open(url: str, work_dir: Path, env: Mapping[str, str] | None) -> StateRemote:

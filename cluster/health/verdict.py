@@ -34,6 +34,7 @@ class Limits:
     restarts_degraded: int = 3  # below this, restarts are a note
     heartbeat_intervals: float = 3.0  # an agent is offline after this many silent intervals
     pending_age_note_s: float = 3600.0
+    push_warn_fraction: float = 0.8  # a hosted repo's push rate warns from here
 
 
 def worst(statuses: Iterable[str]) -> Status:
@@ -125,10 +126,26 @@ def state_health(facts: StateFacts, limits: Limits = Limits()) -> StateHealth:
         findings.append(Finding("note", f"usage window: {len(group.agents)} agent(s) paused "
                                         f"({', '.join(group.agents[:8])}{by}) until {group.until}, "
                                         f"resume in {human_duration(group.resumes_in)}"))
+    findings += _push_rate(facts, limits)
     age = facts.oldest_pending_age
     if age is not None and age > limits.pending_age_note_s:
         findings.append(Finding("note", f"oldest pending task waits for {age / 60:.0f} min"))
     return StateHealth(worst(f.level for f in findings), tuple(findings), facts)
+
+
+def _push_rate(facts: StateFacts, limits: Limits) -> list[Finding]:
+    """A hosted state repo's pushes in the last hour against its budget: a note, one that
+    warns from ``push_warn_fraction`` of the budget, degraded past it."""
+    if facts.push_budget is None or facts.pushes_last_hour is None:
+        return []
+    rate, budget = facts.pushes_last_hour / 60.0, facts.push_budget
+    text = f"push rate {rate:.1f}/min over the last hour, budget {budget:g}/min"
+    if rate > budget:
+        return [Finding("degraded", f"{text}: over the budget; the forge may refuse or delay "
+                                    "pushes (raise idle_heartbeat_seconds, fold_delay_seconds)")]
+    if rate >= limits.push_warn_fraction * budget:
+        return [Finding("note", f"{text}: {rate / budget:.0%} of it, close to the budget")]
+    return [Finding("note", text)]
 
 
 def fleet_health(hosts: Sequence[HostHealth], state: StateHealth | None) -> FleetHealth:

@@ -173,6 +173,10 @@ class Heartbeat(Record):
     paused_for: str | None = None  # the credential whose usage window the pause waits out
     paused_by: str | None = None  # the agent that met the limit (itself, or one sharing it)
     reason: str | None = None  # why it is paused or blocked, one line
+    # Pushes of its own that leave no commit of their own behind (heartbeats and renewals,
+    # both replaced in place) in the hour before last_seen: what health adds to the commits
+    # it counts to tell a hosted repo's push rate.
+    beats_hour: int = 0
 
     def online(self, now: float) -> bool:
         return (self.state != "stopped"
