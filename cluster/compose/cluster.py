@@ -26,17 +26,20 @@ COMPOSE_FILE = Path(__file__).resolve().parents[2] / "containers" / "compose" / 
 SPECIALTIES = ("backend", "frontend", "testing", "devops")
 PROJECT = "claude-cluster"
 STATE_PORT = 2222
+DASHBOARD_PORT = 8090  # the dashboard's 127.0.0.1 port on the host
 GRACE_MARGIN = 30  # seconds of stop_grace_period beyond the agents' stop_grace_seconds
 WAIT_SECONDS = 300  # `up --wait`: every service running and healthy
 
 
 @dataclass(frozen=True)
 class ComposeSettings:
-    """Which cluster: the project checkout, Compose's project name, the operator's port."""
+    """Which cluster: the project checkout, Compose's project name, the operator's port and
+    the dashboard's."""
 
     root: Path
     project: str = PROJECT
     state_port: int = STATE_PORT
+    dashboard_port: int = DASHBOARD_PORT
     image: str | None = None  # default: the release's agent image, built when missing
     work_dir: Path | None = None  # default: <root>/.cluster/compose/<project>
     agent: Mapping[str, Any] = field(default_factory=dict)  # a new agent.yaml's keys
@@ -50,6 +53,11 @@ class ComposeSettings:
     def state_url(self) -> str:
         """How the operator reaches the state repo: the state service's 127.0.0.1 port."""
         return self.work.operator_url(self.state_port)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard (claude-cluster serve) as published on this host: loopback only."""
+        return f"http://127.0.0.1:{self.dashboard_port}/"
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ def compose(settings: ComposeSettings, image: str = "") -> Compose:
         "CLUSTER_COMPOSE_IMAGE": image or settings.image or "unset",
         "CLUSTER_COMPOSE_DIR": str(work.root),
         "CLUSTER_COMPOSE_STATE_PORT": str(settings.state_port),
+        "CLUSTER_COMPOSE_DASHBOARD_PORT": str(settings.dashboard_port),
         "CLUSTER_COMPOSE_STOP_GRACE": f"{stop_grace(work)}s",
     }
     return Compose(settings.project, COMPOSE_FILE, variables, find_binary())

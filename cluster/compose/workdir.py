@@ -9,6 +9,7 @@ known_hosts and the operator's stay pinned across ``up``s and restarts.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,11 @@ class WorkDir:
     def seccomp(self) -> Path:
         return self.root / "seccomp.json"
 
+    @property
+    def serve_token(self) -> Path:
+        """The dashboard's bearer token (``claude-cluster serve --token-file``)."""
+        return self.root / "serve_token"
+
     def operator_ssh(self) -> str:
         """The operator's ssh command for the state repo (as ``GIT_SSH_COMMAND``)."""
         return (f"ssh -i {self.operator_key} -o UserKnownHostsFile={self.operator_known_hosts} "
@@ -111,9 +117,10 @@ def _key(path: Path, comment: str) -> None:
 
 
 def _agents_can_read(key: Path) -> None:
-    """The agents' key, as the agent user (uid 10001) reads it through its bind mount: theirs
-    and 0600 when we can give it away (root), else 0644 under the 0700 work dir (ssh accepts a
-    key another user owns; nobody else on this host reaches the directory)."""
+    """A file the agent user (uid 10001) reads through its bind mount (the agents' key, the
+    dashboard's token): theirs and 0600 when we can give it away (root), else 0644 under the
+    0700 work dir (ssh accepts a key another user owns; nobody else on this host reaches the
+    directory)."""
     if os.geteuid() == 0:
         os.chown(key, UID, UID)
         key.chmod(0o600)
@@ -135,7 +142,8 @@ def prepare(root: Path, state_port: int, agent: Mapping[str, Any] | None = None,
     """Make what is missing under ``root``; files already there are kept as they are.
 
     ``agent`` goes into a new agent.yaml, ``settings`` into a new state repo; a new
-    secrets.env takes the :data:`SECRET_NAMES` set in ``environ`` (default: this process's).
+    secrets.env takes the :data:`SECRET_NAMES` set in ``environ`` (default: this process's);
+    a new serve_token (the dashboard's) is random.
     """
     work = WorkDir(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -164,6 +172,9 @@ def prepare(root: Path, state_port: int, agent: Mapping[str, Any] | None = None,
         env = os.environ if environ is None else environ
         given = {name: Secret(env[name]) for name in SECRET_NAMES if env.get(name)}
         write_atomic(work.secrets_env, render_secrets_env(given).text.reveal(), mode=0o600)
+    if not work.serve_token.exists():
+        write_atomic(work.serve_token, f"{secrets.token_urlsafe(32)}\n", mode=0o600)
+    _agents_can_read(work.serve_token)
     return work
 
 

@@ -4,6 +4,7 @@ compose file as Compose reads it, and the agent's health check on real metrics."
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import struct
@@ -19,16 +20,19 @@ import yaml
 
 from cluster.agent.healthcheck import check, judge
 from cluster.agent.metrics import Metrics
+from cluster.cli import serve
+from cluster.cli.client import work_dir
 from cluster.compose import cluster
 from cluster.compose.binary import find_binary
 from cluster.compose.identity import agent_id, ptr_answer, ptr_query, reverse_lookup
 from cluster.compose.workdir import KEY_OPTIONS, prepare
+from cluster.deploy.image import UID
 from cluster.errors import ConfigError
 from cluster.health.compose import _engine_view, image_release
 from cluster.health.model import HostFacts
 from cluster.health.verdict import host_health
 from cluster.state.records import Heartbeat
-from tests.helpers import ROOT, git
+from tests.helpers import ROOT, git, poll
 
 
 def _encode(name: str) -> bytes:
@@ -142,6 +146,96 @@ def test_compose_reads_the_file_with_the_options_the_sandbox_needs(tmp_path: Pat
     state = doc["services"]["state"]
     assert [(p["host_ip"], p["published"]) for p in state["ports"]] == [("127.0.0.1", "2298")]
     assert "ANTHROPIC_API_KEY" not in json.dumps(doc)  # secrets.env holds none here
+
+
+def test_compose_reads_the_dashboard_service(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = cluster.ComposeSettings(ROOT, project="ccc-unit", state_port=2298,
+                                       dashboard_port=8197, work_dir=tmp_path / "work",
+                                       image="img:1")  # fmt: skip
+    work = prepare(settings.work.root, settings.state_port)
+    runner = cluster.compose(settings)
+    doc = json.loads(runner.run(["config", "--format", "json"]))
+    svc = doc["services"]["dashboard"]
+    assert svc["command"] == ["claude-cluster", "serve", "--state",
+                              "ssh://root@state/srv/state.git", "--bind", "0.0.0.0", "--port",
+                              "8090", "--token-file", "/tmp/serve_token"]
+    # The secret copied to a private 0600 file first, whoever owns the operator's file.
+    assert svc["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert "install -m 0600 /run/secrets/serve_token /tmp/serve_token" in svc["entrypoint"][2]
+    assert (svc["image"], svc["user"], svc["read_only"], svc["cap_drop"]) == (
+        "img:1", f"{UID}:{UID}", True, ["ALL"])
+    assert svc["security_opt"] == ["no-new-privileges:true"]  # no sandbox: docker's profiles
+    assert svc["restart"] == "unless-stopped"
+    assert svc["logging"] == doc["services"]["agent-backend"]["logging"]
+    assert svc["depends_on"]["state"]["condition"] == "service_healthy"
+    assert [(p["host_ip"], p["published"], p["target"]) for p in svc["ports"]] == [
+        ("127.0.0.1", "8197", 8090)]
+    agent = doc["services"]["agent-backend"]
+    assert svc["environment"]["GIT_SSH_COMMAND"] == agent["environment"]["GIT_SSH_COMMAND"]
+    assert {s["source"]: s["target"] for s in svc["secrets"]} == {
+        name: f"/run/secrets/{name}" for name in ("agent_key", "known_hosts", "serve_token")}
+    assert doc["secrets"]["serve_token"]["file"] == str(work.serve_token)
+    # Its mirror of the state repo (<CLUSTER_WORKDIR>/serve) lands on a tmpfs of its user's.
+    workdir = svc["environment"]["CLUSTER_WORKDIR"]
+    mounts = {entry.split(":")[0]: entry for entry in svc["tmpfs"]}
+    assert f"uid={UID}" in mounts[workdir] and "/tmp" in mounts
+    monkeypatch.setenv("CLUSTER_WORKDIR", workdir)
+    assert work_dir(serve.COMMAND).is_relative_to(workdir)
+    test = svc["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"] and "127.0.0.1:8090/health" in test[3]
+    # The token: in its file only, never in the compose file, its variables or the config.
+    token = work.serve_token.read_text().strip()
+    assert token not in json.dumps(doc)
+    assert token not in cluster.COMPOSE_FILE.read_text()
+    assert token not in json.dumps(dict(runner.variables))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the token file is 0644 under "
+                    "the 0700 work dir (the dashboard copies it to a 0600 file before serving)")
+def test_the_serve_token_is_made_once_for_the_agent_user(tmp_path: Path) -> None:
+    from cluster.serve.auth import MIN_TOKEN, read_token_file
+
+    work = prepare(tmp_path / "work", 2299)
+    info = work.serve_token.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == UID  # root here: theirs
+    token = read_token_file(work.serve_token)  # the server's own check of the file
+    assert len(token.reveal()) >= MIN_TOKEN
+    prepare(tmp_path / "work", 2299)
+    assert read_token_file(work.serve_token).reveal() == token.reveal()
+    assert stat.S_IMODE(work.serve_token.stat().st_mode) == 0o600
+
+
+def test_the_dashboards_healthcheck_reads_a_real_server(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's healthcheck command, its port moved to a free one, against
+    ``claude-cluster serve`` over a real state repo with the token file prepare made."""
+    from cluster.state.init import init_state_repo
+
+    settings = cluster.ComposeSettings(ROOT, work_dir=tmp_path / "work", image="img:1")
+    work = prepare(settings.work.root, 2299)
+    doc = json.loads(cluster.compose(settings).run(["config", "--format", "json"]))
+    test = doc["services"]["dashboard"]["healthcheck"]["test"]
+    init_state_repo(tmp_path / "state.git")
+    monkeypatch.setenv("CLUSTER_WORKDIR", str(tmp_path / "mirror"))
+    server = serve.build_server(str(tmp_path / "state.git"), "127.0.0.1", 0, work.serve_token,
+                                0.1)  # fmt: skip
+    port = server.server_address[1]
+    argv = [sys.executable if arg == "python" else arg.replace(":8090/", f":{port}/")
+            for arg in test[1:]]  # fmt: skip
+
+    def healthcheck() -> int:
+        return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode
+
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    thread.start()
+    try:
+        poll(lambda: healthcheck() == 0, 30, "the healthcheck passing on /health")
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.app.fleet.close()
+    assert healthcheck() != 0  # nothing answers: unhealthy
 
 
 def _heartbeat(state: str, last_seen: float) -> Heartbeat:

@@ -25,6 +25,7 @@ from cluster.units.seccomp import profile
 
 KUBE_VERSIONS = ("1.30.0", "1.33.0")
 STATE = "ssh://git@state.example/srv/state.git"
+TOKEN = "dashboard-token-0123456789"  # a test value
 # Keys of the agent settings the chart sets itself; agent.settings may hold every other one.
 CHART_OWNED = {"state", "id", "specialties", "max_tasks", "workdir", "events_path",
                "metrics_port", "stop_grace_seconds", "sandbox", "executors"}
@@ -63,6 +64,14 @@ MATRIX: dict[str, dict[str, Any]] = {
     "no-pdb": {"state": {"url": STATE}, "podDisruptionBudget": {"enabled": False}},
     "profile-installer": {"state": {"url": STATE},
                           "sandbox": {"mode": "bwrap", "installProfile": True}},
+    "dashboard": {"state": {"url": STATE}, "dashboard": {"enabled": True, "token": TOKEN}},
+    "dashboard-existing-monitored": {
+        "state": {"existingSecret": "state-repo"},
+        "dashboard": {"enabled": True, "existingSecret": "dash-token", "port": 9000,
+                      "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "1Gi"}}},
+        "serviceMonitor": {"enabled": True},
+        "specialties": [{"name": "backend", "replicas": 2}, {"name": "testing", "replicas": 1}]},
 }
 
 
@@ -211,6 +220,106 @@ def test_sandbox_off_says_so_loudly(tmp_path: Path) -> None:
     assert 'if eq .Values.sandbox.mode "off"' in notes and "UNSEALED" in notes
 
 
+def _of(docs: list[dict[str, Any]], kind: str, component: str | None = None,
+        ) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (
+        component is None or d["metadata"]["labels"].get("app.kubernetes.io/component")
+        == component)]
+
+
+def test_no_dashboard_unless_enabled(tmp_path: Path) -> None:
+    docs = rendered(tmp_path, MATRIX["defaults"])
+    assert not _of(docs, "Deployment") and not _of(docs, "Service", "dashboard")
+
+
+@pytest.mark.parametrize("case", ["dashboard", "dashboard-existing-monitored"])
+def test_the_dashboard(case: str, tmp_path: Path) -> None:
+    from cluster.cli import build_parser
+
+    values = MATRIX[case]["dashboard"]
+    port = values.get("port", 8090)
+    docs = rendered(tmp_path, MATRIX[case])
+    (deployment,) = _of(docs, "Deployment")
+    (service,) = _of(docs, "Service", "dashboard")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:2] == ["claude-cluster", "serve"]
+    args = build_parser().parse_args(command[1:])  # the real CLI takes every option
+    assert (args.state, args.bind, args.port, args.token_file) == (
+        "$(CLUSTER_SERVE_STATE)", "0.0.0.0", port, None)
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    state_secret = MATRIX[case]["state"].get("existingSecret") or "cc-claude-cluster-state"
+    assert env["CLUSTER_SERVE_STATE"] == {"name": state_secret, "key": "url"}
+    # The token: serve reads $CLUSTER_SERVE_TOKEN; from the given Secret, else the chart's.
+    token_ref = env["CLUSTER_SERVE_TOKEN"]
+    secrets = {d["metadata"]["name"]: d for d in _of(docs, "Secret")}
+    if values.get("existingSecret"):
+        assert token_ref == {"name": values["existingSecret"], "key": "token"}
+        assert values["existingSecret"] not in secrets
+    else:
+        assert secrets[token_ref["name"]]["stringData"] == {"token": values["token"]}
+    assert TOKEN not in json.dumps([deployment, service])
+    # No sandbox options: it runs no task code.
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and "hostUsers" not in pod
+    assert pod["automountServiceAccountToken"] is False
+    ctx = container["securityContext"]
+    assert ctx == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                   "capabilities": {"drop": ["ALL"]}}
+    resources = values.get("resources") or yaml.safe_load(
+        (chart.chart_dir() / "values.yaml").read_text())["dashboard"]["resources"]
+    assert container["resources"] == resources
+    (http,) = container["ports"]
+    assert http["containerPort"] == port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": http["name"]}
+    # The state repo's Secret where the agents have it; HOME (its mirror) an emptyDir.
+    sts = _of(docs, "StatefulSet")[0]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    agent_volumes = {v["name"]: v for v in sts["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    agent_mounts = {m["name"]: m for m in sts["containers"][0]["volumeMounts"]}
+    assert volumes["ssh"] == agent_volumes["ssh"] and mounts["ssh"] == agent_mounts["ssh"]
+    assert "emptyDir" in volumes["home"] and mounts["home"] == agent_mounts["home"]
+    agent_env = {e["name"] for e in sts["containers"][0]["env"]}
+    assert ("GIT_SSH_COMMAND" in env) == ("GIT_SSH_COMMAND" in agent_env)  # ssh as theirs
+    # Its Service and Deployment take its pods only; no selector of the agents' takes them.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["type"] == "ClusterIP" and _selects(service["spec"]["selector"], labels)
+    assert _selects(deployment["spec"]["selector"]["matchLabels"], labels)
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, "http")]
+    for doc in docs:
+        if doc["kind"] in ("StatefulSet", "PodDisruptionBudget") or (
+                doc["kind"] == "Service" and doc is not service):
+            spec = doc["spec"]
+            selector = spec["selector"] if doc["kind"] == "Service" else (
+                spec["selector"]["matchLabels"])
+            assert not _selects(selector, labels), doc["metadata"]["name"]
+    for agents in _of(docs, "StatefulSet"):
+        theirs = agents["spec"]["template"]["metadata"]["labels"]
+        assert not _selects(deployment["spec"]["selector"]["matchLabels"], theirs)
+        assert not _selects(service["spec"]["selector"], theirs)
+
+
+def test_the_service_monitor_scrapes_the_dashboard_with_its_token(tmp_path: Path) -> None:
+    docs = rendered(tmp_path, MATRIX["dashboard-existing-monitored"])
+    (monitor,) = _of(docs, "ServiceMonitor")
+    (service,) = _of(docs, "Service", "dashboard")
+    assert _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    (port,) = service["spec"]["ports"]
+    scrape = endpoints[port["name"]]
+    assert scrape["path"] == "/metrics"
+    assert scrape["bearerTokenSecret"] == {"name": "dash-token", "key": "token"}
+    # The agents' endpoint (their relays, no token) names no port of the dashboard's.
+    assert "bearerTokenSecret" not in endpoints["metrics"] and port["name"] != "metrics"
+    monitored = rendered(tmp_path, MATRIX["persistent-monitored"])  # no dashboard: one endpoint
+    assert [e["port"] for e in _of(monitored, "ServiceMonitor")[0]["spec"]["endpoints"]] == [
+        "metrics"]
+
+
 def test_settings_keys_track_the_agent_schema() -> None:
     schema = json.loads((chart.chart_dir() / "values.schema.json").read_text())
     allowed = set(schema["properties"]["agent"]["properties"]["settings"]["propertyNames"]["enum"])
@@ -241,6 +350,14 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "root uid": ({"state": {"url": STATE}, "uid": 0}, "uid"),
     "typo'd key": ({"state": {"url": STATE}, "servicemonitor": {"enabled": True}},
                    "servicemonitor"),
+    "dashboard without a token": ({"state": {"url": STATE}, "dashboard": {"enabled": True}},
+                                  "dashboard.existingSecret"),
+    "dashboard token too short": ({"state": {"url": STATE},
+                                   "dashboard": {"enabled": True, "token": "short"}},
+                                  "dashboard"),
+    "specialty named dashboard": ({"state": {"url": STATE},
+                                   "specialties": [{"name": "dashboard", "replicas": 1}]},
+                                  "specialties.0.name"),
 }
 
 

@@ -51,3 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # CLUSTER_AGENT_ID (the pod's name).
 {{ toYaml $cfg }}
 {{- end -}}
+
+{{- define "cc.dashboardSecret" -}}
+{{- .Values.dashboard.existingSecret | default (printf "%s-dashboard" (include "cc.fullname" .)) -}}
+{{- end -}}

@@ -7,9 +7,12 @@ containers clash; everything comes down in a ``finally``.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,26 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _get(url: str, token: str = "") -> tuple[int, bytes]:
+    """The status and body of a GET (an HTTP error's too); no token, no Authorization."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status), bytes(answer.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def _dashboard_agents(settings: cluster.ComposeSettings) -> set[str]:
+    """The agent ids the dashboard's API lists (with the token): its node_details' node_id."""
+    token = settings.work.serve_token.read_text().strip()
+    status, body = _get(f"{settings.dashboard_url}api/cluster/status", token)
+    assert status == 200, (status, body[:300])
+    return {str(node["node_id"]) for node in json.loads(body)["node_details"]}
 
 
 def _refs(repo: Path, prefix: str) -> set[str]:
@@ -105,7 +128,8 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
     # Built once: a second build mid-test (others editing the checkout) would recreate them all.
     image = cluster.agent_image(ROOT)
     settings = cluster.ComposeSettings(ROOT, project=PROJECT, state_port=_free_port(),
-                                       image=image, work_dir=tmp_path / "work", agent=AGENT,
+                                       dashboard_port=_free_port(), image=image,
+                                       work_dir=tmp_path / "work", agent=AGENT,
                                        state_settings=STATE)  # fmt: skip
     repo = settings.work.state_repo
     try:
@@ -120,9 +144,17 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
         assert [(r.state, r.health) for r in rows] == [("running", "healthy")] * len(rows), rows
         backends = {f"agent-backend-{n}" for n in range(1, BACKENDS + 1)}
         ids = backends | {f"agent-{s}-1" for s in ("frontend", "testing", "devops")}
-        assert {r.name.removeprefix(f"{PROJECT}-") for r in rows} == ids | {"state-1"}
+        assert {r.name.removeprefix(f"{PROJECT}-") for r in rows} == ids | {"state-1",
+                                                                             "dashboard-1"}
         poll(lambda: _refs(repo, "refs/agents/") == ids, 60,
              lambda: f"heartbeats of {sorted(ids)}, got {sorted(_refs(repo, 'refs/agents/'))}")
+
+        # The dashboard (healthy: up --wait waited for it): /health is open, the API is not.
+        assert _get(f"{settings.dashboard_url}health")[0] == 200
+        assert _get(f"{settings.dashboard_url}api/cluster/status")[0] == 401
+        poll(lambda: _dashboard_agents(settings) == ids, 60,
+             lambda: f"the dashboard listing {sorted(ids)}, got "
+                     f"{sorted(_dashboard_agents(settings))}")
 
         # invoke health --compose sees every replica by its agent id, healthy, on this release.
         fleet = poll(lambda: _healthy(settings, image), 60, lambda: _health_line(settings, image))
