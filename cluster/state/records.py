@@ -33,6 +33,11 @@ _TIME_FIELDS = frozenset(
 )
 
 
+# Fields added after records were first written, left out while at their defaults: a record
+# that has nothing of them is byte for byte what it always was (readers default them).
+_LATER: dict[str, Any] = {"round": None, "replied_to": (), "beats_hour": 0}
+
+
 class Record:
     """Shared YAML encoding: times as RFC 3339 strings, ``kind`` first."""
 
@@ -48,6 +53,8 @@ class Record:
             value = getattr(self, item.name)
             if item.name in _TIME_FIELDS and isinstance(value, float):
                 value = stamp(value)
+            if item.name in _LATER and value == _LATER[item.name]:
+                continue
             if isinstance(value, tuple):
                 value = list(value)
             body[item.name] = value

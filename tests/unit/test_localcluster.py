@@ -36,10 +36,15 @@ def test_up_runs_agents_until_down(tmp_path: Path) -> None:
              lambda: f"the task to finish; log: {(root / 'logs' / 'local-1.log').read_text()}")
         assert "hello" in git(["show", "cluster/hello:HELLO"], tmp_path / "target.git")
         # `invoke up` seals task code by default: every agent says so, no attempt ran unsealed
-        with state_client(root / "state.git", tmp_path) as reader:
-            beats = reader.snapshot().agents
-        assert {name: beat.sandbox for name, beat in beats.items()} == {
-            "local-1": "bwrap", "local-2": "bwrap"}
+        # (Polled: an agent that has not won a task yet may publish its first heartbeat late
+        # on a loaded machine.)
+        def sandboxes() -> dict[str, str] | None:
+            with state_client(root / "state.git", tmp_path) as reader:
+                seen = {n: str(b.sandbox) for n, b in reader.snapshot().agents.items()}
+            return seen if len(seen) == 2 else None
+
+        said = poll(sandboxes, 60, "both agents' heartbeats")
+        assert said == {"local-1": "bwrap", "local-2": "bwrap"}
         logs = "".join(p.read_text() for p in (root / "logs").rglob("*.log"))
         assert "hello" in logs and "[unsealed]" not in logs
     finally:
