@@ -88,3 +88,18 @@ def require(name: str, path: Path | None, environ: Mapping[str, str] | None = No
         where = " or ".join(["the environment", *places])
         raise SecretMissing(f"{name} is not set (looked in {where})")
     return found
+
+
+def read_secret_line(path: Path, what: str) -> Secret:
+    """The first line of ``path`` (``what``: "webhook secret file", "serve token file"...);
+    refused, like the secrets file, if group or others may use it."""
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise SecretMissing(f"{what} {path} cannot be read: {reason}") from exc
+    refuse_exposed(path, info.st_mode, what)
+    if not text:
+        raise SecretMissing(f"{what} {path} is empty")
+    return Secret(text.splitlines()[0].strip())

@@ -14,7 +14,7 @@ from typing import Any
 
 from cluster.agent.forge import ForgeError
 from cluster.agent.pulls import Conversations
-from cluster.errors import ClusterError, SecretMissing
+from cluster.errors import ClusterError
 from cluster.httpserve import BoundedHandler, BoundedServer
 from cluster.httpserve import Limits as Limits  # re-exported: the CLI and tests import it here
 from cluster.intake.deliveries import DELIVERY_ID, DeliveryLog
@@ -31,7 +31,7 @@ from cluster.intake.triggers import (
     parse_event,
 )
 from cluster.secret import Secret
-from cluster.secrets_file import refuse_exposed
+from cluster.secrets_file import read_secret_line
 from cluster.state.client import StateClient
 
 ACTIONS = ("opened", "labeled", "reopened")
@@ -45,17 +45,8 @@ def signature(secret: Secret, body: bytes) -> str:
 
 
 def read_secret_file(path: Path) -> Secret:
-    """The first line of ``path``; refused, like the secrets file, if group or others may use it."""
-    try:
-        info = path.stat()
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise SecretMissing(f"webhook secret file {path} cannot be read: {reason}") from exc
-    refuse_exposed(path, info.st_mode, "webhook secret file")
-    if not text:
-        raise SecretMissing(f"webhook secret file {path} is empty")
-    return Secret(text.splitlines()[0].strip())
+    """The first line of ``path``; refused if group or others may use it."""
+    return read_secret_line(path, "webhook secret file")
 
 
 @dataclass

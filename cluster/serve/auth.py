@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
-from cluster.errors import ConfigError, SecretMissing
+from cluster.errors import ConfigError
 from cluster.secret import Secret
-from cluster.secrets_file import refuse_exposed
+from cluster.secrets_file import read_secret_line
 
 TOKEN_VARIABLE = "CLUSTER_SERVE_TOKEN"  # noqa: S105 - the variable's name, not a token
 COOKIE = "claude_cluster_token"
@@ -40,17 +40,8 @@ def is_loopback(bind: str) -> bool:
 
 
 def read_token_file(path: Path) -> Secret:
-    """The first line of ``path``; refused, like the secrets file, if group or others may use it."""
-    try:
-        info = path.stat()
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise SecretMissing(f"serve token file {path} cannot be read: {reason}") from exc
-    refuse_exposed(path, info.st_mode, "serve token file")
-    if not text:
-        raise SecretMissing(f"serve token file {path} is empty")
-    return Secret(text.splitlines()[0].strip())
+    """The first line of ``path``; refused if group or others may use it."""
+    return read_secret_line(path, "serve token file")
 
 
 def find_token(token_file: Path | None, environ: Mapping[str, str] | None = None) -> Secret | None:
