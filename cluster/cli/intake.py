@@ -4,13 +4,12 @@ comments and failed checks on the agents' pull requests, become tasks."""
 from __future__ import annotations
 
 import argparse
-import math
-import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 from cluster.cli.client import open_client, work_dir
+from cluster.cli.serving import add_limit_flags, limits_from, stop_on_signals
 from cluster.errors import ConfigError
 
 DEFAULT_INTERVAL = 60.0
@@ -54,41 +53,6 @@ def _feed(args: argparse.Namespace) -> Any:
                      base_url=args.github_base_url)
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
-    """An argparse ``type``: a positive (and finite) ``kind``, else a usage error."""
-    noun = "integer" if kind is int else "number"
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}") from None
-        if not 0 < value < math.inf:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in some messages
-    return parse
-
-
-def _limits(args: argparse.Namespace) -> Any:
-    """The server's Limits, with what the limit flags say in place of its defaults."""
-    from dataclasses import replace
-
-    from cluster.intake.webhook import Limits
-
-    given = {"max_body": args.max_body_bytes, "request_seconds": args.request_seconds,
-             "max_connections": args.max_connections}
-    return replace(Limits(), **{k: v for k, v in given.items() if v is not None})
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 def cmd_intake(args: argparse.Namespace) -> int:
     from cluster.intake.filing import Filed
     from cluster.intake.poller import poll_follow_ups, poll_forever, poll_once
@@ -110,7 +74,7 @@ def cmd_intake(args: argparse.Namespace) -> int:
         if args.once:
             print(one_pass())
             return 0
-        poll_forever(one_pass, args.interval or DEFAULT_INTERVAL, _stop_on_signals(),
+        poll_forever(one_pass, args.interval or DEFAULT_INTERVAL, stop_on_signals(),
                      say=lambda line: print(line, flush=True))
         return 0
     finally:
@@ -136,8 +100,8 @@ def cmd_webhook_serve(args: argparse.Namespace) -> int:
         raise
     app = WebhookApp(client, policy, secret, DeliveryLog(deliveries),
                      frozenset(r.lower() for r in args.repo or ()), feed, follow_ups)
-    server = WebhookServer(app, args.bind, args.port, _limits(args))
-    stop = _stop_on_signals()
+    server = WebhookServer(app, args.bind, args.port, limits_from(args))
+    stop = stop_on_signals()
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True)
     thread.start()
     print(f"listening on {server.url}", flush=True)
@@ -199,10 +163,5 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--bind", default="127.0.0.1")
     serve.add_argument("--deliveries-file", help="where seen delivery ids are remembered")
-    serve.add_argument("--max-body-bytes", type=_positive(int), metavar="BYTES",
-                       help="a longer Content-Length is 413 (default 5242880, 5 MiB)")
-    serve.add_argument("--request-seconds", type=_positive(float), metavar="SECONDS",
-                       help="for one request, or an idle keep-alive (default 10)")
-    serve.add_argument("--max-connections", type=_positive(int), metavar="N",
-                       help="open at once; one more is answered 503 (default 32)")
+    add_limit_flags(serve, body=True)
     serve.set_defaults(func=cmd_webhook_serve)

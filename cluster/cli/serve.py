@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.cli.client import open_client
-from cluster.cli.intake import _positive, _stop_on_signals
+from cluster.cli.serving import add_limit_flags, limits_from, positive, stop_on_signals
 
 COMMAND = "serve"  # its work dir under $CLUSTER_WORKDIR (a mirror of a remote state repo)
 DEFAULT_PORT = 8090
@@ -53,16 +53,11 @@ def serve_until_stopped(server: Any, stop: threading.Event) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from cluster.httpserve import Limits
-
-    given = {"request_seconds": args.request_seconds, "max_connections": args.max_connections}
-    limits = replace(Limits(), **{k: v for k, v in given.items() if v is not None})
+    limits = limits_from(args)
     server = build_server(args.state, args.bind, args.port,
                           Path(args.token_file) if args.token_file else None, args.refresh,
                           limits)
-    serve_until_stopped(server, _stop_on_signals())
+    serve_until_stopped(server, stop_on_signals())
     return 0
 
 
@@ -77,10 +72,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     serve.add_argument("--token-file", help="the bearer token, mode 0600 "
                                             "(default: $CLUSTER_SERVE_TOKEN)")
-    serve.add_argument("--refresh", type=_positive(float), default=2.0, metavar="SECONDS",
+    serve.add_argument("--refresh", type=positive(float), default=2.0, metavar="SECONDS",
                        help="re-read the state repo at most this often (default 2)")
-    serve.add_argument("--request-seconds", type=_positive(float), metavar="SECONDS",
-                       help="for one request, or an idle keep-alive (default 10)")
-    serve.add_argument("--max-connections", type=_positive(int), metavar="N",
-                       help="open at once; one more is answered 503 (default 32)")
+    add_limit_flags(serve)
     serve.set_defaults(func=cmd_serve)

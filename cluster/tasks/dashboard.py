@@ -16,8 +16,8 @@ def dashboard(c: Context, port: int = 8090, refresh: float = 2.0, state: str = "
     """Serve the dashboard, its JSON API and fleet metrics for the local cluster (invoke up)
     on 127.0.0.1 until Ctrl-C; read-only."""
     del c
-    from cluster.cli.intake import _stop_on_signals
     from cluster.cli.serve import build_server, serve_until_stopped
+    from cluster.cli.serving import stop_on_signals
     from cluster.errors import ClusterError
 
     target = state or str(LOCAL / "state.git")
@@ -28,4 +28,4 @@ def dashboard(c: Context, port: int = 8090, refresh: float = 2.0, state: str = "
         server = build_server(target, "127.0.0.1", port, None, refresh)
     except ClusterError as exc:
         raise Exit(f"dashboard: {exc}", code=1) from exc
-    serve_until_stopped(server, _stop_on_signals())
+    serve_until_stopped(server, stop_on_signals())

@@ -228,13 +228,13 @@ def test_max_body_bytes_flag_reaches_the_server(state: str, tmp_path: Path) -> N
 
 def test_limit_flags_default_to_the_servers_limits() -> None:
     from cluster.cli import build_parser
-    from cluster.cli.intake import _limits
+    from cluster.cli.serving import limits_from
 
     base = ["webhook", "serve", "--state", "s", "--label", "l", "--secret-file", "f"]
-    assert _limits(build_parser().parse_args(base)) == Limits()
+    assert limits_from(build_parser().parse_args(base)) == Limits()
     given = build_parser().parse_args([*base, "--max-body-bytes", "10", "--request-seconds",
                                        "0.5", "--max-connections", "2"])
-    assert _limits(given) == Limits(max_body=10, request_seconds=0.5, max_connections=2)
+    assert limits_from(given) == Limits(max_body=10, request_seconds=0.5, max_connections=2)
 
 
 @pytest.mark.parametrize(("flag", "value", "noun"), [
