@@ -12,6 +12,8 @@ measures pure claim throughput.
 ``--remote path`` gives the agents the repo's plain path (ref transactions: no receive-pack, no
 hook); ``--remote file`` a ``file://`` URL, so that every write is a push through receive-pack
 and the pre-receive hook, and every read an ls-remote (and a fetch when something moved).
+With ``--remote file`` the repo's judge server runs (``claude-cluster state judge``: the hook's
+rules kept warm), as on a state host; ``--no-judge`` measures the hook starting whole per push.
 ``--state-url`` adds a run against an existing state repo at that URL (say ``ssh://`` to a test
 host serving the repo with its hooks: `claude-cluster state init` there): each run uses task and
 agent ids of its own, and the checker reads a mirror fetched at the end, judging only the run's
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cluster.hooks.install import HOOKS_DIR  # noqa: E402
+from cluster.hooks.judged import socket_path  # noqa: E402
 from cluster.state.checker import check  # noqa: E402
 from cluster.state.client import Identity, StateClient  # noqa: E402
 from cluster.state.gitcmd import RefUpdate, run_git  # noqa: E402
@@ -105,7 +108,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str,
-            state_url: str | None = None) -> dict[str, Any]:
+            state_url: str | None = None, judged: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-claims-", ignore_cleanup_errors=True) as scratch:
         work = Path(scratch)
         tag = ""
@@ -117,17 +120,30 @@ def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str,
             repo = work / "state.git"
             init_state_repo(repo, settings=b"fold_delay_seconds: 2\n", hooks=HOOKS_DIR)
             url = f"file://{repo}" if style == "file" else str(repo)
+        judge = start_judge(repo) if judged and style == "file" and repo else None
         client = StateClient(url, work / "submitter", Identity("bench"))
         procs = start_agents(url, work, agents, tag)
         try:
             row = measure(repo or work / "checked.git", client, procs, agents, tasks, rate,
                           burst, tag)
-            return {"remote": style, **row}
+            return {"remote": style, "judge_server": judge is not None, **row}
         finally:
-            for proc, _ in procs:
+            for proc in [p for p, _ in procs] + ([judge] if judge else []):
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+
+def start_judge(repo: Path) -> subprocess.Popen[bytes]:
+    """``claude-cluster state judge`` for ``repo``, once its socket is there."""
+    proc = subprocess.Popen([sys.executable, "-m", "cluster", "state", "judge", "--repo",
+                             str(repo)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not socket_path(repo).exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the judge server did not start within 30 s")
+        time.sleep(0.05)
+    return proc
 
 
 def mirror_for_check(client: StateClient, into: Path) -> Path:
@@ -245,6 +261,9 @@ def main() -> int:
                              "receive-pack and the hook, ls-remote and fetch)")
     parser.add_argument("--state-url", help="also run against this existing state repo "
                         "(ssh://host/path: a test host serving it with its hooks)")
+    parser.add_argument("--no-judge", dest="judge", action="store_false",
+                        help="file://: leave out the judge server (`claude-cluster state "
+                             "judge`), so that every push starts the whole hook")
     parser.add_argument("--no-burst", dest="burst", action="store_false",
                         help="skip the one-commit phase that measures saturated throughput")
     parser.add_argument("--json", action="store_true")
@@ -256,7 +275,8 @@ def main() -> int:
     for style in styles:
         for count in (int(part) for part in args.agents.split(",")):
             for burst in (False, True) if args.burst else (False,):
-                rows.append(run_one(count, args.tasks, args.rate, burst, style, args.state_url))
+                rows.append(run_one(count, args.tasks, args.rate, burst, style, args.state_url,
+                                    args.judge))
                 if not args.json:
                     print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     with_ratios(rows)

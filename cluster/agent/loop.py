@@ -99,7 +99,9 @@ class Agent:
         self.client = client
         self.client.remote.on_stale_lock = lambda lock: self.events.emit(
             "stale_lock_cleared", lock=str(lock))
-        self.waker = Waker(self.client.remote.path)
+        # A remote whose files are on this machine (a plain path or a file:// URL) wakes us
+        # when main moves; any other is polled (events are hints either way).
+        self.waker = Waker(self.client.remote.files)
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
         self.started_at = time.time()
@@ -221,8 +223,8 @@ class Agent:
         if self.st.stopping and time.time() - self.st.stop_at > self.config.stop_grace_seconds:
             for item in self.st.running.values():
                 item.cancel.set()  # past the grace period: stop and release what is held
-        if claimed:
-            return 0.0  # there may be more to take right away
+        if claimed and len(self.st.running) < self.config.max_tasks:
+            return 0.0  # there may be more to take right away (with no free slot: a read less)
         if self.config.exit_when_idle and self._idle(snap):
             self._maybe_fold(self.client.snapshot(), final=True)
             return None
@@ -327,8 +329,7 @@ class Agent:
         if snap.settings.hosted:  # a refused claim is a push too: see _stagger
             stretch = self._stagger() / STAGGER
             seen = {key: now - (now - at) / stretch for key, at in seen.items()}
-        mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
-                        seen, now)
+        mine = assigned(snap, self.config.id, candidates, seen, now)
         claimed = 0
         for task in mine[:free]:
             with self._pushing("claim", snap, {*self.st.running, task.key}):

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -39,6 +40,25 @@ def cmd_state_init(args: argparse.Namespace) -> int:
     hooks = Path(args.hooks) if args.hooks else _default_hooks()
     commit = init_state_repo(Path(args.path).expanduser().resolve(), hooks=hooks)
     print(f"initialised state repo {args.path} (main at {commit[:12]})")
+    return 0
+
+
+def cmd_state_judge(args: argparse.Namespace) -> int:
+    from cluster.cli.serving import stop_on_signals
+    from cluster.hooks.judged import JudgeServer, socket_path
+
+    server = JudgeServer(Path(args.repo).expanduser())
+    stop = stop_on_signals()
+    thread = threading.Thread(target=server.serve, name="judge")
+    thread.start()
+    print(f"judging pushes to {server.git_dir} at {socket_path(server.git_dir)}", flush=True)
+    while thread.is_alive() and not stop.wait(0.5):
+        pass
+    server.shutdown()
+    thread.join()
+    if server.stale.is_set() and not stop.is_set():
+        print("the rules changed on disk: stopped (start the server again)", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -218,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path")
     init.add_argument("--hooks", help="directory of server hooks to install")
     init.set_defaults(func=cmd_state_init)
+    judge = state.add_parser(
+        "judge", help="keep the pre-receive rules warm for a bare state repo's hook "
+                      "(one per repo, run as its owner; the hook works without it)")
+    judge.add_argument("--repo", required=True, help="path of the bare state repo")
+    judge.set_defaults(func=cmd_state_judge)
 
     task = sub.add_parser("task", help="submit, list, show and cancel tasks").add_subparsers(
         dest="task_command", required=True)

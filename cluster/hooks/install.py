@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,12 @@ HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 SERVER_HOOKS = ("pre-receive", "update", "post-receive")
 CLIENT_HOOKS = ("pre-commit",)
 PYTHON_LINE = re.compile(rb"^CLUSTER_HOOK_PYTHON=.*$", re.MULTILINE)
+PATH_LINE = re.compile(rb"^CLUSTER_HOOK_PATH=.*$", re.MULTILINE)
+# Run by the hook's interpreter at install: where it finds the project (an editable install's
+# finder included) and everything `site` would have put on its path.
+_WHERE = ("import os, sys, cluster\n"
+          "root = os.path.dirname(os.path.dirname(os.path.abspath(cluster.__file__)))\n"
+          "print('\\n'.join(dict.fromkeys([root, *(p for p in sys.path if os.path.isdir(p))])))")
 
 
 def interpreter(environ: Mapping[str, str] | None = None) -> str:
@@ -25,16 +32,35 @@ def interpreter(environ: Mapping[str, str] | None = None) -> str:
     return env.get("CLUSTER_PYTHON") or str(Path(sys.executable).absolute())
 
 
-def render(script: bytes, python: str) -> bytes:
-    """The hook script with ``python`` recorded as its interpreter."""
+def import_path(python: str) -> str:
+    """The directories ``python`` imports the project and its libraries from, joined by
+    ``:``, for a hook that starts it without ``site``; empty (the hook then starts it as
+    usual) when it cannot say, or when a directory's name would not survive the join."""
+    try:
+        done = subprocess.run([python, "-P", "-c", _WHERE], capture_output=True, text=True,
+                              timeout=60, cwd="/", check=False)
+    except OSError:
+        return ""
+    dirs = done.stdout.splitlines()
+    if done.returncode != 0 or not dirs or any(":" in d or not d.startswith("/") for d in dirs):
+        return ""
+    return ":".join(dirs)
+
+
+def render(script: bytes, python: str, path: str = "") -> bytes:
+    """The hook script with ``python`` recorded as its interpreter and ``path`` (see
+    :func:`import_path`) as the directories it imports from."""
     line = f"CLUSTER_HOOK_PYTHON={shlex.quote(python)}".encode()
-    return PYTHON_LINE.sub(lambda _: line, script, count=1)
+    script = PYTHON_LINE.sub(lambda _: line, script, count=1)
+    path_line = f"CLUSTER_HOOK_PATH={shlex.quote(path)}".encode()
+    return PATH_LINE.sub(lambda _: path_line, script, count=1)
 
 
 def install_into(target: Path, source: Path, names: tuple[str, ...],
                  python: str | None = None) -> list[str]:
     """Copy the hooks ``names`` found in ``source`` into the hooks directory ``target``."""
     python = python or interpreter()
+    dirs = import_path(python)
     installed = []
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -43,7 +69,7 @@ def install_into(target: Path, source: Path, names: tuple[str, ...],
             continue
         path = target / name
         temp = target / f".{name}.tmp"
-        temp.write_bytes(render(hook.read_bytes(), python))
+        temp.write_bytes(render(hook.read_bytes(), python, dirs))
         temp.chmod(0o755)
         temp.replace(path)
         installed.append(name)

@@ -46,14 +46,19 @@ class Push:
     store: ObjectStore
     updates: list[Update]
     refs: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the hook's git variables (hook_env)
     _folded: Mapping[str, str] | None = None
 
     @classmethod
-    def open(cls, git_dir: Path, updates: list[Update]) -> Push:
+    def open(cls, git_dir: Path, updates: list[Update],
+             environ: Mapping[str, str] | None = None) -> Push:
+        """The push git is receiving into ``git_dir``; ``environ`` is the hook's environment
+        (this process's by default; the judge server's client sends its own)."""
         # Read from the repository's files, as agents on a plain path do: a git process less
         # per push (the quarantine holds only the pushed objects; refs are the repository's).
         refs = read_refs(git_dir, [MAIN, CLAIMS.rstrip("/")])
-        return cls(git_dir, ObjectStore(git_dir, hook_env()), updates, refs)
+        env = hook_env(environ)
+        return cls(git_dir, ObjectStore(git_dir, env), updates, refs, env)
 
     @property
     def main(self) -> Update | None:
@@ -81,17 +86,17 @@ class Push:
         """Ids a fold archived anywhere in main's history before this push (even those a
         later commit took out of archive/): an id runs once (cluster.state.history)."""
         if self._folded is None:
-            self._folded = FoldLedger(self.git_dir, hook_env()).update(self.refs.get(MAIN))
+            self._folded = FoldLedger(self.git_dir, self.env).update(self.refs.get(MAIN))
         return self._folded
 
     def new_commits(self, tip: str) -> list[str]:
         """Commits reachable from ``tip`` and from no ref yet, oldest first."""
         done = run_git(["rev-list", "--topo-order", "--reverse", tip, "--not", "--all"],
-                       git_dir=self.git_dir, env=hook_env())
+                       git_dir=self.git_dir, env=self.env)
         return done.stdout.split()
 
     def is_ancestor(self, old: str, new: str) -> bool:
-        return is_ancestor(self.git_dir, old, new, env=hook_env())
+        return is_ancestor(self.git_dir, old, new, env=self.env)
 
     def close(self) -> None:
         self.store.close()

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from cluster.errors import ClusterError
 from cluster.hooks.claimref import check_agent, check_claim
 from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
 from cluster.state.reflocks import clear_stale
 
 OTHER_REF = "only refs/heads/main, refs/claims/<key> and refs/agents/<id> exist in a state repo"
+VERDICT = "push refused by the state repo's rules (docs/hooks.md)"
 
 
-def judge(git_dir: Path, lines: Iterable[str]) -> list[str]:
-    """Every problem of the push described by pre-receive's input ``lines``; empty: accept."""
-    push = Push.open(git_dir, parse_updates(lines))
+def judge(git_dir: Path, lines: Iterable[str],
+          environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem of the push described by pre-receive's input ``lines``; empty: accept.
+    ``environ``: the hook's environment (git's quarantine variables), this process's by
+    default."""
+    push = Push.open(git_dir, parse_updates(lines), environ)
     try:
         problems: list[str] = []
         folded: set[str] = set()
@@ -46,3 +51,27 @@ def clear_stale_locks(git_dir: Path, lines: Iterable[str]) -> list[Path]:
     if any(u.new is None for u in updates):
         locks.append(git_dir / "packed-refs.lock")  # git takes it to delete a ref
     return clear_stale(locks, git_dir)
+
+
+def pre_receive(git_dir: Path, lines: list[str],
+                environ: Mapping[str, str] | None = None) -> tuple[int, list[str]]:
+    """The whole hook: its exit code and the lines it prints."""
+    try:
+        return verdict(git_dir, lines, environ)
+    except ClusterError as exc:
+        return 1, [f"pre-receive: {exc}"]
+
+
+def verdict(git_dir: Path, lines: list[str],
+            environ: Mapping[str, str] | None = None) -> tuple[int, list[str]]:
+    """:func:`pre_receive` without its last resort: a ClusterError (a git command that
+    failed, say) is raised, so that the judge server can leave such a push to the hook
+    itself, in the hook's own environment (cluster.hooks.judged)."""
+    problems = judge(git_dir, lines, environ)
+    if not problems:
+        return 0, [f"pre-receive: removed {lock}, left by a writer that died"
+                   for lock in clear_stale_locks(git_dir, lines)]
+    from cluster.state.schema import one_line  # the task schema: heavy, and only now needed
+
+    # A name from the push may hold a newline: each problem one line.
+    return 1, [*(one_line(problem, limit=2000) for problem in problems), VERDICT]

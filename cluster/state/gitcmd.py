@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cluster.errors import GitError, RemoteUnavailable
 from cluster.state.reflocks import locks_named
@@ -104,6 +103,10 @@ def hook_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def transport_config(url: str) -> list[tuple[str, str]]:
     """Plain http is allowed for one command only when it talks to a loopback address."""
+    if not url.startswith("http:"):
+        return []
+    from urllib.parse import urlsplit  # only here: the hook's imports are paid per push
+
     parts = urlsplit(url)
     if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK:
         return [("protocol.http.allow", "always")]

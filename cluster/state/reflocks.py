@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,7 +49,7 @@ def clear_if_stale(lock: Path, min_age: float = STALE_LOCK_SECONDS) -> bool:
     if time.time() - seen.st_mtime < min_age:
         return False
     stem = lock.name.removesuffix(LOCK_SUFFIX)
-    aside = lock.with_name(f"{stem}.stale-{os.getpid()}-{secrets.token_hex(4)}{LOCK_SUFFIX}")
+    aside = lock.with_name(f"{stem}.stale-{os.getpid()}-{os.urandom(4).hex()}{LOCK_SUFFIX}")
     try:
         lock.rename(aside)
     except FileNotFoundError:

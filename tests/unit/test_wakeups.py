@@ -1,0 +1,25 @@
+"""Wake-ups: an agent whose state repo's files are on its machine is woken when main moves,
+whether it was given the plain path or a file:// URL, not at its next poll."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import commit_files, git, make_state, poll, task_doc, task_files
+
+
+@pytest.mark.parametrize("style", ["path", "file"])
+def test_a_task_landing_wakes_an_idle_agent(tmp_path: Path, agents: Any, style: str) -> None:
+    repo = make_state(tmp_path)
+    url = str(repo) if style == "path" else f"file://{repo}"
+    # Nothing else would wake it within the test's deadline: polls and heartbeats every 60 s.
+    agent = agents(url, "agent-0", lease=300, heartbeat=60, poll_s=60)
+    poll(lambda: agent.saw("started"), 60, lambda: f"agent did not start:\n{agent.tail()}")
+    poll(lambda: git(["for-each-ref", "refs/agents/agent-0"], repo).strip(), 60,
+         lambda: f"no first heartbeat:\n{agent.tail()}")  # its first reading is done
+    commit_files(repo, task_files([task_doc("woken")]), tmp_path / "person")
+    poll(lambda: agent.saw("claimed", "woken"), 20,
+         lambda: f"the agent did not wake for the new task within 20 s:\n{agent.tail()}")
