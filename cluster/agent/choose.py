@@ -68,9 +68,8 @@ def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
     names the same owner whatever else it sees (a matching that also spent each agent's free
     slots shifted whenever one agent's view of a claim or a heartbeat lagged another's, and
     agents raced). A task owned by another agent becomes claimable by the next agent in its
-    order after STAGGER seconds, counting only the agents ahead that have a free slot by
-    their heartbeats: the first free one after STAGGER, the second after 2 x STAGGER and so
-    on, so a busy or dead owner delays a task by a fraction of a second, not a lease.
+    order after STAGGER seconds, by the one after after 2 x STAGGER and so on, so a busy or
+    dead owner delays a task by seconds at most, not a lease.
     """
     # Only agents that claim own tasks: a paused, blocked or draining one takes none. The
     # line is every such agent heard from within LINE_WINDOW, not only those online by the
@@ -78,8 +77,6 @@ def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
     # view would make both think themselves first.
     online = {hb.id: hb for hb in snap.agents.values()
               if hb.id != me and hb.state == "running" and now - hb.last_seen < LINE_WINDOW}
-    has_slot = {a for a, hb in online.items()
-                if hb.online(now) and hb.max_tasks > len(hb.holding)}
     mine: list[TaskView] = []
     late: list[TaskView] = []
     for task in candidates:
@@ -90,8 +87,10 @@ def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
         if not ahead:
             mine.append(task)
             continue
-        waits = sum(1 for a in ahead if a in has_slot)
-        if now - first_seen.get(task.key, now) >= STAGGER * max(1, waits):
+        # Its place in the line, not among the agents ahead that look free: those views
+        # differ, and agents that each thought nobody free was ahead of them all stepped in
+        # at once.
+        if now - first_seen.get(task.key, now) >= STAGGER * len(ahead):
             late.append(task)
     return mine + late
 

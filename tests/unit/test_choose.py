@@ -88,3 +88,17 @@ def test_owners_stay_put_when_agents_see_different_claims_and_heartbeats() -> No
     contested = {key: who for key, who in owners.items() if len(who) > 1}
     assert not contested, f"tasks two agents would claim at once: {contested}"
     assert sum(1 for who in owners.values() if who) >= len(tasks) - 4
+
+
+def test_behind_a_busy_owner_agents_step_in_one_at_a_time() -> None:
+    """Every heartbeat says busy (stale under load): still one more agent may try the task
+    per STAGGER, in rendezvous order, never all of them at once."""
+    now = time.time()
+    agents = [f"agent-{n}" for n in range(8)]
+    snap = snapshot([task("t")], [beat(a, now, holding=("x",)) for a in agents])
+    candidates = claimable(snap, {"backend"}, set(), now)
+    seen = {"t": now}
+    for steps in range(1, len(agents)):
+        at = now + STAGGER * (steps + 0.5)
+        trying = [a for a in agents if assigned(snap, a, candidates, seen, at)]
+        assert len(trying) == steps + 1, f"after {steps + 0.5} staggers: {trying}"
