@@ -260,3 +260,16 @@ def test_a_server_that_cannot_judge_leaves_the_push_to_the_hook(
     done = run_script(repo.path, lines)
     assert ok and done.returncode == 0, done.stderr
     assert server.answered == 0
+
+
+def test_recorded_directories_that_moved_fall_back_to_a_usual_start(repo: Repo) -> None:
+    """A release that moved leaves the recorded import path stale: the hook still judges."""
+    hook = repo.path / "hooks" / "pre-receive"
+    text = hook.read_text()
+    recorded = next(x for x in text.splitlines() if x.startswith("CLUSTER_HOOK_PATH="))
+    hook.write_text(text.replace(recorded, "CLUSTER_HOOK_PATH=/nonexistent/release"))
+    for name in ("first claim", "claim naming another task"):
+        lines, ok = CASES[name](repo)
+        done = run_script(repo.path, lines)
+        assert (done.returncode, done.stderr.splitlines()) == alone(repo.path, lines), name
+        assert (done.returncode == 0) == ok
