@@ -329,7 +329,8 @@ class Agent:
         if snap.settings.hosted:  # a refused claim is a push too: see _stagger
             stretch = self._stagger() / STAGGER
             seen = {key: now - (now - at) / stretch for key, at in seen.items()}
-        mine = assigned(snap, self.config.id, candidates, seen, now)
+        mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
+                        seen, now)
         claimed = 0
         for task in mine[:free]:
             with self._pushing("claim", snap, {*self.st.running, task.key}):
