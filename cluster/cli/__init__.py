@@ -6,7 +6,6 @@ import argparse
 import getpass
 import json
 import sys
-import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -45,17 +44,14 @@ def cmd_state_init(args: argparse.Namespace) -> int:
 
 def cmd_state_judge(args: argparse.Namespace) -> int:
     from cluster.cli.serving import stop_on_signals
-    from cluster.hooks.judged import JudgeServer, socket_path
+    from cluster.hooks.judged import serving, socket_path
 
-    server = JudgeServer(Path(args.repo).expanduser())
     stop = stop_on_signals()
-    thread = threading.Thread(target=server.serve, name="judge")
-    thread.start()
-    print(f"judging pushes to {server.git_dir} at {socket_path(server.git_dir)}", flush=True)
-    while thread.is_alive() and not stop.wait(0.5):
-        pass
-    server.shutdown()
-    thread.join()
+    with serving(Path(args.repo).expanduser()) as server:
+        print(f"judging pushes to {server.git_dir} at {socket_path(server.git_dir)}",
+              flush=True)
+        while not server.stale.is_set() and not stop.wait(0.5):
+            pass
     if server.stale.is_set() and not stop.is_set():
         print("the rules changed on disk: stopped (start the server again)", file=sys.stderr)
         return 3

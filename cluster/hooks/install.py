@@ -39,7 +39,7 @@ def import_path(python: str) -> str:
     try:
         done = subprocess.run([python, "-P", "-c", _WHERE], capture_output=True, text=True,
                               timeout=60, cwd="/", check=False)
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return ""
     dirs = done.stdout.splitlines()
     if done.returncode != 0 or not dirs or any(":" in d or not d.startswith("/") for d in dirs):
@@ -60,16 +60,19 @@ def install_into(target: Path, source: Path, names: tuple[str, ...],
                  python: str | None = None) -> list[str]:
     """Copy the hooks ``names`` found in ``source`` into the hooks directory ``target``."""
     python = python or interpreter()
-    dirs = import_path(python)
+    dirs: str | None = None  # asked of the interpreter once, and only for a script that uses it
     installed = []
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
         hook = source / name
         if not hook.is_file():
             continue
+        script = hook.read_bytes()
+        if dirs is None and PATH_LINE.search(script):
+            dirs = import_path(python)
         path = target / name
         temp = target / f".{name}.tmp"
-        temp.write_bytes(render(hook.read_bytes(), python, dirs))
+        temp.write_bytes(render(script, python, dirs or ""))
         temp.chmod(0o755)
         temp.replace(path)
         installed.append(name)
