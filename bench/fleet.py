@@ -18,8 +18,9 @@ people and intake push them). For each N it reports:
 - the state host's CPU: for a test host (``--host``: one started through
   cluster.testhosts.statehost and removed afterwards) the container's cgroup ``usage_usec``
   (sshd, receive-pack, upload-pack for the agents' polls: all of it); for a local repo (the
-  default, a file:// URL with the server hooks installed) the pre-receive hooks' own CPU,
-  summed from a wrapper's ``times`` (receive-pack itself is not counted);
+  default, a file:// URL with the server hooks installed and the judge server running beside
+  it, as on a state host; ``--no-judge`` leaves it out) the pre-receive hooks' own CPU, summed
+  from a wrapper's ``times``, plus the judge server's (receive-pack itself is not counted);
 - the history checker on the repo afterwards: duplicated, lost and stale must all be 0.
 
 ``--scale`` shrinks every interval of the hosted profile (and the tasks) by one factor, so
@@ -49,7 +50,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.claims import land  # noqa: E402
+from bench.claims import land, start_judge  # noqa: E402
 from cluster.agent.config import AgentConfig, SandboxConfig  # noqa: E402
 from cluster.agent.events import EventLog  # noqa: E402
 from cluster.agent.loop import Agent  # noqa: E402
@@ -184,22 +185,35 @@ def settings_for(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
-def local_bed(work: Path, settings: bytes) -> Iterator[Bed]:
+def local_bed(work: Path, settings: bytes, judged: bool) -> Iterator[Bed]:
     repo = work / "state.git"
     init_state_repo(repo, settings=settings, hooks=HOOKS)
     hook = repo / "hooks" / "pre-receive"
     hook.rename(hook.with_name("pre-receive.real"))
     hook.write_text(WRAPPER)
     hook.chmod(0o755)
+    judge = start_judge(repo) if judged else None
 
     def cpu() -> float:
         log = repo / "cpu.log"
         lines = log.read_text().splitlines() if log.exists() else []
         children = (line.split() for line in lines[1::2])
-        return sum(_seconds(a) + _seconds(b) for a, b in children)
+        hooks = sum(_seconds(a) + _seconds(b) for a, b in children)
+        return hooks + (_process_cpu(judge.pid) if judge else 0.0)
 
-    yield Bed(f"file://{repo}", {}, repo, cpu, "pre-receive hooks' CPU (local)",
-              lambda dest: repo)
+    what = "pre-receive hooks' CPU" + (" and the judge server's" if judge else "") + " (local)"
+    try:
+        yield Bed(f"file://{repo}", {}, repo, cpu, what, lambda dest: repo)
+    finally:
+        if judge is not None:
+            judge.kill()
+            judge.wait()
+
+
+def _process_cpu(pid: int) -> float:
+    """User and system CPU seconds of a running process (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _seconds(text: str) -> float:
@@ -354,7 +368,7 @@ def run_one(count: int, args: argparse.Namespace) -> dict[str, Any]:
         elif args.state_url:
             cm = url_bed(args.state_url)
         else:
-            cm = local_bed(work, text)
+            cm = local_bed(work, text, args.judge)
         with cm as bed:
             return measure(bed, work, count, args, settings)
 
@@ -452,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--state-url", help="an existing, fresh state repo (ssh://...)")
     where.add_argument("--host", action="store_true",
                        help="start a test host serving the state repo over SSH, remove it after")
+    parser.add_argument("--no-judge", dest="judge", action="store_false",
+                        help="local repo: leave out the judge server, so that every push "
+                             "starts the whole hook")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.task_seconds is None:

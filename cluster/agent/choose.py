@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 
-from cluster.state.records import Release
+from cluster.state.records import Claim, Release
 from cluster.state.snapshot import Snapshot, TaskView
 
 INVALID_GRACE = 10.0  # others step in for the elected agent after this long
-STAGGER = 0.3  # the next agent in rendezvous order may take a task after this long
+STAGGER = 0.3  # the least wait between places in a task's rendezvous line (pace.py)
+LINE_WINDOW = 120.0  # agents heard from this recently stand in a task's rendezvous line
 
 
 def rank(key: str, agent: str) -> int:
@@ -57,40 +58,56 @@ def claimable(snap: Snapshot, specialties: Collection[str], busy: Collection[str
     return out
 
 
-def assigned(snap: Snapshot, me: str, specialties: Collection[str], free: int,
-             candidates: list[TaskView], first_seen: Mapping[str, float],
-             now: float) -> list[TaskView]:
-    """The candidates ``me`` should try now: those matched to it, then fallbacks.
+def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
+             first_seen: Mapping[str, float], now: float,
+             stagger: float = STAGGER) -> list[TaskView]:
+    """The candidates ``me`` should try now: those it owns, then fallbacks.
 
-    Every agent computes the same matching of the top candidates to the online agents with
-    free slots, so they rarely race. A task matched to another agent becomes claimable by the
-    next agent in its rendezvous order after STAGGER seconds, the one after after 2 x STAGGER,
-    and so on: a busy or dead agent delays a task by a fraction of a second, not a lease.
+    Each task is owned by the running agent serving its specialty, heard from within
+    LINE_WINDOW, that ranks first for it in rendezvous order: decided for each task alone,
+    from the set of agents only, so every agent
+    names the same owner whatever else it sees (a matching that also spent each agent's free
+    slots shifted whenever one agent's view of a claim or a heartbeat lagged another's, and
+    agents raced). A task owned by another agent becomes claimable by the next agent in its
+    order ``stagger`` seconds after ``me`` first saw it, by the one after after 2 x
+    ``stagger`` and so on (cluster.agent.pace sizes it), so a busy or dead owner delays a
+    task by a few staggers, not a lease.
     """
-    # Only agents that claim get tasks matched: a paused, blocked or draining one takes none.
-    slots = {hb.id: max(0, hb.max_tasks - len(hb.holding))
-             for hb in snap.online_agents(now) if hb.id != me and hb.state == "running"}
-    slots[me] = free
-    serves = {hb.id: set(hb.specialties) for hb in snap.agents.values()}
-    serves[me] = set(specialties)
+    # Only agents that claim own tasks: a paused, blocked or draining one takes none. The
+    # line is every such agent heard from within LINE_WINDOW, not only those online by the
+    # heartbeat rule: under load heartbeats lag, and an agent that dropped out of another's
+    # view would make both think themselves first.
+    online = {hb.id: hb for hb in snap.agents.values()
+              if hb.id != me and hb.state == "running" and now - hb.last_seen < LINE_WINDOW}
     mine: list[TaskView] = []
     late: list[TaskView] = []
     for task in candidates:
         assert task.spec is not None
         specialty = task.spec.specialty
-        able = [a for a, n in slots.items() if n > 0 and specialty in serves[a]]
-        best = min(able, key=lambda a: rank(task.key, a)) if able else None
-        if best is not None:
-            slots[best] -= 1
-        if best == me:
+        lapsed = lapsed_holder(snap, task.key, now)
+        ahead = [a for a, hb in online.items() if a != lapsed
+                 and specialty in hb.specialties and rank(task.key, a) < rank(task.key, me)]
+        if not ahead:
             mine.append(task)
             continue
-        line = sorted((a for a in serves if specialty in serves[a]),
-                      key=lambda a: rank(task.key, a))
-        position = line.index(me) if me in line else len(line)
-        if now - first_seen.get(task.key, now) >= STAGGER * max(1, position):
+        # Its place in the line, not among the agents ahead that look free: those views
+        # differ, and agents that each thought nobody free was ahead of them all stepped in
+        # at once.
+        if now - first_seen.get(task.key, now) >= stagger * len(ahead):
             late.append(task)
     return mine + late
+
+
+def lapsed_holder(snap: Snapshot, key: str, now: float) -> str | None:
+    """The agent whose lease on ``key`` ran out, if it did: it leaves that task's line, so
+    the task is taken over at once rather than a stagger later (the holder, frozen or cut
+    off, would otherwise still own it while its heartbeat is recent, and might come back to
+    renew a lease nobody took)."""
+    view = snap.claims.get(key)
+    record = view.record if view is not None else None
+    if isinstance(record, Claim) and snap.state(key, now) == "stale":
+        return record.agent
+    return None
 
 
 def elected(snap: Snapshot, me: str, key: str, since: float, now: float) -> bool:

@@ -17,7 +17,6 @@ from typing import cast
 
 from cluster import __version__
 from cluster.agent.choose import (
-    STAGGER,
     assigned,
     claimable,
     dependency_verdict,
@@ -28,6 +27,7 @@ from cluster.agent.config import AgentConfig
 from cluster.agent.credentials import MAX_PAUSE, Pause, shared_pause
 from cluster.agent.events import EventLog
 from cluster.agent.metrics import Metrics
+from cluster.agent.pace import Pace
 from cluster.agent.pushes import HOUR, IN_PLACE, CountedRemote
 from cluster.agent.runner import AttemptReport, Runner
 from cluster.errors import ClusterError
@@ -104,6 +104,7 @@ class Agent:
         self.waker = Waker(self.client.remote.files)
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
+        self.pace = Pace()  # how fast this agent reads and claims: its fallbacks' stagger
         self.started_at = time.time()
         self.metrics = Metrics(config.id)
         self.in_place: deque[float] = deque()  # when our IN_PLACE pushes went out
@@ -162,7 +163,7 @@ class Agent:
                 timeout = self._iterate()
                 if timeout is None:
                     break
-                self.waker.wait(timeout)
+                self.waker.wait(timeout, refs=self._would_claim())
         finally:
             self._shutdown()
             if server is not None:
@@ -194,6 +195,7 @@ class Agent:
             snap = self.client.snapshot()
         except ClusterError as exc:
             return self._remote_trouble(exc)
+        self.pace.saw_read(time.time() - read_at)
         if self.st.backoff:
             self.events.emit("remote_back")
             self.st.backoff = 0.0
@@ -207,7 +209,7 @@ class Agent:
             elif self.st.heartbeat_tip is None:  # first say we are here: others match with us
                 self._renew_hosted(snap)
             claimed = 0
-            if not self.st.stopping and self.st.blocked is None and self._pause() is None:
+            if self._would_claim():
                 claimed = self._claim(snap)
             if self.hosted:  # after the claims, whose pushes may have carried the heartbeat
                 self._notice_lost(snap, read_at)
@@ -288,7 +290,7 @@ class Agent:
         deadlines = [now + self.config.poll_seconds, due]
         deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
         if self.st.first_seen:  # tasks matched to others may become ours, step by step
-            deadlines.append(now + (self._stagger() if settings.hosted else STAGGER))
+            deadlines.append(now + self._stagger())
         deadlines += [c.until for c in self.st.cooling.values()]
         finished = [v.finished_at for v in snap.claims.values() if v.finished_at is not None]
         if finished:
@@ -311,6 +313,11 @@ class Agent:
 
     # -- claiming -------------------------------------------------------------------------
 
+    def _would_claim(self) -> bool:
+        """Would new work on main be claimed now? (If not, main's moves need not wake us.)"""
+        return (len(self.st.running) < self.config.max_tasks and not self.st.stopping
+                and self.st.blocked is None and self._pause() is None)
+
     def _serves(self, task: TaskView) -> bool:
         return task.spec is not None and task.spec.specialty in self.config.specialties
 
@@ -325,16 +332,14 @@ class Agent:
         candidates = [t for t in claimable(snap, self.config.specialties, self.st.running, now)
                       if t.key not in self.st.cooling or self.st.cooling[t.key].until <= now]
         self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
-        seen = self.st.first_seen
-        if snap.settings.hosted:  # a refused claim is a push too: see _stagger
-            stretch = self._stagger() / STAGGER
-            seen = {key: now - (now - at) / stretch for key, at in seen.items()}
-        mine = assigned(snap, self.config.id, self.config.specialties, free, candidates,
-                        seen, now)
+        mine = assigned(snap, self.config.id, candidates, self.st.first_seen, now,
+                        self._stagger())
         claimed = 0
         for task in mine[:free]:
+            pushed_at = time.monotonic()
             with self._pushing("claim", snap, {*self.st.running, task.key}):
                 got = self.client.claim(snap, task, self._lease(snap, task))
+            self.pace.saw_push(time.monotonic() - pushed_at)
             if isinstance(got, Result):
                 self.events.emit("lost_on_last_attempt", task.key, reason=got.reason)
                 claimed += 1  # a state change like a claim: re-read now, so the fold sees it
@@ -349,11 +354,10 @@ class Agent:
         return claimed
 
     def _stagger(self) -> float:
-        """Hosted profile: how long a task matched to another agent waits before the next in
-        its rendezvous order may claim it: a poll interval (at least STAGGER), so that the
-        agent it was matched with, which may see it only at its next poll, gets it first,
-        rather than every agent's fallback running out before and their claims colliding."""
-        return max(STAGGER, self.config.poll_seconds)
+        """How long a task owned by another agent waits per place in its line (pace.py): a
+        poll interval more where the owner learns of new work only by polling."""
+        polled = self.hosted or not self.waker.watching
+        return self.pace.stagger(self.config.poll_seconds, polled=polled)
 
     def _cool(self, snap: Snapshot, key: str) -> Cooling:
         """Skip ``key`` for a while, longer each time its claim is refused on the same tip,

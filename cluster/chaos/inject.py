@@ -20,6 +20,8 @@ from cluster.testhosts.faults import restart_host
 
 Holders = Callable[[], dict[str, list[str]]]  # agent id (= host name) -> task keys it holds
 KILL_SETTLE = 8.0  # systemd's RestartSec plus the agent's start: the host is busy meanwhile
+STOP_HOLD_WAIT = 30.0  # a SIGSTOP waits this long at most for its agent to hold a claim
+STOP_RETRY_GAP = 1.0  # running time between two tries
 JOIN_MARGIN = 240.0  # a reboot's worst case (stop timeout, boot, sshd) on a loaded machine
 
 
@@ -45,6 +47,7 @@ class Injector:
     skipped: list[Fault] = field(default_factory=list)
     _busy: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reading: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
     _abort: threading.Event = field(default_factory=threading.Event)
 
@@ -88,10 +91,11 @@ class Injector:
         thread.start()
 
     def _safe_holders(self) -> dict[str, list[str]]:
-        try:
-            return self.holders()
-        except ClusterError:
-            return {}
+        with self._reading:  # one reader (a StateClient and its mirror) for every thread
+            try:
+                return self.holders()
+            except ClusterError:
+                return {}
 
     def _play(self, record: FaultRecord) -> None:
         try:
@@ -111,16 +115,31 @@ class Injector:
         return detail
 
     def _stop(self, record: FaultRecord) -> str:
-        pid = actions.agent_pid(record.host)
-        if not pid:
-            return "no agent process"
-        record.at = time.time()
-        actions.signal_pid(record.host, pid, "STOP")
-        try:
-            self._abort.wait(record.seconds)
-        finally:
-            actions.signal_pid(record.host, pid, "CONT")
-        return f"paused pid {pid}"
+        """Freeze the agent while it holds a claim, past its lease: the fleet takes the task
+        over and the holder, resumed, must find itself fenced.
+
+        Who holds what is read *after* the SIGSTOP, when the frozen agent can change nothing,
+        so the record says what the pause really held (tasks of a second or two often ended
+        between an earlier read and the signal). A pause that finds nothing held is undone at
+        once and tried again, for up to STOP_HOLD_WAIT seconds; then it pauses whatever it
+        caught, and says so."""
+        deadline = time.monotonic() + STOP_HOLD_WAIT
+        while True:
+            pid = actions.agent_pid(record.host)
+            if not pid:
+                return "no agent process"
+            record.at = time.time()
+            actions.signal_pid(record.host, pid, "STOP")
+            try:
+                record.held = sorted(self._safe_holders().get(record.host, []))
+                last = time.monotonic() >= deadline or self._abort.is_set()
+                if record.held or last:
+                    self._abort.wait(record.seconds)
+            finally:
+                actions.signal_pid(record.host, pid, "CONT")
+            if record.held or last:
+                return f"paused pid {pid}" + ("" if record.held else " (holding nothing)")
+            self._abort.wait(STOP_RETRY_GAP)  # let it run and claim before the next try
 
     def _cut(self, record: FaultRecord) -> str:
         record.at = time.time()

@@ -15,8 +15,8 @@ _RELEVANT = ("/refs/heads/",)
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, event: threading.Event) -> None:
-        self._event = event
+    def __init__(self, waker: Waker) -> None:
+        self._waker = waker
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         for raw in (event.src_path, getattr(event, "dest_path", "")):
@@ -24,15 +24,18 @@ class _Handler(FileSystemEventHandler):
             if not path or path.endswith(".lock"):
                 continue
             if path.endswith("packed-refs") or any(part in path for part in _RELEVANT):
-                self._event.set()
+                self._waker.moved()
                 return
 
 
 class Waker:
-    """``wait`` returns early when the remote may have changed; events are only hints."""
+    """``wait`` returns early when the remote may have changed (if the caller wants to know)
+    or when poked; events are only hints."""
 
     def __init__(self, local_repo: Path | None) -> None:
-        self._event = threading.Event()
+        self._ready = threading.Condition()
+        self._moved = False  # main may have moved since the last wait
+        self._poked = False
         self._repo = local_repo
         self._observer: Any = None  # watchdog's Observer is a platform-chosen class
 
@@ -43,7 +46,7 @@ class Waker:
         if not heads.is_dir():
             return
         observer = Observer()
-        handler = _Handler(self._event)
+        handler = _Handler(self)
         # Not recursive over refs/: claim refs churn with every claim and renewal, and a
         # recursive watch there overflows the inotify queue under load.
         observer.schedule(handler, str(heads), recursive=False)
@@ -51,6 +54,11 @@ class Waker:
         observer.daemon = True
         observer.start()
         self._observer = observer
+
+    @property
+    def watching(self) -> bool:
+        """Whether main's ref events reach us (else only the fallback interval does)."""
+        return self._observer is not None
 
     def restart(self) -> None:
         """After the remote went away and came back: watch the directory that is there now."""
@@ -63,10 +71,26 @@ class Waker:
             self._observer.join(timeout=5)
             self._observer = None
 
-    def poke(self) -> None:
-        self._event.set()
+    def moved(self) -> None:
+        """Main may have moved (a ref event)."""
+        with self._ready:
+            self._moved = True
+            self._ready.notify_all()
 
-    def wait(self, timeout: float) -> bool:
-        woke = self._event.wait(max(0.0, timeout))
-        self._event.clear()
-        return woke
+    def poke(self) -> None:
+        """Something of our own happened (a task ended, a stop was asked for)."""
+        with self._ready:
+            self._poked = True
+            self._ready.notify_all()
+
+    def wait(self, timeout: float, *, refs: bool = True) -> bool:
+        """Up to ``timeout`` seconds, until poked or, with ``refs``, until main may have
+        moved: an agent with no free slot gains nothing from reading new work, and under a
+        task stream every wake-up of every busy agent was a read of the repo. Whatever ends
+        the wait, the caller reads the repo next, so both hints are spent; one arriving
+        during that read ends the next wait."""
+        with self._ready:
+            woke = self._ready.wait_for(lambda: self._poked or (refs and self._moved),
+                                        max(0.0, timeout))  # fmt: skip
+            self._poked = self._moved = False
+            return woke

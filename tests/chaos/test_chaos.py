@@ -35,5 +35,6 @@ def test_history_shows_takeovers_and_fenced_holders(chaos_run: Outcome) -> None:
     assert any(r.kind in ("kill", "stop") for r in chaos_run.reclaims), chaos_run.reclaims
     events = chaos_run.events
     assert events["takeover"] >= 1, events
-    assert events["claim_lost"] + events["result_fenced"] >= 1, events
+    paused = [(f.host, f.held, f.detail) for f in chaos_run.faults if f.kind == "stop"]
+    assert events["claim_lost"] + events["result_fenced"] >= 1, (events, paused)
     assert events["remote_unavailable"] >= 1, events  # the cut host noticed, then recovered

@@ -23,3 +23,30 @@ def test_a_task_landing_wakes_an_idle_agent(tmp_path: Path, agents: Any, style: 
     commit_files(repo, task_files([task_doc("woken")]), tmp_path / "person")
     poll(lambda: agent.saw("claimed", "woken"), 20,
          lambda: f"the agent did not wake for the new task within 20 s:\n{agent.tail()}")
+
+
+def test_main_moving_wakes_only_a_waiter_that_listens(tmp_path: Path) -> None:
+    """A busy agent (no free slot) waits with ``refs=False``: new work on main does not wake
+    it (under a task stream every such wake-up was a read of the repo for nothing), its own
+    pokes still do, and a listening waiter is woken by the same move."""
+    import threading
+    import time
+
+    from cluster.state.watch import Waker
+
+    repo = make_state(tmp_path)
+    waker = Waker(repo)
+    waker.start()
+    try:
+        assert waker.watching
+        commit_files(repo, task_files([task_doc("one")]), tmp_path / "person")
+        begun = time.monotonic()
+        assert not waker.wait(1.5, refs=False)  # main moved, but this waiter is busy
+        assert time.monotonic() - begun >= 1.4
+        threading.Timer(0.2, waker.poke).start()
+        assert waker.wait(30, refs=False)  # a task of its own ended
+        commit_files(repo, task_files([task_doc("two")]), tmp_path / "person")
+        assert waker.wait(30, refs=True)  # a free agent is woken by the move
+    finally:
+        waker.stop()
+    assert not waker.watching
