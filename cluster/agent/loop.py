@@ -322,9 +322,8 @@ class Agent:
         return task.spec is not None and task.spec.specialty in self.config.specialties
 
     def _claim(self, snap: Snapshot) -> int:
+        """Claim what is ours to try now; only called when _would_claim (a slot is free)."""
         free = self.config.max_tasks - len(self.st.running)
-        if free <= 0:
-            return 0
         now = time.time()
         # A refusal is explained once someone wrote the task's ref (or the task left the queue).
         self.st.cooling = {k: c for k, c in self.st.cooling.items()
