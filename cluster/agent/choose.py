@@ -58,20 +58,43 @@ def claimable(snap: Snapshot, specialties: Collection[str], busy: Collection[str
     return out
 
 
+Turns = list[tuple[TaskView, float | None]]
+
+
 def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
              first_seen: Mapping[str, float], now: float,
              stagger: float = STAGGER) -> list[TaskView]:
-    """The candidates ``me`` should try now: those it owns, then fallbacks.
+    """The candidates ``me`` should try now (see :func:`turns`)."""
+    return due(turns(snap, me, candidates, first_seen, now, stagger), now)
+
+
+def due(ordered: Turns, now: float) -> list[TaskView]:
+    """Those ``me`` owns, then the fallbacks whose turn came."""
+    return ([task for task, at in ordered if at is None]
+            + [task for task, at in ordered if at is not None and at <= now])
+
+
+def next_turn(ordered: Turns, now: float) -> float | None:
+    """When the first candidate owned by another becomes ours to try, if one does later: the
+    moment a waiting fallback must read the repo again (waking every stagger instead cost
+    every idle agent a read per stagger while any task waited anywhere)."""
+    return min((at for _, at in ordered if at is not None and at > now), default=None)
+
+
+def turns(snap: Snapshot, me: str, candidates: list[TaskView],
+          first_seen: Mapping[str, float], now: float,
+          stagger: float = STAGGER) -> Turns:
+    """Each candidate with the moment ``me`` may try it: None for one it owns, else one stagger
+    per agent ahead of ``me`` in its line after ``me`` first saw it.
 
     Each task is owned by the running agent serving its specialty, heard from within
     LINE_WINDOW, that ranks first for it in rendezvous order: decided for each task alone,
-    from the set of agents only, so every agent
-    names the same owner whatever else it sees (a matching that also spent each agent's free
-    slots shifted whenever one agent's view of a claim or a heartbeat lagged another's, and
-    agents raced). A task owned by another agent becomes claimable by the next agent in its
-    order ``stagger`` seconds after ``me`` first saw it, by the one after after 2 x
-    ``stagger`` and so on (cluster.agent.pace sizes it), so a busy or dead owner delays a
-    task by a few staggers, not a lease.
+    from the set of agents only, so every agent names the same owner whatever else it sees
+    (a matching that also spent each agent's free slots shifted whenever one agent's view of
+    a claim or a heartbeat lagged another's, and agents raced). A task owned by another agent
+    becomes claimable by the next agent in its order ``stagger`` seconds after it first saw
+    it, by the one after after 2 x ``stagger`` and so on (cluster.agent.pace sizes it), so a
+    busy or dead owner delays a task by a few staggers, not a lease.
     """
     # Only agents that claim own tasks: a paused, blocked or draining one takes none. The
     # line is every such agent heard from within LINE_WINDOW, not only those online by the
@@ -79,23 +102,19 @@ def assigned(snap: Snapshot, me: str, candidates: list[TaskView],
     # view would make both think themselves first.
     online = {hb.id: hb for hb in snap.agents.values()
               if hb.id != me and hb.state == "running" and now - hb.last_seen < LINE_WINDOW}
-    mine: list[TaskView] = []
-    late: list[TaskView] = []
+    out: Turns = []
     for task in candidates:
         assert task.spec is not None
         specialty = task.spec.specialty
         lapsed = lapsed_holder(snap, task.key, now)
-        ahead = [a for a, hb in online.items() if a != lapsed
-                 and specialty in hb.specialties and rank(task.key, a) < rank(task.key, me)]
-        if not ahead:
-            mine.append(task)
-            continue
+        mine = rank(task.key, me)
         # Its place in the line, not among the agents ahead that look free: those views
         # differ, and agents that each thought nobody free was ahead of them all stepped in
         # at once.
-        if now - first_seen.get(task.key, now) >= stagger * len(ahead):
-            late.append(task)
-    return mine + late
+        ahead = sum(1 for a, hb in online.items() if a != lapsed and specialty in hb.specialties
+                    and rank(task.key, a) < mine)  # fmt: skip
+        out.append((task, first_seen.get(task.key, now) + stagger * ahead if ahead else None))
+    return out
 
 
 def lapsed_holder(snap: Snapshot, key: str, now: float) -> str | None:
@@ -108,6 +127,27 @@ def lapsed_holder(snap: Snapshot, key: str, now: float) -> str | None:
     if isinstance(record, Claim) and snap.state(key, now) == "stale":
         return record.agent
     return None
+
+
+def fold_turn(snap: Snapshot, me: str, now: float) -> float:
+    """When ``me`` folds the finished tasks (inf if none are). A fold is due once the oldest
+    result is ``fold_delay_seconds`` old, or once ``fold_batch`` results are in; the first
+    agent in the rendezvous order of the online agents for main's commit folds then, the next
+    one delay later, and so on: an agent that is gone or slow costs a delay, not a fold push
+    (and a read to decide on it) by every agent at once, and a refused push is a push too.
+    The order is the rendezvous order for the oldest result's task, which every reader that
+    sees it names alike (main's commit, used before, moves with every landing and fold, and
+    agents that had read different commits each found themselves first)."""
+    finished = sorted((snap.claims[k].finished_at or now, k) for k in snap.terminal_keys())
+    if not finished:
+        return float("inf")
+    settings = snap.settings
+    at = finished[0][0] + settings.fold_delay_seconds
+    if len(finished) >= settings.fold_batch:
+        at = min(at, finished[settings.fold_batch - 1][0])
+    online = {hb.id for hb in snap.online_agents(now)} | {me}
+    order = sorted(online, key=lambda agent: rank(finished[0][1], agent))
+    return at + order.index(me) * settings.fold_delay_seconds
 
 
 def elected(snap: Snapshot, me: str, key: str, since: float, now: float) -> bool:

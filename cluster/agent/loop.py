@@ -17,11 +17,13 @@ from typing import cast
 
 from cluster import __version__
 from cluster.agent.choose import (
-    assigned,
     claimable,
     dependency_verdict,
+    due,
     elected,
-    rank,
+    fold_turn,
+    next_turn,
+    turns,
 )
 from cluster.agent.config import AgentConfig
 from cluster.agent.credentials import MAX_PAUSE, Pause, shared_pause
@@ -68,7 +70,7 @@ class LoopState:
     heartbeat_tip: str | None = None
     last_renew: float = 0.0
     last_beat: float = 0.0  # hosted profile: when the remote last took our heartbeat
-    fold_retry_at: float = 0.0  # hosted profile: a refused fold is tried again no sooner
+    fold_retry_at: float = 0.0  # a refused fold is tried again no sooner
     pause: Pause | None = None  # this agent's own: an attempt met a limit
     fleet: Pause | None = None  # adopted from the heartbeat of an agent sharing a credential
     skew: float = 0.0  # the repo's clock-skew allowance, added to an adopted pause's end
@@ -78,6 +80,7 @@ class LoopState:
     backoff: float = 0.0
     idle_since: float | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
+    next_turn: float | None = None  # when a task owned by another becomes ours to try
     cooling: dict[str, Cooling] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     replays_seen: set[str] = field(default_factory=set)
@@ -208,7 +211,7 @@ class Agent:
                 self._renew_if_due(snap)
             elif self.st.heartbeat_tip is None:  # first say we are here: others match with us
                 self._renew_hosted(snap)
-            claimed = 0
+            claimed, self.st.next_turn = 0, None
             if self._would_claim():
                 claimed = self._claim(snap)
             if self.hosted:  # after the claims, whose pushes may have carried the heartbeat
@@ -286,20 +289,14 @@ class Agent:
         now = time.time()
         _, beat = self._intervals(snap)
         settings = snap.settings
-        due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
-        deadlines = [now + self.config.poll_seconds, due]
+        beat_due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
+        deadlines = [now + self.config.poll_seconds, beat_due]
         deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
-        if self.st.first_seen:  # tasks matched to others may become ours, step by step
-            deadlines.append(now + self._stagger())
+        if self.st.next_turn is not None:  # a task owned by another becomes ours to try
+            deadlines.append(self.st.next_turn)
         deadlines += [c.until for c in self.st.cooling.values()]
-        finished = [v.finished_at for v in snap.claims.values() if v.finished_at is not None]
-        if finished:
-            oldest = min(finished)
-            deadlines += [oldest + settings.fold_delay_seconds,
-                          oldest + 3 * settings.fold_delay_seconds]
-            if settings.hosted:
-                turn = 1 + self._fold_rank(snap, now)
-                deadlines += [oldest + turn * settings.fold_delay_seconds, self.st.fold_retry_at]
+        if snap.terminal_keys():
+            deadlines += [fold_turn(snap, self.config.id, now), self.st.fold_retry_at]
         for view in snap.claims.values():  # a backoff ends, a lease expires
             record = view.record
             if isinstance(record, Release):
@@ -331,8 +328,9 @@ class Agent:
         candidates = [t for t in claimable(snap, self.config.specialties, self.st.running, now)
                       if t.key not in self.st.cooling or self.st.cooling[t.key].until <= now]
         self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
-        mine = assigned(snap, self.config.id, candidates, self.st.first_seen, now,
+        ordered = turns(snap, self.config.id, candidates, self.st.first_seen, now,
                         self._stagger())
+        mine, self.st.next_turn = due(ordered, now), next_turn(ordered, now)
         claimed = 0
         for task in mine[:free]:
             pushed_at = time.monotonic()
@@ -638,40 +636,20 @@ class Agent:
                                         "history archived; they are never run again")
 
     def _maybe_fold(self, snap: Snapshot, *, final: bool) -> None:
-        finished = [snap.claims[k] for k in snap.terminal_keys()]
-        if not finished:
+        if not snap.terminal_keys():
             return
         now = time.time()
-        settings = snap.settings
-        oldest = min(v.finished_at or now for v in finished)  # all results: never "now"
-        age = now - oldest
-        due = final or len(finished) >= settings.fold_batch or age >= settings.fold_delay_seconds
-        if not due:
+        turn = max(fold_turn(snap, self.config.id, now), self.st.fold_retry_at)
+        if not (final or now >= turn):
             return
-        if settings.hosted:
-            turn = settings.fold_delay_seconds * (1 + self._fold_rank(snap, now))
-            if not (final or (age >= turn and now >= self.st.fold_retry_at)):
-                return
-        else:
-            mine = elected(snap, self.config.id, snap.main or "", now, now)
-            if not (final or mine or age >= 3 * settings.fold_delay_seconds):
-                return
+        settings = snap.settings
         with self._pushing("fold"):
             folded = self.client.fold(snap, settings.fold_batch)
         if folded:
             self.counters["folded"] += folded
             self.events.emit("folded", count=folded)
-        elif settings.hosted:  # refused (main moved): a refused push counts too, so wait
+        else:  # refused (main moved): the next reading decides again, not at once
             self.st.fold_retry_at = now + settings.fold_delay_seconds * random.uniform(0.5, 1.0)
-
-    def _fold_rank(self, snap: Snapshot, now: float) -> int:
-        """Hosted profile: this agent's place in the rendezvous order of the online agents for
-        main's commit. The first folds after fold_delay_seconds, the next one delay later, and
-        so on: one agent that is gone or slow costs a delay, not a fold push by everyone (a
-        refused push counts against the budget too)."""
-        online = {hb.id for hb in snap.online_agents(now)} | {self.config.id}
-        order = sorted(online, key=lambda agent: rank(snap.main or "", agent))
-        return order.index(self.config.id)
 
     def _idle(self, snap: Snapshot) -> bool:
         """Nothing held and nothing this agent serves is left unfinished."""

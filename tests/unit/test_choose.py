@@ -5,8 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cluster.agent.choose import STAGGER, assigned, claimable, elected, rank
-from cluster.state.records import Claim, Heartbeat
+from cluster.agent.choose import (
+    STAGGER,
+    assigned,
+    claimable,
+    elected,
+    fold_turn,
+    next_turn,
+    rank,
+    turns,
+)
+from cluster.state.records import Claim, Heartbeat, Result
 from cluster.state.schema import TaskSpec
 from cluster.state.settings import RepoSettings
 from cluster.state.snapshot import ClaimView, Snapshot, TaskView
@@ -142,3 +151,52 @@ def test_a_holder_whose_lease_ran_out_leaves_the_tasks_line() -> None:
     claim_live = Claim(**{**claim.__dict__, "expires_at": now + 30})
     snap.claims["t"] = ClaimView("t", "1" * 40, claim_live, now - 30)
     assert [a for a in agents if assigned(snap, a, [task("t")], seen, now)] == [holder]
+
+
+def test_a_fallback_wakes_at_its_own_turn_not_every_stagger() -> None:
+    """An agent waiting behind others for a task reads the repo again when its place in the
+    line comes up, once: waking every stagger while any task waited anywhere cost every idle
+    agent of a large fleet a read per stagger (64 agents stalled on one machine)."""
+    now = time.time()
+    agents = [f"agent-{n}" for n in range(8)]
+    snap = snapshot([task("t")], [beat(a, now) for a in agents])
+    candidates = claimable(snap, {"backend"}, set(), now)
+    seen, stagger = {"t": now - 0.1}, 2.0
+    line = sorted(agents, key=lambda a: rank("t", a))
+    assert next_turn(turns(snap, line[0], candidates, seen, now, stagger), now) is None  # owner
+    for place, agent in enumerate(line[1:], start=1):
+        wake = next_turn(turns(snap, agent, candidates, seen, now, stagger), now)
+        assert wake == now - 0.1 + place * stagger, (place, wake)
+        assert not assigned(snap, agent, candidates, seen, wake - 0.01, stagger)
+        assert [t.key for t in assigned(snap, agent, candidates, seen, wake, stagger)] == ["t"]
+        # Once its turn has come the task is due now: nothing later to wake for.
+        assert next_turn(turns(snap, agent, candidates, seen, wake, stagger), wake) is None
+
+
+def finished(snap: Snapshot, key: str, at: float) -> None:
+    result = Result(task=key, status="succeeded", attempt=1, agent="x", finished_at=at)
+    snap.claims[key] = ClaimView(key, "2" * 40, result, at)
+
+
+def test_one_agent_folds_when_due_and_the_others_a_delay_apart() -> None:
+    """Not every agent at once after a few delays (a fold push and a read by each): the
+    online agents take turns, in rendezvous order for the oldest result's task, which a
+    moving main does not change."""
+    now = time.time()
+    agents = [f"agent-{n}" for n in range(6)]
+    snap = snapshot([], [beat(a, now) for a in agents])
+    snap.main = "3" * 40
+    snap.settings = RepoSettings(fold_delay_seconds=5.0, fold_batch=3)
+    assert {fold_turn(snap, a, now) for a in agents} == {float("inf")}  # nothing to fold
+    finished(snap, "a", now - 1.0)
+    turns_at = sorted(fold_turn(snap, a, now) for a in agents)
+    assert turns_at == [now - 1.0 + 5.0 * (1 + n) for n in range(6)]
+    order = sorted(agents, key=lambda a: rank("a", a))  # for the oldest result's task
+    assert fold_turn(snap, order[0], now) == turns_at[0]
+    snap.main = "4" * 40  # main moved (a landing): the same order
+    assert fold_turn(snap, order[0], now) == turns_at[0]
+    # A full batch is due when its last result is in, not a delay after the first.
+    finished(snap, "b", now - 0.8)
+    finished(snap, "c", now - 0.5)
+    assert fold_turn(snap, order[0], now) == now - 0.5
+    assert fold_turn(snap, order[1], now) == now - 0.5 + 5.0

@@ -50,3 +50,41 @@ def test_main_moving_wakes_only_a_waiter_that_listens(tmp_path: Path) -> None:
     finally:
         waker.stop()
     assert not waker.watching
+
+
+def test_the_watcher_is_handed_only_ref_moves(tmp_path: Path) -> None:
+    """Writes in the watched directories (a lock created, written and removed; a log appended
+    in the repo's top directory, as a push leaves behind) reach no agent's Python: at 64
+    agents on one machine the watchers' event handling cost more than their reads. Git's
+    rename of a lock over its ref still wakes."""
+    import os
+
+    from cluster.state import watch
+
+    repo = make_state(tmp_path)
+    handed: list[str] = []
+    real = watch._Handler.on_any_event
+
+    def counting(self: Any, event: Any) -> None:
+        handed.append(type(event).__name__)
+        real(self, event)
+
+    watch._Handler.on_any_event = counting  # type: ignore[method-assign]
+    waker = watch.Waker(repo)
+    waker.start()
+    try:
+        log, lock = repo / "push.log", repo / "refs" / "heads" / "other.lock"
+        for n in range(20):
+            with log.open("a") as out:
+                out.write(f"push {n}\n")
+            lock.write_text("0" * 40 + "\n")
+            lock.unlink()
+        main = repo / "refs" / "heads" / "main"
+        sha = git(["rev-parse", "main"], repo).strip()
+        main.with_name("main.lock").write_text(f"{sha}\n")
+        os.rename(main.with_name("main.lock"), main)  # how git moves a ref
+        assert waker.wait(30, refs=True), "a ref renamed into place did not wake the waiter"
+        assert handed and set(handed) == {"FileMovedEvent"}, handed
+    finally:
+        waker.stop()
+        watch._Handler.on_any_event = real  # type: ignore[method-assign]
