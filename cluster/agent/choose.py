@@ -131,13 +131,13 @@ def lapsed_holder(snap: Snapshot, key: str, now: float) -> str | None:
 
 def fold_turn(snap: Snapshot, me: str, now: float) -> float:
     """When ``me`` folds the finished tasks (inf if none are). A fold is due once the oldest
-    result is ``fold_delay_seconds`` old, or once ``fold_batch`` results are in; the first
-    agent in the rendezvous order of the online agents for main's commit folds then, the next
-    one delay later, and so on: an agent that is gone or slow costs a delay, not a fold push
-    (and a read to decide on it) by every agent at once, and a refused push is a push too.
-    The order is the rendezvous order for the oldest result's task, which every reader that
-    sees it names alike (main's commit, used before, moves with every landing and fold, and
-    agents that had read different commits each found themselves first)."""
+    result is ``fold_delay_seconds`` old, or once ``fold_batch`` results are in; the online
+    agents take it in turns, the first then, the next one delay later, and so on: an agent
+    that is gone or slow costs a delay, not a fold push (and a read to decide on it) by every
+    agent at once, and a refused push is a push too. The order is the rendezvous order for
+    the oldest result's task, which every reader that sees it names alike (main's commit,
+    used before, moves with every landing and fold, and agents that had read different
+    commits each found themselves first)."""
     finished = sorted((snap.claims[k].finished_at or now, k) for k in snap.terminal_keys())
     if not finished:
         return float("inf")
