@@ -16,7 +16,8 @@ people and intake push them). For each N it reports:
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
 - the state host's CPU: for a test host (``--host``: one started through
-  cluster.testhosts.statehost and removed afterwards) the container's cgroup ``usage_usec``
+  cluster.testhosts.statehost and removed afterwards) the container's CPU as the engine counts
+  it (its stats: cgroup v1 or v2)
   (sshd, receive-pack, upload-pack for the agents' polls: all of it); for a local repo (the
   default, a file:// URL with the server hooks installed and the judge server running beside
   it, as on a state host; ``--no-judge`` leaves it out) the pre-receive hooks' own CPU, summed
@@ -56,6 +57,8 @@ from cluster.agent.events import EventLog  # noqa: E402
 from cluster.agent.loop import Agent  # noqa: E402
 from cluster.agent.runner import AttemptReport  # noqa: E402
 from cluster.atomicfile import write_atomic  # noqa: E402
+from cluster.deploy.heartbeats import multiplexed  # noqa: E402
+from cluster.errors import ClusterError  # noqa: E402
 from cluster.secret import Secret  # noqa: E402
 from cluster.state.checker import check  # noqa: E402
 from cluster.state.client import Held, Identity, StateClient  # noqa: E402
@@ -152,6 +155,7 @@ class Bed:
     cpu: Any  # () -> CPU seconds the state host used so far
     cpu_what: str
     fetch_copy: Any  # (dest) -> a bare copy of the repo for the checker
+    ssh_command: str | None = None  # over SSH: what each worker multiplexes on its own socket
 
 
 @dataclass
@@ -231,22 +235,17 @@ def host_bed(work: Path, settings: bytes) -> Iterator[Bed]:
     state = start_state_host(work, prefix=prefix, settings=settings)
     try:
         container = docker.get(docker.client(), state.record.name)
-        env = {"GIT_SSH_COMMAND": state.control_ssh_command}
-        yield Bed(state.control_url, env, None, lambda: _cgroup_cpu(container),
-                  "state host container's cgroup CPU (all of it)",
-                  lambda dest: _mirror(state.control_url, env, dest))
+        # As deployed agents reach a state host: over one reused connection (deploy's ssh
+        # config), here one per worker process and one for the bench; a fresh handshake per
+        # git command ran into sshd's MaxStartups at 16 agents and measured handshakes.
+        (work / "ssh-bench").mkdir(mode=0o700)
+        env = {"GIT_SSH_COMMAND": multiplexed(state.control_ssh_command, str(work / "ssh-bench"))}
+        yield Bed(state.control_url, env, None, lambda: docker.cpu_seconds(container),
+                  "state host container's CPU, as the engine counts it (all of it)",
+                  lambda dest: _mirror(state.control_url, env, dest),
+                  state.control_ssh_command)
     finally:
         down(prefix)
-
-
-def _cgroup_cpu(container: Any) -> float:
-    from cluster.transport import docker
-
-    code, out, err = docker.exec_argv(container, ["cat", "/sys/fs/cgroup/cpu.stat"])
-    if code != 0:
-        raise SystemExit(f"cannot read the state host's cpu.stat: {err}")
-    usage = dict(line.split() for line in out.splitlines() if " " in line)
-    return int(usage["usage_usec"]) / 1e6
 
 
 @contextmanager
@@ -276,9 +275,13 @@ def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
         spec = {"ids": ids[p::procs], "url": bed.url, "work": str(work / "agents"),
                 "lease": lease, "heartbeat": heartbeat, "poll": args.poll, "out": str(out)}
         log = (work / f"worker-{p}.log").open("wb")
+        env = {**os.environ, **bed.env}
+        if bed.ssh_command is not None:
+            (work / f"ssh-{p}").mkdir(mode=0o700)
+            env["GIT_SSH_COMMAND"] = multiplexed(bed.ssh_command, str(work / f"ssh-{p}"))
         proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **bed.env})  # fmt: skip
+                                env=env)  # fmt: skip
         fleet.procs.append((proc, out))
     deadline = time.monotonic() + 60 + count
     while len(heartbeats(bed)) < count:
@@ -320,7 +323,11 @@ class BeatWatch:
     def _run(self) -> None:
         while not self.stop.wait(0.5):
             now = time.time()
-            for ref, sha in heartbeats(self.bed).items():
+            try:
+                listed = heartbeats(self.bed)
+            except ClusterError:  # the host refused a connection: the next listing tells
+                continue
+            for ref, sha in listed.items():
                 last = self.seen.get(ref)
                 if last is not None and last[0] != sha:
                     self.gaps.append(now - last[1])
@@ -346,7 +353,10 @@ def sim_task(seconds: float, timeout: int) -> Any:
 
 
 def finished(client: StateClient, keys: set[str]) -> set[str]:
-    snap = client.snapshot()
+    try:
+        snap = client.snapshot()
+    except ClusterError:  # a refused connection: the next look tells
+        return set()
     return {k for k in keys if snap.result(k) is not None}
 
 

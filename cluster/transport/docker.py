@@ -135,6 +135,14 @@ def exec_argv(container: Container, argv: list[str]) -> tuple[int, str, str]:
     return int(code), _text(out), _text(err)
 
 
+def cpu_seconds(container: Container) -> float:
+    """CPU seconds the container's processes used so far, as the engine counts them (under
+    cgroup v1 and v2 alike: a file read inside the container knows only its own hierarchy)."""
+    with translated(f"stats of {container.name}"):
+        stats = container.stats(stream=False, one_shot=True)
+    return int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+
 def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 

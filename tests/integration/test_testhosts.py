@@ -182,3 +182,15 @@ def test_agent_state_tells_a_hosts_unit_and_journal(testhosts: HostSet) -> None:
         first.split()
     ), told
     assert journal == ["-- No entries --"], told
+
+
+def test_a_hosts_cpu_is_read_from_the_engine(testhosts: HostSet) -> None:
+    """bench/fleet.py's state host CPU: the engine's count grows with work done inside (a
+    file read in the container knew only cgroup v2, and this machine runs v1)."""
+    host = docker.get(docker.client(), testhosts.hosts[0].name)
+    before = docker.cpu_seconds(host)
+    code, _, err = docker.exec_argv(host, ["timeout", "30", "sh", "-c",
+                                           "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+    assert code == 0, err
+    after = docker.cpu_seconds(host)
+    assert before > 0 and after - before > 0.05, (before, after)
