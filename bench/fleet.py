@@ -16,8 +16,7 @@ people and intake push them). For each N it reports:
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
 - the state host's CPU: for a test host (``--host``: one started through
-  cluster.testhosts.statehost and removed afterwards) the container's CPU as the engine counts
-  it (its stats: cgroup v1 or v2)
+  cluster.testhosts.statehost and removed afterwards) the container's cgroup CPU (v1 or v2)
   (sshd, receive-pack, upload-pack for the agents' polls: all of it); for a local repo (the
   default, a file:// URL with the server hooks installed and the judge server running beside
   it, as on a state host; ``--no-judge`` leaves it out) the pre-receive hooks' own CPU, summed
@@ -241,7 +240,7 @@ def host_bed(work: Path, settings: bytes) -> Iterator[Bed]:
         (work / "ssh-bench").mkdir(mode=0o700)
         env = {"GIT_SSH_COMMAND": multiplexed(state.control_ssh_command, str(work / "ssh-bench"))}
         yield Bed(state.control_url, env, None, lambda: docker.cpu_seconds(container),
-                  "state host container's CPU, as the engine counts it (all of it)",
+                  "state host container's cgroup CPU (all of it)",
                   lambda dest: _mirror(state.control_url, env, dest),
                   state.control_ssh_command)
     finally:
