@@ -237,14 +237,19 @@ def host_bed(work: Path, settings: bytes) -> Iterator[Bed]:
         # As deployed agents reach a state host: over one reused connection (deploy's ssh
         # config), here one per worker process and one for the bench; a fresh handshake per
         # git command ran into sshd's MaxStartups at 16 agents and measured handshakes.
-        (work / "ssh-bench").mkdir(mode=0o700)
-        env = {"GIT_SSH_COMMAND": multiplexed(state.control_ssh_command, str(work / "ssh-bench"))}
+        env = {"GIT_SSH_COMMAND": own_connection(state.control_ssh_command, work / "ssh-bench")}
         yield Bed(state.control_url, env, None, lambda: docker.cpu_seconds(container),
                   "state host container's cgroup CPU (all of it)",
                   lambda dest: _mirror(state.control_url, env, dest),
                   state.control_ssh_command)
     finally:
         down(prefix)
+
+
+def own_connection(ssh_command: str, sockets: Path) -> str:
+    """``ssh_command`` over one reused connection, its socket in the new dir ``sockets``."""
+    sockets.mkdir(mode=0o700)
+    return multiplexed(ssh_command, str(sockets))
 
 
 @contextmanager
@@ -276,8 +281,7 @@ def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
         log = (work / f"worker-{p}.log").open("wb")
         env = {**os.environ, **bed.env}
         if bed.ssh_command is not None:
-            (work / f"ssh-{p}").mkdir(mode=0o700)
-            env["GIT_SSH_COMMAND"] = multiplexed(bed.ssh_command, str(work / f"ssh-{p}"))
+            env["GIT_SSH_COMMAND"] = own_connection(bed.ssh_command, work / f"ssh-{p}")
         proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=env)  # fmt: skip

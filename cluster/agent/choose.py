@@ -145,14 +145,16 @@ def fold_turn(snap: Snapshot, me: str, now: float) -> float:
     at = finished[0][0] + settings.fold_delay_seconds
     if len(finished) >= settings.fold_batch:
         at = min(at, finished[settings.fold_batch - 1][0])
+    return at + in_turn(snap, me, finished[0][1], now).index(me) * settings.fold_delay_seconds
+
+
+def in_turn(snap: Snapshot, me: str, key: str, now: float) -> list[str]:
+    """The online agents and ``me``, in rendezvous order for ``key``: who acts for the fleet
+    on it first, second..."""
     online = {hb.id for hb in snap.online_agents(now)} | {me}
-    order = sorted(online, key=lambda agent: rank(finished[0][1], agent))
-    return at + order.index(me) * settings.fold_delay_seconds
+    return sorted(online, key=lambda agent: rank(key, agent))
 
 
 def elected(snap: Snapshot, me: str, key: str, since: float, now: float) -> bool:
     """Is ``me`` the online agent that acts on ``key`` (or has everybody waited long enough)?"""
-    online = [hb.id for hb in snap.online_agents(now)]
-    if me not in online:
-        online.append(me)
-    return min(online, key=lambda agent: rank(key, agent)) == me or now - since > INVALID_GRACE
+    return in_turn(snap, me, key, now)[0] == me or now - since > INVALID_GRACE
