@@ -6,13 +6,13 @@ import subprocess
 import time
 
 from cluster.testhosts.model import HostSet
+from cluster.transport.openssh import ssh_options
 
 
 def ssh_fanout(hosts: HostSet) -> float:
     """Wall time of `ssh HOST true` to every host at once (a fresh handshake each)."""
     paths = hosts.paths
-    argv = ["ssh", "-i", str(paths.private_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+    argv = ["ssh", *ssh_options(paths.private_key, paths.known_hosts)]
     started = time.perf_counter()
     procs = [subprocess.Popen([*argv, "-p", str(h.port), "root@127.0.0.1", "true"])
              for h in hosts.hosts]

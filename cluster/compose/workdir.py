@@ -22,6 +22,7 @@ from cluster.deploy.image import UID
 from cluster.hooks.install import HOOKS_DIR, SERVER_HOOKS, install_into
 from cluster.secret import Secret
 from cluster.state.init import init_state_repo
+from cluster.transport.openssh import ssh_command
 from cluster.transport.sshkeys import generate_keypair, known_hosts_lines, parse_public_keys
 from cluster.units.seccomp import profile
 from cluster.units.secrets_env import SECRET_NAMES, render_secrets_env
@@ -102,9 +103,7 @@ class WorkDir:
 
     def operator_ssh(self) -> str:
         """The operator's ssh command for the state repo (as ``GIT_SSH_COMMAND``)."""
-        return (f"ssh -i {self.operator_key} -o UserKnownHostsFile={self.operator_known_hosts} "
-                "-o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes "
-                "-o ConnectTimeout=10")  # fmt: skip
+        return ssh_command(self.operator_key, self.operator_known_hosts)
 
     @staticmethod
     def operator_url(port: int) -> str:

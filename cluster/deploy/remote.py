@@ -1,21 +1,26 @@
-"""Primitive changes on one host over its one connection: each a quoted argv or an SFTP write."""
+"""Primitive changes on one host over its one connection: each a quoted argv or an SFTP write;
+the megabytes (wheels, the CLI tarball) go as one stream each over ``ssh``."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+import shutil
+import tarfile
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cluster.deploy.claudecli import CliPack
 from cluster.deploy.facts import INSTALLED_MARK, HostFacts, gather_facts, probe_argv
 from cluster.deploy.installer import INSTALL, install_args
 from cluster.deploy.wanted import DirSpec, FileSpec
-from cluster.transport import get_bytes, put_bytes, put_file, run
+from cluster.transport import get_bytes, put_bytes, run
+from cluster.transport.openssh import SshTarget, feed
 from cluster.units import layout
 
 TMP_SUFFIX = ".deploy-tmp"
+PART_SUFFIX = ".part"  # a wheel is written here, then renamed
 BACKUP_SUFFIX = ".previous"
 INSTALL_TIMEOUT = 600.0
 
@@ -88,7 +93,38 @@ for w in a["wheels"]:
         os.remove(path)
 """
 
-# The pinned Claude Code CLI: the uploaded tarball is checked against its checksum, unpacked
+# Wheels arrive as one tar stream on standard input (cluster.transport.openssh.feed): each
+# member a file named in the manifest, written beside its final name, checked against its
+# sha256 and renamed into place (other hard links to an older file keep its bytes); anything
+# else, a repeat or a missing wheel stops the run with the reason.
+RECEIVE_WHEELS = r"""
+import hashlib, json, os, sys, tarfile
+a = json.loads(sys.argv[1])
+os.umask(0o022)
+want, seen = a["wheels"], set()
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
+    for m in archive:
+        if m.name not in want or m.name in seen or not m.isfile():
+            sys.exit("refusing member %r" % m.name)
+        source, part = archive.extractfile(m), os.path.join(a["dir"], m.name + a["part"])
+        digest = hashlib.sha256()
+        with open(part, "wb") as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != want[m.name]:
+            os.remove(part)
+            sys.exit("%s: sha256 %s, expected %s" % (m.name, digest.hexdigest(), want[m.name]))
+        os.replace(part, os.path.join(a["dir"], m.name))
+        seen.add(m.name)
+missing = sorted(set(want) - seen)
+if missing:
+    sys.exit("the stream ended without %s" % ", ".join(missing))
+print(len(seen))
+"""
+
+# The pinned Claude Code CLI: the tarball, arriving on standard input, is checked against its
+# checksum as it is written beside the CLI root, unpacked
 # beside its final name and renamed into place with the mark last (only complete installs
 # count), then removed. Members are checked: relative, no "..", files, dirs and links only.
 CLI_INSTALL = r"""
@@ -96,9 +132,10 @@ import hashlib, json, os, shutil, sys, tarfile
 a = json.loads(sys.argv[1])
 os.umask(0o022)
 digest = hashlib.sha256()
-with open(a["upload"], "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
+with open(a["upload"], "wb") as f:
+    for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
         digest.update(chunk)
+        f.write(chunk)
 if digest.hexdigest() != a["sha256"]:
     os.remove(a["upload"])
     sys.exit("%s: sha256 %s, expected %s" % (a["upload"], digest.hexdigest(), a["sha256"]))
@@ -169,23 +206,39 @@ class HostOps:
             PREPARE, {"user": layout.SERVICE_USER, "home": str(layout.STATE_DIR), "dirs": rows}
         )
 
-    def push_wheels(self, directory: Path, names: Sequence[str]) -> None:
-        for name in names:
-            put_file(self.conn, directory / name, f"{layout.WHEELS}/{name}")
+    def push_wheels(self, target: SshTarget, directory: Path, wheels: Mapping[str, str]) -> None:
+        """Send ``wheels`` (name -> sha256, files in ``directory``) as one stream over ``ssh``
+        (cluster.transport.openssh: no paramiko packets under the GIL); RECEIVE_WHEELS checks
+        and places each."""
+        if not wheels:
+            return
+        args = {"wheels": dict(wheels), "dir": str(layout.WHEELS), "part": PART_SUFFIX}
+        names = sorted(wheels)
+
+        def write(stream: IO[bytes]) -> None:
+            with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+                for name in names:
+                    archive.add(str(directory / name), arcname=name, recursive=False)
+
+        feed(target, ["python3", "-c", RECEIVE_WHEELS, json.dumps(args)], write, INSTALL_TIMEOUT)
 
     def install(self, release: str, wheels: Sequence[str], in_place: Collection[str]) -> None:
         """Fill a fresh ``releases/<release>/venv`` with ``wheels`` (installer.INSTALL)."""
         args = install_args(release, wheels, INSTALLED_MARK, in_place)
         self.script(INSTALL, args, INSTALL_TIMEOUT)
 
-    def push_cli(self, pack: CliPack) -> None:
-        """Upload the CLI tarball and unpack it into CLI_ROOT/<version>-<sha12> (CLI_INSTALL)."""
+    def push_cli(self, target: SshTarget, pack: CliPack) -> None:
+        """Stream the CLI tarball over ``ssh`` into CLI_ROOT/<version>-<sha12> (CLI_INSTALL)."""
         upload = f"{layout.CLI_ROOT}/.{pack.name}"
         self.sh(["mkdir", "-p", "-m", "0755", str(layout.CLI_ROOT)])
-        put_file(self.conn, pack.path, upload)
         args = {"upload": upload, "sha256": pack.sha256, "root": str(layout.CLI_ROOT),
                 "name": pack.install_name, "mark": INSTALLED_MARK}  # fmt: skip
-        self.script(CLI_INSTALL, args, INSTALL_TIMEOUT)
+
+        def write(stream: IO[bytes]) -> None:
+            with pack.path.open("rb") as source:
+                shutil.copyfileobj(source, stream, 1 << 20)
+
+        feed(target, ["python3", "-c", CLI_INSTALL, json.dumps(args)], write, INSTALL_TIMEOUT)
 
     def link_cli(self, release: str, name: str | None) -> None:
         """Point ``release``'s claude-code link at CLI_ROOT/``name`` (None: remove it)."""

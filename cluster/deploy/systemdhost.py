@@ -20,6 +20,7 @@ from cluster.deploy.wanted import Wanted
 from cluster.errors import ClusterError, ConfigError, HostError
 from cluster.inventory.model import HostSpec
 from cluster.transport import connect
+from cluster.transport.openssh import SshTarget
 from cluster.units import layout
 
 CLI_TOUCHED: tuple[Kind, ...] = ("push_cli", "link_cli", "install", "switch")  # then: check it
@@ -27,6 +28,16 @@ CLI_TOUCHED: tuple[Kind, ...] = ("push_cli", "link_cli", "install", "switch")  #
 
 class CliVerifyFailed(VerifyFailed):
     """The release's Claude Code CLI did not run, or is not the pinned version."""
+
+
+def ssh_target(spec: HostSpec, ctx: RunContext) -> SshTarget:
+    """``spec`` as the OpenSSH client reaches it: the same key and known_hosts as the run's
+    paramiko connection (host_connection checks both are set before anything is pushed)."""
+    if spec.ssh_key_file is None or spec.known_hosts_file is None:
+        raise ConfigError(f"host {spec.name!r}: needs data ssh_key_file and known_hosts_file")
+    return SshTarget(spec.hostname, spec.port, spec.username, spec.ssh_key_file.expanduser(),
+                     spec.known_hosts_file.expanduser(),
+                     max(1, round(ctx.settings.connect_timeout)))  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -94,9 +105,11 @@ class SystemdHost:
             case "prepare":
                 ops.prepare(self._want().dirs)
             case "push_wheels":
-                ops.push_wheels(self._want().wheels.directory, action.items)
+                wheels = self._want().wheels
+                ops.push_wheels(ssh_target(self.spec, self.ctx), wheels.directory,
+                                {name: wheels.manifest[name] for name in action.items})  # fmt: skip
             case "push_cli":
-                ops.push_cli(self._cli())
+                ops.push_cli(ssh_target(self.spec, self.ctx), self._cli())
             case "link_cli":
                 ops.link_cli(self._want().release, self._cli().install_name)
             case "prune_cli":

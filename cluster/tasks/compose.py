@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from invoke.collection import Collection
@@ -29,7 +30,7 @@ def _settings(project: str, port: int, image: str = "",
 
 def _reach(settings: cluster.ComposeSettings) -> str:
     return (f"state repo: {settings.state_url}\n"
-            f"  export GIT_SSH_COMMAND='{settings.work.operator_ssh()}'\n"
+            f"  export GIT_SSH_COMMAND={shlex.quote(settings.work.operator_ssh())}\n"
             f"  claude-cluster status --state {settings.state_url}\n"
             f"  claude-cluster task submit --state {settings.state_url} FILE...\n"
             f"dashboard: {settings.dashboard_url} (user any, password: the token in "

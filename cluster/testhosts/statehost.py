@@ -14,6 +14,7 @@ from cluster.state.init import init_state_repo
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
 from cluster.transport import docker
+from cluster.transport.openssh import ssh_command
 from cluster.transport.sshkeys import generate_keypair, known_hosts_lines
 
 REPO = "/srv/state.git"
@@ -44,11 +45,7 @@ class StateHost:
     @property
     def control_ssh_command(self) -> str:
         paths = self.hosts.paths
-        return (
-            f"ssh -i {paths.private_key} -o UserKnownHostsFile={paths.known_hosts} "
-            "-o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes "
-            "-o ConnectTimeout=10"
-        )
+        return ssh_command(paths.private_key, paths.known_hosts)
 
 
 def start_state_host(

@@ -14,7 +14,6 @@ from cluster.transport.hostkeys import install_policy
 
 CONNECT_TIMEOUT = 10.0
 RUN_TIMEOUT = 300.0
-PART_SUFFIX = ".part"  # put_file writes here, then renames
 
 
 def connect(
@@ -92,18 +91,6 @@ def put_bytes(conn: Connection, path: str, data: bytes, mode: int = 0o600) -> No
             handle.chmod(mode)
             handle.set_pipelined(True)
             handle.write(data)
-
-
-def put_file(conn: Connection, local: Path, path: str) -> None:
-    """Copy one local file to ``path`` over SFTP (the connection's cached SFTP session).
-
-    The bytes go to ``path.part`` first, then one rename puts them in place: nobody reads a
-    half-written file, and other hard links to the old ``path`` keep the old bytes.
-    """
-    with translated(_label(conn)):
-        sftp = conn.sftp()
-        sftp.put(str(local), path + PART_SUFFIX, confirm=True)
-        sftp.posix_rename(path + PART_SUFFIX, path)
 
 
 def get_bytes(conn: Connection, path: str) -> bytes | None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster.testhosts import faults
 from cluster.testhosts.hosts import down, up
-from cluster.testhosts.model import HostSet
+from cluster.testhosts.model import HostRecord, HostSet
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "ccc-it"  # not `invoke testhosts.up`'s prefix: a test run leaves those hosts alone
@@ -42,3 +43,14 @@ def testhosts(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield up(COUNT, PREFIX, state_dir)
     finally:
         down(PREFIX)
+
+
+@pytest.fixture
+def rekeyed_host(testhosts: HostSet) -> Iterator[HostRecord]:
+    """The last host with a new host key; trusted again afterwards for the tests that follow."""
+    host = testhosts.hosts[-1]
+    faults.regenerate_host_key(host.name)
+    try:
+        yield host
+    finally:
+        faults.trust_current_host_key(host.name, testhosts.paths.known_hosts)

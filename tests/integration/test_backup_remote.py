@@ -17,6 +17,7 @@ from cluster.state.records import Heartbeat, Result
 from cluster.testhosts.hosts import down, up
 from cluster.testhosts.model import HostSet
 from cluster.transport import connect, run
+from cluster.transport.openssh import ssh_command
 from tests.clients import state_client
 from tests.helpers import commit_files, make_state, task_doc, task_files
 
@@ -38,8 +39,7 @@ class StateHost:
     @property
     def ssh_command(self) -> str:
         paths = self.hosts.paths
-        return (f"ssh -i {paths.private_key} -o UserKnownHostsFile={paths.known_hosts} "
-                "-o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes")
+        return ssh_command(paths.private_key, paths.known_hosts)
 
 
 def seed(tmp: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +70,6 @@ def test_accept_new_records_the_key_it_trusted(testhosts: HostSet, tmp_path: Pat
     recorded = fresh.read_text().split()
     assert recorded[0] == host.known_hosts_name
     assert recorded[2] in testhosts.paths.known_hosts.read_text()
-
-
-@pytest.fixture
-def rekeyed_host(testhosts: HostSet) -> Iterator[HostRecord]:
-    """The last host with a new host key; trusted again afterwards for the tests that follow."""
-    host = testhosts.hosts[-1]
-    faults.regenerate_host_key(host.name)
-    try:
-        yield host
-    finally:
-        faults.trust_current_host_key(host.name, testhosts.paths.known_hosts)
 
 
 def test_changed_host_key_raises_mismatch(testhosts: HostSet, rekeyed_host: HostRecord) -> None:

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,16 +165,22 @@ def test_this_control_host_has_the_pinned_cli() -> None:
 # --- the host side: CLI_INSTALL and CLI_LINK, run for real in a scratch root ----------------
 
 
-def host_script(body: str, args: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", body, json.dumps(args)], capture_output=True,
-                          text=True, check=False)  # fmt: skip
+def host_script(body: str, args: dict[str, Any], stdin: bytes = b"") -> Done:
+    done = subprocess.run([sys.executable, "-c", body, json.dumps(args)], input=stdin,
+                          capture_output=True, check=False)  # fmt: skip
+    return Done(done.returncode, done.stderr.decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stderr: str
 
 
 def upload(pack: CliPack, root: Path) -> Path:
+    """Where CLI_INSTALL writes the tarball it reads from its standard input."""
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f".{pack.name}"
-    target.write_bytes(pack.path.read_bytes())
-    return target
+    return root / f".{pack.name}"
 
 
 def install_args(pack: CliPack, root: Path, sent: Path) -> dict[str, Any]:
@@ -188,7 +194,7 @@ def test_the_host_unpacks_a_checked_tarball_and_the_release_link_finds_it(
     pack = pack_cli(tmp_path / "cache", fake_package(tmp_path / "npm"))
     root = tmp_path / "opt" / "claude-code"
     sent = upload(pack, root)
-    done = host_script(CLI_INSTALL, install_args(pack, root, sent))
+    done = host_script(CLI_INSTALL, install_args(pack, root, sent), pack.path.read_bytes())
     assert done.returncode == 0, done.stderr
     installed = root / pack.install_name
     assert (installed / ".installed").read_text() == pack.sha256 + "\n"
@@ -209,7 +215,9 @@ def test_the_host_refuses_a_tarball_with_another_checksum(tmp_path: Path) -> Non
     pack = pack_cli(tmp_path / "cache", fake_package(tmp_path / "npm"))
     root = tmp_path / "claude-code"
     sent = upload(pack, root)
-    done = host_script(CLI_INSTALL, {**install_args(pack, root, sent), "sha256": "0" * 64})
+    done = host_script(
+        CLI_INSTALL, {**install_args(pack, root, sent), "sha256": "0" * 64}, pack.path.read_bytes()
+    )
     assert done.returncode != 0 and f"expected {'0' * 64}" in done.stderr
     assert not sent.exists() and not (root / pack.install_name).exists()
 
@@ -222,7 +230,7 @@ def test_the_host_refuses_members_outside_the_install(tmp_path: Path) -> None:
         archive.addfile(info, io.BytesIO(b"hi"))
     pack = CliPack(evil, PIN, sha256(evil), evil.stat().st_size, built=True)
     root = tmp_path / "claude-code"
-    done = host_script(CLI_INSTALL, install_args(pack, root, upload(pack, root)))
+    done = host_script(CLI_INSTALL, install_args(pack, root, upload(pack, root)), evil.read_bytes())
     assert done.returncode != 0 and "refusing member '../escape'" in done.stderr
     assert not (tmp_path / "escape").exists()
 
@@ -234,8 +242,13 @@ INSTALL = PACK.install_name
 
 
 def wanted(executors: tuple[str, ...] = ("claude-code",), cli: CliPack | None = PACK) -> Wanted:
-    host = HostSpec(name="agent-1", hostname="127.0.0.1", username="root",
-                    specialties=("backend",), state_repo="ssh://root@10.0.0.2/srv/state.git")
+    host = HostSpec(
+        name="agent-1",
+        hostname="127.0.0.1",
+        username="root",
+        specialties=("backend",),
+        state_repo="ssh://root@10.0.0.2/srv/state.git",
+    )
     wheels = WheelSet(Path("/cache"), "0.1.0", "0123456789abcdef", dict(MANIFEST), built=False)
     secrets = {"ANTHROPIC_API_KEY": Secret("sk-ant-plan-0123456789")}
     return wanted_state(host, wheels, secrets, {"executors": list(executors)}, cli=cli)  # fmt: skip
@@ -308,8 +321,14 @@ def test_an_agent_that_starts_using_claude_code_gets_it_and_restarts() -> None:
     before = wanted(("command",), cli=None)
     want = wanted()
     facts = converged(before)  # the release and files as a command-only agent had them
-    plan = plan_host(facts.model_copy(update={"files": {
-        **facts.files, **{f.path: f.sha256 for f in want.files if f.path != UNIT}}}), want)
+    plan = plan_host(
+        facts.model_copy(
+            update={
+                "files": {**facts.files, **{f.path: f.sha256 for f in want.files if f.path != UNIT}}
+            }
+        ),
+        want,
+    )
     assert kinds(plan) == ["push_cli", "link_cli", "write", "daemon_reload", "restart"]
     assert plan.of("write") == (UNIT,)  # its PATH
 
@@ -318,8 +337,11 @@ def test_a_changed_checksum_uploads_again_and_relinks() -> None:
     want = wanted()
     facts = converged(want, cli={INSTALL: "d" * 64})  # a same-named install of other bytes
     assert kinds(plan_host(facts, want)) == ["push_cli"]
-    relinked = converged(want, cli_links={RELEASE: "2.0.0-000000000000"},
-                         cli={INSTALL: PACK.sha256, "2.0.0-000000000000": "e" * 64})
+    relinked = converged(
+        want,
+        cli_links={RELEASE: "2.0.0-000000000000"},
+        cli={INSTALL: PACK.sha256, "2.0.0-000000000000": "e" * 64},
+    )
     plan = plan_host(relinked, want)
     assert kinds(plan) == ["link_cli", "restart"]
     assert plan.of("restart") == (f"claude-code {INSTALL}",)
