@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +15,7 @@ from cluster.deploy.claudecli import CliPack
 from cluster.deploy.facts import INSTALLED_MARK, HostFacts, gather_facts, probe_argv
 from cluster.deploy.installer import INSTALL, install_args
 from cluster.deploy.wanted import DirSpec, FileSpec
+from cluster.errors import ConfigError
 from cluster.transport import get_bytes, put_bytes, run
 from cluster.transport.openssh import SshTarget, feed
 from cluster.units import layout
@@ -120,13 +121,12 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
 missing = sorted(set(want) - seen)
 if missing:
     sys.exit("the stream ended without %s" % ", ".join(missing))
-print(len(seen))
 """
 
 # The pinned Claude Code CLI: the tarball, arriving on standard input, is checked against its
-# checksum as it is written beside the CLI root, unpacked
-# beside its final name and renamed into place with the mark last (only complete installs
-# count), then removed. Members are checked: relative, no "..", files, dirs and links only.
+# checksum as it is written beside the CLI root, unpacked beside its final name and renamed
+# into place with the mark last (only complete installs count), then removed. Members are
+# checked: relative, no "..", files, dirs and links only.
 CLI_INSTALL = r"""
 import hashlib, json, os, shutil, sys, tarfile
 a = json.loads(sys.argv[1])
@@ -187,6 +187,7 @@ class HostOps:
 
     name: str
     conn: Any  # a transport connection, opaque here
+    target: SshTarget | None = None  # the same host for ``ssh``: pushes stream over it
 
     def sh(self, argv: list[str], timeout: float = 120.0) -> str:
         return run(self.conn, argv, timeout=timeout)[1]
@@ -206,7 +207,7 @@ class HostOps:
             PREPARE, {"user": layout.SERVICE_USER, "home": str(layout.STATE_DIR), "dirs": rows}
         )
 
-    def push_wheels(self, target: SshTarget, directory: Path, wheels: Mapping[str, str]) -> None:
+    def push_wheels(self, directory: Path, wheels: Mapping[str, str]) -> None:
         """Send ``wheels`` (name -> sha256, files in ``directory``) as one stream over ``ssh``
         (cluster.transport.openssh: no paramiko packets under the GIL); RECEIVE_WHEELS checks
         and places each."""
@@ -220,14 +221,14 @@ class HostOps:
                 for name in names:
                     archive.add(str(directory / name), arcname=name, recursive=False)
 
-        feed(target, ["python3", "-c", RECEIVE_WHEELS, json.dumps(args)], write, INSTALL_TIMEOUT)
+        self.stream(["python3", "-c", RECEIVE_WHEELS, json.dumps(args)], write)
 
     def install(self, release: str, wheels: Sequence[str], in_place: Collection[str]) -> None:
         """Fill a fresh ``releases/<release>/venv`` with ``wheels`` (installer.INSTALL)."""
         args = install_args(release, wheels, INSTALLED_MARK, in_place)
         self.script(INSTALL, args, INSTALL_TIMEOUT)
 
-    def push_cli(self, target: SshTarget, pack: CliPack) -> None:
+    def push_cli(self, pack: CliPack) -> None:
         """Stream the CLI tarball over ``ssh`` into CLI_ROOT/<version>-<sha12> (CLI_INSTALL)."""
         upload = f"{layout.CLI_ROOT}/.{pack.name}"
         self.sh(["mkdir", "-p", "-m", "0755", str(layout.CLI_ROOT)])
@@ -238,7 +239,13 @@ class HostOps:
             with pack.path.open("rb") as source:
                 shutil.copyfileobj(source, stream, 1 << 20)
 
-        feed(target, ["python3", "-c", CLI_INSTALL, json.dumps(args)], write, INSTALL_TIMEOUT)
+        self.stream(["python3", "-c", CLI_INSTALL, json.dumps(args)], write)
+
+    def stream(self, argv: list[str], write: Callable[[IO[bytes]], object]) -> None:
+        """Run ``argv`` with ``write`` filling its standard input, over ``ssh`` to ``target``."""
+        if self.target is None:
+            raise ConfigError(f"{self.name}: streaming needs the host's ssh target")
+        feed(self.target, argv, write, INSTALL_TIMEOUT)
 
     def link_cli(self, release: str, name: str | None) -> None:
         """Point ``release``'s claude-code link at CLI_ROOT/``name`` (None: remove it)."""

@@ -31,8 +31,7 @@ class CliVerifyFailed(VerifyFailed):
 
 
 def ssh_target(spec: HostSpec, ctx: RunContext) -> SshTarget:
-    """``spec`` as the OpenSSH client reaches it: the same key and known_hosts as the run's
-    paramiko connection (host_connection checks both are set before anything is pushed)."""
+    """``spec`` as both clients reach it: its key and known_hosts, which it must name."""
     if spec.ssh_key_file is None or spec.known_hosts_file is None:
         raise ConfigError(f"host {spec.name!r}: needs data ssh_key_file and known_hosts_file")
     return SshTarget(spec.hostname, spec.port, spec.username, spec.ssh_key_file.expanduser(),
@@ -42,18 +41,17 @@ def ssh_target(spec: HostSpec, ctx: RunContext) -> SshTarget:
 
 @contextlib.contextmanager
 def host_connection(spec: HostSpec, ctx: RunContext) -> Iterator[HostOps]:
-    """Open the run's one connection to ``spec``; at most ``handshakes`` open at once."""
-    if spec.ssh_key_file is None or spec.known_hosts_file is None:
-        raise ConfigError(f"host {spec.name!r}: needs data ssh_key_file and known_hosts_file")
-    timeout = ctx.settings.connect_timeout
+    """Open the run's one connection to ``spec``; at most ``handshakes`` open at once. Its
+    bulk streams go to the same target over ``ssh`` (HostOps.target)."""
+    target = ssh_target(spec, ctx)
     with ctx.handshakes:
         try:
-            conn = connect(spec.hostname, spec.port, spec.username, spec.ssh_key_file.expanduser(),
-                           spec.known_hosts_file.expanduser(), timeout=timeout)  # fmt: skip
+            conn = connect(target.host, target.port, target.user, target.key_file,
+                           target.known_hosts, timeout=ctx.settings.connect_timeout)  # fmt: skip
         except HostError as exc:
             raise type(exc)(spec.name, str(exc).split(": ", 1)[-1]) from exc
     try:
-        yield HostOps(spec.name, conn)
+        yield HostOps(spec.name, conn, target)
     finally:
         conn.close()
 
@@ -106,10 +104,10 @@ class SystemdHost:
                 ops.prepare(self._want().dirs)
             case "push_wheels":
                 wheels = self._want().wheels
-                ops.push_wheels(ssh_target(self.spec, self.ctx), wheels.directory,
+                ops.push_wheels(wheels.directory,
                                 {name: wheels.manifest[name] for name in action.items})  # fmt: skip
             case "push_cli":
-                ops.push_cli(ssh_target(self.spec, self.ctx), self._cli())
+                ops.push_cli(self._cli())
             case "link_cli":
                 ops.link_cli(self._want().release, self._cli().install_name)
             case "prune_cli":

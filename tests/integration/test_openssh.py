@@ -33,7 +33,7 @@ def _target(hosts: HostSet, host: HostRecord, known_hosts: Path | None = None) -
 def _ops(hosts: HostSet, host: HostRecord) -> HostOps:
     conn = connect("127.0.0.1", host.port, "root", hosts.paths.private_key,
                    hosts.paths.known_hosts, timeout=30.0)  # fmt: skip
-    return HostOps(host.name, conn)
+    return HostOps(host.name, conn, _target(hosts, host))
 
 
 def _wheels(tmp_path: Path, **bodies: bytes) -> dict[str, str]:
@@ -59,7 +59,7 @@ def test_wheels_arrive_checked_and_in_place(testhosts: HostSet, ops: HostOps,
                                              tmp_path: Path) -> None:  # fmt: skip
     wheels = _wheels(tmp_path, **{"t1-1.0-py3-none-any.whl": b"one" * 100_000,
                                   "t2-1.0-py3-none-any.whl": b"two"})  # fmt: skip
-    ops.push_wheels(_target(testhosts, testhosts.hosts[0]), tmp_path, wheels)
+    ops.push_wheels(tmp_path, wheels)
     seen = _listing(ops, sorted(wheels))
     for name, digest in wheels.items():
         assert f"{digest}  {name}" in seen
@@ -73,11 +73,10 @@ def test_a_wheel_whose_bytes_differ_from_the_manifest_is_refused(
 ) -> None:
     name = "t3-1.0-py3-none-any.whl"
     good = _wheels(tmp_path, **{name: b"the release's bytes"})
-    target = _target(testhosts, testhosts.hosts[0])
-    ops.push_wheels(target, tmp_path, good)
+    ops.push_wheels(tmp_path, good)
     (tmp_path / name).write_bytes(b"bytes changed after the manifest was made")
     with pytest.raises(HostError, match=f"{name}: sha256 .* expected {good[name]}"):
-        ops.push_wheels(target, tmp_path, good)
+        ops.push_wheels(tmp_path, good)
     seen = _listing(ops, [name])
     assert f"{good[name]}  {name}" in seen, "the wheel already there must stay as it was"
     assert ".part" not in seen
