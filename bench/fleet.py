@@ -23,6 +23,10 @@ people and intake push them). For each N it reports:
   from a wrapper's ``times``, plus the judge server's (receive-pack itself is not counted);
 - the history checker on the repo afterwards: duplicated, lost and stale must all be 0.
 
+Over ssh (``--host``, ``--state-url``) the agents hear of main's moves from the state host's
+watch command (cluster.state.remotewatch) unless ``--watch off``; ``--watch both`` runs each N
+without it and then with it, the second row carrying its ratios to the first.
+
 ``--scale`` shrinks every interval of the hosted profile (and the tasks) by one factor, so
 that an hour of idle heartbeats takes a minute: pushes per agent-hour are then per scaled hour.
 """
@@ -64,6 +68,7 @@ from cluster.state.client import Held, Identity, StateClient  # noqa: E402
 from cluster.state.gitcmd import list_refs  # noqa: E402
 from cluster.state.init import init_state_repo  # noqa: E402
 from cluster.state.records import Outcome  # noqa: E402
+from cluster.state.remotewatch import DEFAULT_COMMAND  # noqa: E402
 from cluster.state.settings import HOSTED_DEFAULTS  # noqa: E402
 
 HOOKS = ROOT / "hooks"
@@ -113,7 +118,8 @@ def worker(spec: dict[str, Any]) -> int:
         config = AgentConfig(
             state=spec["url"], id=agent_id, specialties=("backend",), workdir=Path(spec["work"]),
             lease_seconds=spec["lease"], heartbeat_seconds=spec["heartbeat"],
-            poll_seconds=spec["poll"], runner="scratch", stop_grace_seconds=5.0,
+            poll_seconds=spec["poll"], state_watch_command=spec["watch"], runner="scratch",
+            stop_grace_seconds=5.0,
             sandbox=SandboxConfig(mode="off"))  # fmt: skip
         client = StateClient(config.state, config.workdir / agent_id, Identity(agent_id))
         agent = Agent(config, runner, EventLog(agent_id, None), client)
@@ -277,7 +283,8 @@ def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
     for p in range(procs):
         out = work / f"worker-{p}.json"
         spec = {"ids": ids[p::procs], "url": bed.url, "work": str(work / "agents"),
-                "lease": lease, "heartbeat": heartbeat, "poll": args.poll, "out": str(out)}
+                "lease": lease, "heartbeat": heartbeat, "poll": args.poll, "out": str(out),
+                "watch": DEFAULT_COMMAND if args.watching else ""}
         log = (work / f"worker-{p}.log").open("wb")
         env = {**os.environ, **bed.env}
         if bed.ssh_command is not None:
@@ -371,6 +378,16 @@ def pct(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
 
 
+RATIOS = ("claim_p50_s", "claim_p95_s", "claim_max_s", "heartbeat_lag_p95_s",
+          "host_cpu_ms_per_push", "host_cpu_share")
+
+
+def ratios(base: dict[str, Any], row: dict[str, Any]) -> dict[str, float | None]:
+    """``row``'s figures over ``base``'s (the same N without the watch), where both have one."""
+    return {k: round(row[k] / base[k], 3) if row.get(k) and base.get(k) else None
+            for k in RATIOS}
+
+
 def run_one(count: int, args: argparse.Namespace) -> dict[str, Any]:
     settings = settings_for(args)
     text = yaml.safe_dump(settings).encode()
@@ -396,7 +413,8 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
     os.environ.update(bed.env)
     bench = StateClient(bed.url, work / "bench", Identity("bench"))
     fleet = start_fleet(bed, work, count, args, settings)
-    out: dict[str, Any] = {"agents": count, "profile": args.profile, "cpu_measure": bed.cpu_what}
+    out: dict[str, Any] = {"agents": count, "profile": args.profile, "watch": args.watching,
+                           "cpu_measure": bed.cpu_what}
     try:
         if hosted:  # idle phase first: no task yet, every agent only heartbeats
             time.sleep(settings["idle_heartbeat_seconds"])  # past the start-up beats
@@ -482,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-judge", dest="judge", action="store_false",
                         help="local repo: leave out the judge server, so that every push "
                              "starts the whole hook")
+    parser.add_argument("--watch", choices=("on", "off", "both"), default="on",
+                        help="over ssh: agents hear of main's moves from the state host's "
+                             "watch command (both: each N without, then with it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.task_seconds is None:
@@ -491,7 +512,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.host:
         subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-    rows = [run_one(int(n), args) for n in args.agents.split(",")]
+    modes = {"on": (True,), "off": (False,), "both": (False, True)}[args.watch]
+    rows: list[dict[str, Any]] = []
+    for n in args.agents.split(","):
+        mine = [run_one(int(n), argparse.Namespace(**{**vars(args), "watching": watching}))
+                for watching in modes]  # fmt: skip
+        if len(mine) == 2:
+            mine[1]["ratio_to_polling"] = ratios(mine[0], mine[1])
+        rows += mine
     if args.json:
         print(json.dumps(rows))
     else:

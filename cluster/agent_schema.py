@@ -12,6 +12,7 @@ from pydantic_core import core_schema
 
 from cluster.layers import USER_WORK_DIR, Listed
 from cluster.state.ids import ID_RULE, is_safe_id
+from cluster.state.remotewatch import DEFAULT_COMMAND
 
 
 class SandboxConfig(BaseModel):
@@ -65,6 +66,9 @@ class AgentConfig(BaseModel):
     lease_seconds: float | None = Field(default=None, ge=0.5, le=3600)
     heartbeat_seconds: float | None = Field(default=None, ge=0.1, le=600)
     poll_seconds: float = Field(default=5.0, ge=0.05, le=600)
+    # Run on an ssh state host to hear of main's moves at once (cluster.state.refwatch); ""
+    # polls only.
+    state_watch_command: str = Field(default=DEFAULT_COMMAND, pattern=r"^[A-Za-z0-9_./-]*$")
     events_path: Path | None = None
     stop_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     runner: Literal["repo", "scratch"] = "repo"

@@ -59,7 +59,7 @@ def task_doc(task_id: str, command: str = "true", specialty: str = "backend",
     return doc
 
 
-def commit_files(repo: Path, files: dict[str, bytes | str | None], work: Path,
+def commit_files(repo: Path | str, files: dict[str, bytes | str | None], work: Path,
                  message: str = "add tasks") -> None:
     """Commit files to main as a person would: clone, write, commit, push (None deletes)."""
     if not (work / ".git").exists():

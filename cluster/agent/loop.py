@@ -38,11 +38,13 @@ from cluster.state.gitcmd import RefUpdate
 from cluster.state.ids import agent_ref
 from cluster.state.records import ONLINE_BEATS, Claim, Heartbeat, Release, Result, stamp
 from cluster.state.remote import StateRemote
+from cluster.state.remotewatch import for_remote
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, settle
 from cluster.state.watch import Waker
 
 MAX_BACKOFF = 30.0
+STREAMED_POLL = 30.0  # the poll, as a safety net, while an ssh state host streams main's moves
 # A task whose claim was refused while its ref did not move (its lock held, by a live writer
 # or a dead one: see cluster.state.reflocks) is skipped for a while, doubling up to the cap.
 FIRST_COOL, MAX_COOL = 0.5, 8.0
@@ -103,8 +105,12 @@ class Agent:
         self.client.remote.on_stale_lock = lambda lock: self.events.emit(
             "stale_lock_cleared", lock=str(lock))
         # A remote whose files are on this machine (a plain path or a file:// URL) wakes us
-        # when main moves; any other is polled (events are hints either way).
+        # when main moves, an ssh one when its host says so (its watch command); any other
+        # is polled (events are hints either way).
         self.waker = Waker(self.client.remote.files)
+        self.waker.stream = for_remote(config.state, config.state_watch_command,
+                                       self.waker.moved, self._watch_report,
+                                       self.client.remote.env)  # fmt: skip
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
         self.pace = Pace()  # how fast this agent reads and claims: its fallbacks' stagger
@@ -290,7 +296,7 @@ class Agent:
         _, beat = self._intervals(snap)
         settings = snap.settings
         beat_due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
-        deadlines = [now + self.config.poll_seconds, beat_due]
+        deadlines = [now + self._poll_seconds(), beat_due]
         deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
         if self.st.next_turn is not None:  # a task owned by another becomes ours to try
             deadlines.append(self.st.next_turn)
@@ -307,6 +313,17 @@ class Agent:
             deadlines.append(now + 0.2)
         future = [d for d in deadlines if d > now]
         return max(0.01, min(future) - now) if future else self.config.poll_seconds
+
+    def _poll_seconds(self) -> float:
+        """How long new work may go unread: the poll interval, or while the state host
+        streams main's moves a safety net only (a poll costs that host an ssh channel and an
+        upload-pack per agent)."""
+        if self.waker.streaming:
+            return max(self.config.poll_seconds, STREAMED_POLL)
+        return self.config.poll_seconds
+
+    def _watch_report(self, what: str, detail: str) -> None:
+        self.events.emit(what, detail=detail)
 
     # -- claiming -------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""Wake-ups: watchdog events on a local remote's refs, a fallback interval for everything."""
+"""Wake-ups: watchdog events on a local remote's refs, the state host's word on an ssh one
+(cluster.state.remotewatch), a fallback interval for everything."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from watchdog.events import FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -17,6 +18,16 @@ _RELEVANT = ("/refs/heads/",)
 # and every write in the repo's top directory cost each watching agent's Python an event, and
 # at 64 agents on one machine the watchers took more CPU than the agents' own reads.
 _EVENTS: list[type[FileSystemEvent]] = [FileMovedEvent]
+
+
+class Stream(Protocol):
+    """A source of hints from elsewhere (cluster.state.remotewatch.RemoteWatch)."""
+
+    live: bool
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class _Handler(FileSystemEventHandler):
@@ -43,8 +54,14 @@ class Waker:
         self._poked = False
         self._repo = local_repo
         self._observer: Any = None  # watchdog's Observer is a platform-chosen class
+        self.stream: Stream | None = None  # the state host's own word, over ssh
 
     def start(self) -> None:
+        if self.stream is not None:
+            self.stream.start()
+        self._watch()
+
+    def _watch(self) -> None:
         if self._repo is None or self._observer is not None:
             return
         heads = self._repo / "refs" / "heads"
@@ -62,15 +79,26 @@ class Waker:
 
     @property
     def watching(self) -> bool:
-        """Whether main's ref events reach us (else only the fallback interval does)."""
-        return self._observer is not None
+        """Whether main's moves reach us (else only the fallback interval does)."""
+        return self._observer is not None or self.streaming
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the state host's stream of main's moves runs (cluster.state.remotewatch)."""
+        return self.stream is not None and self.stream.live
 
     def restart(self) -> None:
-        """After the remote went away and came back: watch the directory that is there now."""
-        self.stop()
-        self.start()
+        """After the remote went away and came back: watch the directory that is there now
+        (a stream reconnects by itself)."""
+        self._unwatch()
+        self._watch()
 
     def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+        self._unwatch()
+
+    def _unwatch(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from cluster.atomicfile import write_atomic
 from cluster.errors import HostError
+from cluster.state import refwatch
 from cluster.state.init import init_state_repo
+from cluster.state.remotewatch import DEFAULT_COMMAND
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
 from cluster.transport import docker
@@ -62,6 +64,9 @@ def start_state_host(
     generate_keypair(deploy_key, comment="ccc-deploy-agents")
     authorized = hosts.paths.public_key.read_bytes() + deploy_key.with_suffix(".pub").read_bytes()
     docker.put_file(container, "/root/.ssh", "authorized_keys", authorized, 0o600)
+    # Agents hear of main's moves from it (cluster.state.remotewatch), as from a real state
+    # host with the package installed.
+    docker.put_file(container, "/usr/local/bin", DEFAULT_COMMAND, refwatch.script(), 0o755)
     with tempfile.TemporaryDirectory() as scratch:
         repo = Path(scratch) / "state.git"
         init_state_repo(repo, settings=settings)

@@ -24,6 +24,8 @@ from cluster.health.compose import check_compose
 from cluster.health.model import FleetHealth
 from cluster.state.checker import check
 from cluster.state.records import Release
+from cluster.state.remotewatch import DEFAULT_COMMAND
+from cluster.transport.openssh import ssh_options
 from tests.helpers import ROOT, git, poll, task_doc
 
 pytestmark = pytest.mark.integration
@@ -124,6 +126,36 @@ def _submit(settings: cluster.ComposeSettings, docs: list[dict[str, object]],
     assert done.returncode == 0, done.stderr
 
 
+def _as_agent_key(settings: cluster.ComposeSettings,
+                  command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` on the state service with a key restricted as the agents' is (the
+    operator's: the same ``restrict``ed, git-shell-forced authorized_keys line)."""
+    work = settings.work
+    argv = ["ssh", *ssh_options(work.operator_key, work.operator_known_hosts), "-p",
+            str(settings.state_port), "root@127.0.0.1", command]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60, check=False)  # fmt: skip
+
+
+def _only_git_and_the_watch(settings: cluster.ComposeSettings, repo: Path) -> None:
+    """The watch the agents hear of main's moves from answers (main's commit, then gone with
+    the session's stdin); nothing else runs, however it is asked for."""
+    done = _as_agent_key(settings, f"{DEFAULT_COMMAND} /srv/state.git")
+    assert done.returncode == 0, done
+    main = git(["--git-dir", str(repo), "rev-parse", "main"], ROOT).strip()
+    assert done.stdout.split()[0] == main, done
+    marker = "/tmp/ccc-escaped"
+    for command in (f"touch {marker}", f"sh -c 'touch {marker}'", f"/bin/touch {marker}",
+                    f"{DEFAULT_COMMAND} /srv/state.git; touch {marker}",
+                    f"{DEFAULT_COMMAND} /srv/state.git $(touch {marker})",
+                    f"{DEFAULT_COMMAND} --help", f"../{DEFAULT_COMMAND} /srv/state.git",
+                    "git-shell-commands/../../bin/touch /tmp/ccc-escaped"):  # fmt: skip
+        refused = _as_agent_key(settings, command)
+        assert refused.returncode != 0, (command, refused)
+    listing = cluster.compose(settings).run(["exec", "-T", "state", "ls", "-a", "/tmp"])
+    assert "ccc-escaped" not in listing, listing
+
+
 def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_path: Path) -> None:
     # Built once: a second build mid-test (others editing the checkout) would recreate them all.
     image = cluster.agent_image(ROOT)
@@ -148,6 +180,13 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
                                                                              "dashboard-1"}
         poll(lambda: _refs(repo, "refs/agents/") == ids, 60,
              lambda: f"heartbeats of {sorted(ids)}, got {sorted(_refs(repo, 'refs/agents/'))}")
+
+        # The agents hear of main's moves from the state service, through git-shell.
+        def logs() -> str:
+            return cluster.compose(settings).run(["logs", "--no-color", "agent-testing"])
+
+        poll(lambda: "watch_live" in logs(), 60, lambda: f"agent-testing streaming: {logs()}")
+        _only_git_and_the_watch(settings, repo)
 
         # The dashboard (healthy: up --wait waited for it): /health is open, the API is not.
         assert _get(f"{settings.dashboard_url}health")[0] == 200

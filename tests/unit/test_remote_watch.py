@@ -1,0 +1,210 @@
+"""The state host's stream of main's moves (cluster.state.refwatch) and the agent's side of it
+(cluster.state.remotewatch): real repos, real pushes, the real script; the ssh hop is a local
+stand-in here (tests/integration/test_remote_watch.py takes it through a real sshd)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cluster.state import refwatch
+from cluster.state.remotewatch import RemoteWatch, SshRepo, for_remote, ssh_argv, ssh_repo
+from tests.helpers import ROOT, commit_files, git, main_of, make_state, poll, task_doc, task_files
+
+WATCH = [sys.executable, "-m", "cluster.state.refwatch"]
+
+
+class Lines:
+    """A watch process's stdout, read by a thread as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.got: list[str] = []
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, out: Any) -> None:
+        for line in out:
+            self.got.append(line.strip())
+
+    def saw(self, sha: str) -> bool:
+        return sha in self.got
+
+
+def _watch(repo: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*WATCH, str(repo), *extra], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)  # fmt: skip
+
+
+def _follows_a_move(repo: Path, lines: Lines, tmp_path: Path) -> None:
+    """Main's commit comes first, then the commit a push moved it to."""
+    poll(lambda: lines.saw(main_of(repo)), 30, "main's commit as the first line")
+    commit_files(repo, task_files([task_doc("one")]), tmp_path / "person")
+    moved = main_of(repo)
+    poll(lambda: lines.saw(moved), 30, lambda: f"the move to {moved}: {lines.got}")
+
+
+def test_the_watch_says_main_now_and_at_every_move_packed_or_loose(tmp_path: Path) -> None:
+    repo = make_state(tmp_path)
+    proc = _watch(repo)
+    lines = Lines(proc)
+    try:
+        _follows_a_move(repo, lines, tmp_path)
+        git(["pack-refs", "--all"], repo)  # main now in packed-refs alone
+        assert not (repo / "refs" / "heads" / "main").exists()
+        commit_files(repo, task_files([task_doc("two")]), tmp_path / "person")
+        git(["pack-refs", "--all"], repo)
+        packed = main_of(repo)
+        poll(lambda: lines.saw(packed), 30, lambda: f"the packed move to {packed}: {lines.got}")
+        assert all(line == refwatch.NONE or len(line) == 40 for line in lines.got)
+        # sshd closes the session's stdin when the agent goes: the watcher leaves with it
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_without_inotify_the_watch_looks_at_the_ref_files(tmp_path: Path) -> None:
+    """Where inotify is not to be had (instances spent by a large fleet's watchers) it still
+    reports every move, from the ref files."""
+    repo = make_state(tmp_path)
+    code = ("import sys; from cluster.state import refwatch as r; r._inotify = lambda repo: None;"
+            " sys.exit(r.main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(repo)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    lines = Lines(proc)
+    try:
+        _follows_a_move(repo, lines, tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_watch_takes_one_repository_and_nothing_else(tmp_path: Path) -> None:
+    """Under git-shell an agent's key may run this command with any arguments: it reads one
+    bare repo's ref files, takes no option and says nothing on stdout otherwise."""
+    repo = make_state(tmp_path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for args in ([], [str(repo), str(repo)], ["--help"], ["-c", "id"], [str(plain)],
+                 [str(tmp_path / "missing")], [f"--upload-pack={repo}"], [""]):  # fmt: skip
+        done = subprocess.run([*WATCH, *args], capture_output=True, text=True, cwd=ROOT,
+                              stdin=subprocess.DEVNULL, timeout=30, check=False)  # fmt: skip
+        assert done.returncode == 2, (args, done)
+        assert done.stdout == ""
+        assert "usage: claude-cluster-watch REPO" in done.stderr
+
+
+def test_main_is_read_from_loose_then_packed_refs_and_garbage_is_none(tmp_path: Path) -> None:
+    repo = make_state(tmp_path)
+    sha = main_of(repo)
+    assert refwatch.read_main(repo) == sha
+    (repo / "refs" / "heads" / "main").unlink()
+    (repo / "packed-refs").write_text(f"# pack-refs with: peeled\n{sha} refs/heads/main\n")
+    assert refwatch.read_main(repo) == sha
+    (repo / "packed-refs").write_text("not a sha refs/heads/main\n\x00\xff")
+    assert refwatch.read_main(repo) == refwatch.NONE
+
+
+def test_ssh_urls_name_the_host_port_and_path_git_would() -> None:
+    assert ssh_repo("ssh://git@state.example:2222/srv/state.git") == SshRepo(
+        "git@state.example", 2222, "/srv/state.git")
+    assert ssh_repo("ssh://state/srv/state%20x.git") == SshRepo("state", None, "/srv/state x.git")
+    assert ssh_repo("ssh://state/~git/state.git") == SshRepo("state", None, "~git/state.git")
+    assert ssh_repo("git@state.example:repos/state.git") == SshRepo(
+        "git@state.example", None, "repos/state.git")
+    for other in ("https://github.com/acme/state.git", "file:///srv/state.git",
+                  "/srv/state.git", "./state.git", "ssh://state", "ssh://:22/x"):  # fmt: skip
+        assert ssh_repo(other) is None, other
+    assert for_remote("ssh://state/srv/state.git", "", lambda: None, lambda a, b: None) is None
+
+
+_PATHS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1,
+                 max_size=40)
+
+
+@given(path=_PATHS, port=st.none() | st.integers(1, 65535))
+def test_any_path_reaches_the_watch_as_one_argument(path: str, port: int | None) -> None:
+    """The path travels in the remote command, which the far side's shell (or git-shell's
+    split_cmdline) splits: whatever it holds, it stays one argument, and no text of it runs."""
+    argv = ssh_argv(SshRepo("git@state", port, path), "claude-cluster-watch", {})
+    assert argv[0] == "ssh"
+    assert argv[-2] == "git@state" and argv[-3] == "--"
+    assert shlex.split(argv[-1]) == ["claude-cluster-watch", path]
+    assert ("-p" in argv) == (port is not None)
+
+
+def test_a_git_ssh_command_is_run_by_a_shell_as_git_runs_it(tmp_path: Path) -> None:
+    argv = ssh_argv(SshRepo("state", None, "/srv/s.git"), "claude-cluster-watch",
+                    {"GIT_SSH_COMMAND": "ssh -i '/keys/a key' -o BatchMode=yes"})  # fmt: skip
+    script = tmp_path / "show"
+    script.write_text('#!/bin/sh\nfor a; do echo "[$a]"; done\n')
+    script.chmod(0o755)
+    argv[2] = argv[2].replace("ssh -i", f"{script} -i", 1)
+    shown = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split("\n")
+    assert shown[:4] == ["[-i]", "[/keys/a key]", "[-o]", "[BatchMode=yes]"]
+    assert "[claude-cluster-watch /srv/s.git]" in shown
+
+
+def _fake_ssh(tmp_path: Path, body: str | None = None) -> str:
+    """An "ssh" that runs the remote command here (or ``body`` instead): git's ssh transport
+    and the watch both go through it, as through the real one."""
+    fake = tmp_path / "fake-ssh"
+    run = body or 'for last; do :; done\nexec sh -c "$last"'
+    bindir = Path(sys.executable).parent
+    fake.write_text(f"#!/bin/sh\nPATH={shlex.quote(str(bindir))}:$PATH\n{run}\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -> None:
+    """Whatever comes down the stream (garbage, an endless line, an error and exit), the agent's
+    side reports it, treats it as a hint to read, and tries again later; nothing it says can
+    make it act on more than a hint."""
+    said: list[tuple[str, str]] = []
+    moves: list[int] = []
+    for body, why in (("printf 'x%.0s' $(seq 1 5000); echo", "not a commit"),
+                      ("echo 'rm -rf /'", "not a commit"),
+                      ("echo 'no such command' >&2; exit 127", "(exit 127): no such command"),
+                      ("exit 0", "exit 0")):  # fmt: skip
+        said.clear()
+        moves.clear()
+        argv = [_fake_ssh(tmp_path, body), "state", "claude-cluster-watch /x"]
+        watch = RemoteWatch(argv, lambda: moves.append(1), lambda a, b: said.append((a, b)))
+        watch.start()
+        try:
+            poll(lambda: said, 30, f"the end of the stream for {body!r}")
+        finally:
+            watch.stop()
+        what, detail = said[0]
+        assert what == "watch_lost" and why in detail, said
+        assert moves and not watch.live
+
+
+def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
+        tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
+    """Polls and heartbeats every 60 s: only the state host's stream can wake it for a task
+    within the deadline (with ``state_watch_command: ""`` this fails: it waits for its poll)."""
+    repo = make_state(tmp_path)
+    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path))
+    monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
+    url = f"ssh://git@state.invalid{repo}"
+    agent = agents(url, "agent-0", lease=300, heartbeat=60, poll_s=60)
+    poll(lambda: agent.saw("watch_live"), 60, lambda: f"no stream:\n{agent.tail()}")
+    poll(lambda: git(["for-each-ref", "refs/agents/agent-0"], repo).strip(), 60,
+         lambda: f"no first heartbeat:\n{agent.tail()}")
+    commit_files(repo, task_files([task_doc("streamed")]), tmp_path / "person")
+    poll(lambda: agent.saw("claimed", "streamed"), 20,
+         lambda: f"the agent did not hear of the task within 20 s:\n{agent.tail()}")
+    assert not agent.saw("watch_lost"), agent.tail()
