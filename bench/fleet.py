@@ -520,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(mine) == 2:
             mine[1]["ratio_to_polling"] = ratios(mine[0], mine[1])
         rows += mine
+        if args.json:  # what is done so far, should a larger N not finish
+            print(json.dumps(mine), file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(rows))
     else:

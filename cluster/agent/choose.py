@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 
-from cluster.state.records import Claim, Release
+from cluster.state.records import Claim, Heartbeat, Release
 from cluster.state.snapshot import Snapshot, TaskView
 
 INVALID_GRACE = 10.0  # others step in for the elected agent after this long
@@ -96,25 +96,34 @@ def turns(snap: Snapshot, me: str, candidates: list[TaskView],
     it, by the one after after 2 x ``stagger`` and so on (cluster.agent.pace sizes it), so a
     busy or dead owner delays a task by a few staggers, not a lease.
     """
-    # Only agents that claim own tasks: a paused, blocked or draining one takes none. The
-    # line is every such agent heard from within LINE_WINDOW, not only those online by the
-    # heartbeat rule: under load heartbeats lag, and an agent that dropped out of another's
-    # view would make both think themselves first.
-    online = {hb.id: hb for hb in snap.agents.values()
-              if hb.id != me and hb.state == "running" and now - hb.last_seen < LINE_WINDOW}
+    others = line(snap, me, now)
     out: Turns = []
     for task in candidates:
         assert task.spec is not None
-        specialty = task.spec.specialty
-        lapsed = lapsed_holder(snap, task.key, now)
-        mine = rank(task.key, me)
-        # Its place in the line, not among the agents ahead that look free: those views
-        # differ, and agents that each thought nobody free was ahead of them all stepped in
-        # at once.
-        ahead = sum(1 for a, hb in online.items() if a != lapsed and specialty in hb.specialties
-                    and rank(task.key, a) < mine)  # fmt: skip
+        ahead = place(others, me, task.key, task.spec.specialty,
+                      lapsed_holder(snap, task.key, now))  # fmt: skip
         out.append((task, first_seen.get(task.key, now) + stagger * ahead if ahead else None))
     return out
+
+
+def line(snap: Snapshot, me: str, now: float) -> dict[str, Heartbeat]:
+    """The other agents that stand in tasks' lines: those that claim (a paused, blocked or
+    draining one takes none), heard from within LINE_WINDOW, not only those online by the
+    heartbeat rule: under load heartbeats lag, and an agent that dropped out of another's
+    view would make both think themselves first."""
+    return {hb.id: hb for hb in snap.agents.values()
+            if hb.id != me and hb.state == "running" and now - hb.last_seen < LINE_WINDOW}
+
+
+def place(others: Mapping[str, Heartbeat], me: str, key: str, specialty: str,
+          lapsed: str | None = None) -> int:
+    """How many of ``others`` (:func:`line`) serving ``specialty`` rank before ``me`` for
+    ``key``: its place in the task's line, not among the agents ahead that look free (those
+    views differ, and agents that each thought nobody free was ahead of them all stepped in
+    at once); 0 is the owner."""
+    mine = rank(key, me)
+    return sum(1 for a, hb in others.items()
+               if a != lapsed and specialty in hb.specialties and rank(key, a) < mine)
 
 
 def lapsed_holder(snap: Snapshot, key: str, now: float) -> str | None:

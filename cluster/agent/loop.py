@@ -17,12 +17,15 @@ from typing import cast
 
 from cluster import __version__
 from cluster.agent.choose import (
+    LINE_WINDOW,
     claimable,
     dependency_verdict,
     due,
     elected,
     fold_turn,
+    line,
     next_turn,
+    place,
     turns,
 )
 from cluster.agent.config import AgentConfig
@@ -45,6 +48,10 @@ from cluster.state.watch import Waker
 
 MAX_BACKOFF = 30.0
 STREAMED_POLL = 30.0  # the poll, as a safety net, while an ssh state host streams main's moves
+# Tasks an ssh state host tells have arrived are read by the first this many agents in each
+# one's line (the owner and the next ones, a stagger apart); the rest learn of them at their
+# next read, so that a landing costs the state host a few reads, not one per free agent.
+TOLD_PLACES = 3
 # A task whose claim was refused while its ref did not move (its lock held, by a live writer
 # or a dead one: see cluster.state.reflocks) is skipped for a while, doubling up to the cap.
 FIRST_COOL, MAX_COOL = 0.5, 8.0
@@ -111,6 +118,12 @@ class Agent:
         self.waker.stream = for_remote(config.state, config.state_watch_command,
                                        self.waker.moved, self._watch_report,
                                        self.client.remote.env)  # fmt: skip
+        self.waker.judge = self._told
+        self.last_snap: Snapshot | None = None  # what the told arrivals are judged against
+        # When the state host told of a task's arrival: its first sighting (the watch's
+        # thread writes it, under the lock).
+        self.told: dict[str, float] = {}
+        self.told_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(config.max_tasks, thread_name_prefix=f"task-{config.id}")
         self.st = LoopState()
         self.pace = Pace()  # how fast this agent reads and claims: its fallbacks' stagger
@@ -205,6 +218,7 @@ class Agent:
         except ClusterError as exc:
             return self._remote_trouble(exc)
         self.pace.saw_read(time.time() - read_at)
+        self.last_snap = snap
         if self.st.backoff:
             self.events.emit("remote_back")
             self.st.backoff = 0.0
@@ -322,6 +336,25 @@ class Agent:
             return max(self.config.poll_seconds, STREAMED_POLL)
         return self.config.poll_seconds
 
+    def _told(self, arrivals: tuple[tuple[str, str], ...]) -> float | None:
+        """In how many seconds the arrived tasks the state host told of are ours to read:
+        at once for the owner of one, a stagger per place for the next TOLD_PLACES - 1 in a
+        line, never for the rest and for tasks we do not serve (the watch's thread)."""
+        snap = self.last_snap
+        if snap is None:
+            return 0.0
+        now = time.time()
+        others = line(snap, self.config.id, now)
+        places = {key: place(others, self.config.id, key, specialty)
+                  for key, specialty in arrivals if specialty in self.config.specialties}
+        ours = [p for p in places.values() if p < TOLD_PLACES]
+        if not ours:
+            return None
+        with self.told_lock:
+            for key in places:
+                self.told.setdefault(key, now)
+        return min(ours) * self._stagger()
+
     def _watch_report(self, what: str, detail: str) -> None:
         self.events.emit(what, detail=detail)
 
@@ -344,7 +377,11 @@ class Agent:
                            if k in snap.tasks and snap.claim_tip(k) == c.tip}
         candidates = [t for t in claimable(snap, self.config.specialties, self.st.running, now)
                       if t.key not in self.st.cooling or self.st.cooling[t.key].until <= now]
-        self.st.first_seen = {t.key: self.st.first_seen.get(t.key, now) for t in candidates}
+        with self.told_lock:
+            self.told = {k: at for k, at in self.told.items() if at > now - LINE_WINDOW}
+            told = self.told
+        self.st.first_seen = {t.key: self.st.first_seen.get(t.key) or told.get(t.key, now)
+                              for t in candidates}  # fmt: skip
         ordered = turns(snap, self.config.id, candidates, self.st.first_seen, now,
                         self._stagger())
         mine, self.st.next_turn = due(ordered, now), next_turn(ordered, now)

@@ -4,9 +4,15 @@ Agents on ``ssh://`` run it over their ssh connection (cluster.state.remotewatch
 learning of new work by polling: a poll costs the state host an ssh channel and an
 upload-pack per agent every few seconds, and makes the claim latency the poll interval.
 
-Each line out is main's full commit id (``-`` while there is none): at once, on every move,
-and again every KEEPALIVE seconds, so that a watcher whose agent went away finds out on its
-next write and exits. It also exits when its stdin closes (sshd closes it with the session).
+Each line out starts with main's full commit id (``-`` while there is none): at once, on every
+move, and again every KEEPALIVE seconds, so that a watcher whose agent went away finds out on
+its next write and exits. It also exits when its stdin closes (sshd closes it with the
+session). A move that did nothing but add task files under ``tasks/`` is told with what it
+added, ``SHA new ID:SPECIALTY ...``, so that only the agents first in those tasks' lines need
+read the repo (cluster.agent.choose); any other move (a fold, a settings change, several
+moves at once that did more) is the commit alone, which every free agent reads. The tasks are
+read from git's objects by one ``git cat-file --batch`` per watcher; when that cannot be had,
+every move is the commit alone.
 Nothing but the standard library: it runs on the state host beside the hooks (one small
 process per watching agent), as a console script or copied as a file. Refs are read from
 their files, never through git: a loose ``refs/heads/main``, else ``packed-refs``.
@@ -23,6 +29,7 @@ import os
 import re
 import select
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +42,130 @@ _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # the loose ref once packed-refs holds it).
 _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x80, 0x100, 0x200
 _IN_CLOEXEC, _IN_NONBLOCK = 0o2000000, 0o4000
+
+
+MAX_TASKS = 200  # a larger landing is told as the commit alone: everyone reads it anyway
+MAX_BLOB = 65536
+_TASK_FILE = re.compile(r"([a-z0-9][a-z0-9_-]{0,63})\.yaml")
+_SPECIALTY_LINE = re.compile(rb"specialty:[ \t]*(\S*?)[ \t]*(#.*)?")
+_SPECIALTY = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_BLOB_MODES = (b"100644", b"100755")
+
+
+class Objects:
+    """Git's objects of ``repo`` through one ``git cat-file --batch`` (started on first use)."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._trees: dict[str, dict[bytes, tuple[bytes, str]]] = {}
+
+    def read(self, sha: str) -> tuple[str, bytes] | None:
+        """``(type, content)`` of the object ``sha``, None when git cannot say."""
+        try:
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    ["git", "--git-dir", str(self.repo), "cat-file", "--batch"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    cwd="/")  # fmt: skip
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write(f"{sha}\n".encode())
+            self._proc.stdin.flush()
+            header = self._proc.stdout.readline().split()
+            if len(header) != 3:
+                return None  # "<sha> missing"
+            size = int(header[2])
+            content = self._proc.stdout.read(size + 1)[:size]
+            return header[1].decode(), content
+        except (OSError, ValueError):
+            self.close()
+            return None
+
+    def tree(self, sha: str) -> dict[bytes, tuple[bytes, str]] | None:
+        """A tree's entries, name -> (mode, object id); the last few are kept."""
+        if sha in self._trees:
+            return self._trees[sha]
+        got = self.read(sha)
+        if got is None or got[0] != "tree":
+            return None
+        entries: dict[bytes, tuple[bytes, str]] = {}
+        data, width, at = got[1], len(sha) // 2, 0
+        while at < len(data):
+            space = data.index(b" ", at)
+            nul = data.index(b"\0", space)
+            entries[data[space + 1 : nul]] = (data[at:space], data[nul + 1 : nul + 1 + width].hex())
+            at = nul + 1 + width
+        if len(self._trees) >= 8:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[sha] = entries
+        return entries
+
+    def root(self, commit: str) -> dict[bytes, tuple[bytes, str]] | None:
+        got = self.read(commit)
+        if got is None or got[0] != "commit" or not got[1].startswith(b"tree "):
+            return None
+        return self.tree(got[1][5 : got[1].index(b"\n")].decode())
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+
+def added_tasks(objects: Objects, old: str, new: str) -> list[tuple[str, str]] | None:
+    """The tasks (id, specialty) that the move of main from ``old`` to ``new`` added, when that
+    is all it did; None when it did anything else, or when that cannot be told for sure."""
+    before, after = objects.root(old), objects.root(new)
+    if before is None or after is None:
+        return None
+    if any(before.get(name) != after.get(name) for name in before.keys() | after.keys()
+           if name != b"tasks"):  # fmt: skip
+        return None
+    was, now = before.get(b"tasks"), after.get(b"tasks")
+    if was == now:
+        return []
+    if now is None:
+        return None
+    listed_before = objects.tree(was[1]) if was is not None else {}
+    listed = objects.tree(now[1])
+    if listed is None or listed_before is None:
+        return None
+    if any(listed.get(name) != entry for name, entry in listed_before.items()):
+        return None  # a task file changed or went: not an arrival
+    added = [(name, entry) for name, entry in listed.items() if name not in listed_before]
+    if len(added) > MAX_TASKS:
+        return None
+    out = []
+    for name, (mode, sha) in sorted(added):
+        match = _TASK_FILE.fullmatch(name.decode("ascii", "replace"))
+        specialty = _specialty(objects, sha) if mode in _BLOB_MODES else None
+        if match is None or specialty is None:
+            return None
+        out.append((match.group(1), specialty))
+    return out
+
+
+def _specialty(objects: Objects, sha: str) -> str | None:
+    """The one top-level ``specialty:`` of a task file, if it plainly has one."""
+    got = objects.read(sha)
+    if got is None or got[0] != "blob" or len(got[1]) > MAX_BLOB:
+        return None
+    found = [m for line in got[1].splitlines() if (m := _SPECIALTY_LINE.fullmatch(line))]
+    if len(found) != 1:
+        return None
+    value = found[0].group(1).strip(b"'\"")
+    return value.decode() if _SPECIALTY.fullmatch(value) else None
+
+
+def describe(objects: Objects | None, old: str, new: str) -> str:
+    """The line for main's move from ``old`` to ``new``."""
+    if objects is None or old == NONE or new == NONE:
+        return new
+    tasks = added_tasks(objects, old, new)
+    if tasks is None:
+        return new
+    return " ".join([new, "new", *(f"{key}:{specialty}" for key, specialty in tasks)])
 
 
 def read_main(repo: Path) -> str:
@@ -114,6 +245,14 @@ def _say(line: str) -> bool:
 def watch(repo: Path, stdin: int | None = 0) -> int:
     """Stream main's moves until the reader goes away; 0 then."""
     fd = _inotify(repo)  # before the first read: a move between the two is not missed
+    objects = Objects(repo)
+    try:
+        return _stream(repo, fd, objects, stdin)
+    finally:
+        objects.close()
+
+
+def _stream(repo: Path, fd: int | None, objects: Objects, stdin: int | None) -> int:
     last = read_main(repo)
     if not _say(last):
         return 0
@@ -131,8 +270,9 @@ def watch(repo: Path, stdin: int | None = 0) -> int:
         now = read_main(repo)
         waited = 0.0 if ready else waited + timeout
         if now != last or waited >= KEEPALIVE:
+            line = describe(objects, last, now) if now != last else now
             last, waited = now, 0.0
-            if not _say(now):
+            if not _say(line):
                 return 0
 
 

@@ -25,8 +25,26 @@ DEFAULT_COMMAND = "claude-cluster-watch"
 FIRST_RETRY = 2.0
 MAX_RETRY = 120.0
 STEADY = 30.0  # a stream that lived this long starts its retries over from FIRST_RETRY
-MAX_LINE = 200  # a commit id is 40 or 64; anything longer is not the watch talking
-_LINE = re.compile(r"(-|[0-9a-f]{40}([0-9a-f]{24})?)")
+# A commit id, then at most refwatch.MAX_TASKS "id:specialty"; anything longer is not the
+# watch talking.
+MAX_LINE = 32768
+_LINE = re.compile(r"(-|[0-9a-f]{40}(?:[0-9a-f]{24})?)(?: new((?: [a-z0-9][a-z0-9_-]{0,63}"
+                   r":[A-Za-z0-9][A-Za-z0-9_-]{0,63})*))?")
+# What a move brought: the tasks (id, specialty) when it only added those, None when it did
+# more (or the watch cannot tell): then every free agent reads.
+Arrivals = tuple[tuple[str, str], ...] | None
+Moved = Callable[[Arrivals], None]
+
+
+def parse(line: str) -> tuple[str, Arrivals] | None:
+    """A watch line's commit and arrivals; None for anything the watch would not say."""
+    match = _LINE.fullmatch(line)
+    if match is None:
+        return None
+    if match.group(2) is None:
+        return match.group(1), None
+    pairs = (item.split(":") for item in match.group(2).split())
+    return match.group(1), tuple((key, specialty) for key, specialty in pairs)
 
 
 @dataclass(frozen=True)
@@ -74,54 +92,82 @@ def ssh_argv(repo: SshRepo, command: str, env: Mapping[str, str]) -> list[str]:
 
 
 class RemoteWatch:
-    """Calls ``moved()`` for every move of main the state host reports, from its own thread;
-    ``live`` while the stream runs; ``report(what, detail)`` when it starts and when it ends."""
+    """One stream of main's moves from the state host (``argv`` runs the watch), read by its
+    own thread while anyone listens; its listeners' ``moved()`` is called at every move,
+    ``report(what, detail)`` when it starts and when it ends. Agents that share a process
+    share it (:func:`for_remote`): sshd allows 10 sessions per connection by default, and
+    agents that share one multiplexed connection would each have held one."""
 
-    def __init__(self, argv: list[str], moved: Callable[[], None],
-                 report: Callable[[str, str], None] = lambda what, detail: None,
-                 env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
         self.argv = argv
-        self._moved = moved
-        self._report = report
         self._env = dict(env) if env is not None else None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._listeners: list[Listener] = []
         self.live = False
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="remote-watch", daemon=True)
-            self._thread.start()
+    def listen(self, moved: Moved,
+               report: Callable[[str, str], None] = lambda what, detail: None) -> Listener:
+        """A listener; the stream runs while a started one is listening."""
+        return Listener(self, moved, report)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _join(self, listener: Listener) -> None:
         with self._lock:
-            proc = self._proc
+            if listener in self._listeners:
+                return
+            self._listeners.append(listener)
+            if self._thread is None:
+                # Its own event: a thread told to stop never sees a later start's.
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                                name="remote-watch", daemon=True)  # fmt: skip
+                self._thread.start()
+            elif self.live:  # joins a running stream: it has missed the first line
+                listener.report("watch_live", " ".join(self.argv[-2:]))
+                listener.moved(None)
+
+    def _leave(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+            if self._listeners or self._thread is None:
+                return
+            self._stop.set()
+            proc, thread, self._thread = self._proc, self._thread, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        thread.join(timeout=10)
         self.live = False
 
-    def _run(self) -> None:
+    def _moved(self, arrivals: Arrivals) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.moved(arrivals)
+
+    def _report(self, what: str, detail: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.report(what, detail)
+
+    def _run(self, stop: threading.Event) -> None:
         delay = FIRST_RETRY
-        while not self._stop.is_set():
+        while not stop.is_set():
             started = time.monotonic()
-            why = self._stream()
-            self.live = False
-            if self._stop.is_set():
+            why = self._stream(stop)
+            if stop.is_set():
                 return
+            self.live = False
             steady = time.monotonic() - started > STEADY
             delay = FIRST_RETRY if steady else min(MAX_RETRY, delay * 2)
             self._report("watch_lost", f"{why}; polling, next try in {delay:.0f} s")
-            self._moved()  # whatever moved while the stream was down is read now
-            self._stop.wait(delay)
+            self._moved(None)  # whatever moved while the stream was down is read now
+            stop.wait(delay)
 
-    def _stream(self) -> str:
+    def _stream(self, stop: threading.Event) -> str:
         """Run the watch once; why it ended."""
         try:
             proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -131,25 +177,29 @@ class RemoteWatch:
             return f"cannot run {self.argv[0]}: {exc}"
         with self._lock:
             self._proc = proc
+        if stop.is_set():  # told to stop while it started: _leave saw no process to end
+            proc.terminate()
         errors: deque[bytes] = deque(maxlen=5)
         drain = threading.Thread(target=_tail, args=(proc, errors), daemon=True)
         drain.start()
         last: str | None = None
         assert proc.stdout is not None
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 raw = proc.stdout.readline(MAX_LINE)
                 if not raw:
                     break
                 line = raw.decode("ascii", "replace").strip()
-                if not _LINE.fullmatch(line):
+                said = parse(line)
+                if said is None:
                     return f"the watch said {line[:60]!r}, not a commit"
-                if line != last:
-                    if last is None:
-                        self.live = True
+                sha, arrivals = said
+                if sha != last:
+                    if last is None:  # the first line too: main may have moved since our read
+                        self.live, arrivals = True, None
                         self._report("watch_live", " ".join(self.argv[-2:]))
-                    last = line
-                    self._moved()  # the first line too: main may have moved since our read
+                    last = sha
+                    self._moved(arrivals)
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -160,9 +210,10 @@ class RemoteWatch:
                 code = proc.wait()
             drain.join(timeout=5)
             with self._lock:
-                self._proc = None
-        said = b" ".join(errors).decode("utf-8", "replace").strip()
-        return f"the watch ended (exit {code})" + (f": {said[-300:]}" if said else "")
+                if self._proc is proc:
+                    self._proc = None
+        stderr = b" ".join(errors).decode("utf-8", "replace").strip()
+        return f"the watch ended (exit {code})" + (f": {stderr[-300:]}" if stderr else "")
 
 
 def _tail(proc: subprocess.Popen[bytes], into: deque[bytes]) -> None:
@@ -171,12 +222,43 @@ def _tail(proc: subprocess.Popen[bytes], into: deque[bytes]) -> None:
         into.append(line.strip()[:400])
 
 
-def for_remote(url: str, command: str, moved: Callable[[], None],
+class Listener:
+    """One agent's hold on a :class:`RemoteWatch` (what cluster.state.watch.Waker starts and
+    stops)."""
+
+    def __init__(self, watch: RemoteWatch, moved: Moved,
+                 report: Callable[[str, str], None]) -> None:  # fmt: skip
+        self.watch = watch
+        self.moved = moved
+        self.report = report
+
+    @property
+    def live(self) -> bool:
+        return self.watch.live
+
+    def start(self) -> None:
+        self.watch._join(self)
+
+    def stop(self) -> None:
+        self.watch._leave(self)
+
+
+_SHARED: dict[tuple[str, ...], RemoteWatch] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def for_remote(url: str, command: str, moved: Moved,
                report: Callable[[str, str], None],
-               env: Mapping[str, str] | None = None) -> RemoteWatch | None:  # fmt: skip
-    """The watch of the ssh state remote ``url``, or None (not ssh, or ``command`` empty)."""
+               env: Mapping[str, str] | None = None) -> Listener | None:  # fmt: skip
+    """A listener to the watch of the ssh state remote ``url``, shared by every agent of this
+    process that reaches it alike; None when ``url`` is not ssh or ``command`` is empty."""
     repo = ssh_repo(url)
     if repo is None or not command.strip():
         return None
     full = {**os.environ, **(env or {})}
-    return RemoteWatch(ssh_argv(repo, command, full), moved, report, full)
+    argv = ssh_argv(repo, command, full)
+    with _SHARED_LOCK:
+        watch = _SHARED.get(tuple(argv))
+        if watch is None:
+            watch = _SHARED[tuple(argv)] = RemoteWatch(argv, full)
+    return watch.listen(moved, report)

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from watchdog.events import FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+
+from cluster.state.remotewatch import Arrivals
 
 # Only main brings new work. Claim refs change with every claim, renewal and result: waking
 # every agent for each would cost O(agents x events); releases and expiries are timed instead.
@@ -21,9 +25,10 @@ _EVENTS: list[type[FileSystemEvent]] = [FileMovedEvent]
 
 
 class Stream(Protocol):
-    """A source of hints from elsewhere (cluster.state.remotewatch.RemoteWatch)."""
+    """A source of hints from elsewhere (cluster.state.remotewatch.Listener)."""
 
-    live: bool
+    @property
+    def live(self) -> bool: ...
 
     def start(self) -> None: ...
 
@@ -55,6 +60,10 @@ class Waker:
         self._repo = local_repo
         self._observer: Any = None  # watchdog's Observer is a platform-chosen class
         self.stream: Stream | None = None  # the state host's own word, over ssh
+        self._due = float("inf")  # when arrivals told by the stream become ours to read
+        # In how many seconds told arrivals are ours to read, None for never (the agent's
+        # rendezvous place in their lines: cluster.agent.loop); by default at once.
+        self.judge: Callable[[tuple[tuple[str, str], ...]], float | None] = lambda _: 0.0
 
     def start(self) -> None:
         if self.stream is not None:
@@ -104,10 +113,18 @@ class Waker:
             self._observer.join(timeout=5)
             self._observer = None
 
-    def moved(self) -> None:
-        """Main may have moved (a ref event)."""
+    def moved(self, arrivals: Arrivals = None) -> None:
+        """Main may have moved (a ref event); ``arrivals``, when the state host told them, are
+        the tasks the move only added: then :attr:`judge` says in how many seconds they are
+        ours to read (None: never: others are first in all their lines)."""
+        due = 0.0 if arrivals is None else self.judge(arrivals)
+        if due is None:
+            return
         with self._ready:
-            self._moved = True
+            if due <= 0:
+                self._moved = True
+            else:
+                self._due = min(self._due, time.monotonic() + due)
             self._ready.notify_all()
 
     def poke(self) -> None:
@@ -122,8 +139,19 @@ class Waker:
         task stream every wake-up of every busy agent was a read of the repo. Whatever ends
         the wait, the caller reads the repo next, so both hints are spent; one arriving
         during that read ends the next wait."""
+        end = time.monotonic() + max(0.0, timeout)
         with self._ready:
-            woke = self._ready.wait_for(lambda: self._poked or (refs and self._moved),
-                                        max(0.0, timeout))  # fmt: skip
+            while True:
+                now = time.monotonic()
+                due = self._due if refs else float("inf")
+                if self._poked or (refs and (self._moved or due <= now)):
+                    woke = True
+                    break
+                if now >= end:
+                    woke = False
+                    break
+                self._ready.wait(min(end, due) - now)
             self._poked = self._moved = False
+            if refs and self._due <= now:
+                self._due = float("inf")
             return woke

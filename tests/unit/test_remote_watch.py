@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.state import refwatch
-from cluster.state.remotewatch import RemoteWatch, SshRepo, for_remote, ssh_argv, ssh_repo
+from cluster.state.remotewatch import (
+    RemoteWatch,
+    SshRepo,
+    for_remote,
+    parse,
+    ssh_argv,
+    ssh_repo,
+)
 from tests.helpers import ROOT, commit_files, git, main_of, make_state, poll, task_doc, task_files
 
 WATCH = [sys.executable, "-m", "cluster.state.refwatch"]
@@ -36,7 +44,7 @@ class Lines:
             self.got.append(line.strip())
 
     def saw(self, sha: str) -> bool:
-        return sha in self.got
+        return any(line.split()[:1] == [sha] for line in self.got)
 
 
 def _watch(repo: Path, *extra: str) -> subprocess.Popen[str]:
@@ -65,7 +73,7 @@ def test_the_watch_says_main_now_and_at_every_move_packed_or_loose(tmp_path: Pat
         git(["pack-refs", "--all"], repo)
         packed = main_of(repo)
         poll(lambda: lines.saw(packed), 30, lambda: f"the packed move to {packed}: {lines.got}")
-        assert all(line == refwatch.NONE or len(line) == 40 for line in lines.got)
+        assert all(parse(line) is not None for line in lines.got), lines.got
         # sshd closes the session's stdin when the agent goes: the watcher leaves with it
         assert proc.stdin is not None
         proc.stdin.close()
@@ -127,7 +135,7 @@ def test_ssh_urls_name_the_host_port_and_path_git_would() -> None:
     for other in ("https://github.com/acme/state.git", "file:///srv/state.git",
                   "/srv/state.git", "./state.git", "ssh://state", "ssh://:22/x"):  # fmt: skip
         assert ssh_repo(other) is None, other
-    assert for_remote("ssh://state/srv/state.git", "", lambda: None, lambda a, b: None) is None
+    assert for_remote("ssh://state/srv/state.git", "", lambda _: None, lambda a, b: None) is None
 
 
 _PATHS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1,
@@ -181,7 +189,8 @@ def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -
         said.clear()
         moves.clear()
         argv = [_fake_ssh(tmp_path, body), "state", "claude-cluster-watch /x"]
-        watch = RemoteWatch(argv, lambda: moves.append(1), lambda a, b: said.append((a, b)))
+        watch = RemoteWatch(argv).listen(lambda _: moves.append(1),
+                                         lambda a, b: said.append((a, b)))  # fmt: skip
         watch.start()
         try:
             poll(lambda: said, 30, f"the end of the stream for {body!r}")
@@ -208,3 +217,167 @@ def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
     poll(lambda: agent.saw("claimed", "streamed"), 20,
          lambda: f"the agent did not hear of the task within 20 s:\n{agent.tail()}")
     assert not agent.saw("watch_lost"), agent.tail()
+
+
+def test_agents_of_one_process_share_one_stream(tmp_path: Path, monkeypatch: Any) -> None:
+    """sshd allows 10 sessions per connection by default: agents of one process reaching the
+    same state host over one multiplexed connection share one watch, each told of every move
+    (one joining late too), and the stream ends with its last listener."""
+    repo = make_state(tmp_path)
+    started = tmp_path / "started"
+    body = f'echo run >> {started}\nfor last; do :; done\nexec sh -c "$last"'
+    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path, body))
+    url = f"ssh://git@state.invalid{repo}"
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+    a = for_remote(url, "claude-cluster-watch", lambda _: heard["a"].append(main_of(repo)),
+                   lambda what, detail: heard["a"].append(what))  # fmt: skip
+    b = for_remote(url, "claude-cluster-watch", lambda _: heard["b"].append(main_of(repo)),
+                   lambda what, detail: heard["b"].append(what))  # fmt: skip
+    assert a is not None and b is not None and a.watch is b.watch
+    a.start()
+    try:
+        poll(lambda: a.live, 30, lambda: f"the stream to start: {heard}")
+        b.start()  # joins the running stream: told it is live, and to read
+        poll(lambda: "watch_live" in heard["b"], 30, lambda: f"b told: {heard}")
+        commit_files(repo, task_files([task_doc("shared")]), tmp_path / "person")
+        moved = main_of(repo)
+        poll(lambda: moved in heard["a"] and moved in heard["b"], 30, lambda: f"{heard}")
+        a.stop()  # b still listens: the stream goes on
+        assert b.live
+        commit_files(repo, task_files([task_doc("after")]), tmp_path / "person")
+        again = main_of(repo)
+        poll(lambda: again in heard["b"], 30, lambda: f"{heard}")
+        assert again not in heard["a"]
+        assert started.read_text().count("run") == 1  # one ssh for both
+    finally:
+        a.stop()
+        b.stop()
+    assert b.watch._thread is None
+    assert not b.watch.live
+
+
+def test_a_landing_is_told_with_its_tasks_and_anything_else_as_the_commit_alone(
+        tmp_path: Path) -> None:
+    """Only a move that did nothing but add task files names them (so that only their lines'
+    first agents read); a removal, a changed file, any other path, a task file the watch
+    cannot read plainly: the commit alone, which every free agent reads."""
+    repo = make_state(tmp_path)
+    proc = _watch(repo)
+    lines = Lines(proc)
+    person = tmp_path / "person"
+
+    def told(files: dict[str, str | bytes | None]) -> str:
+        commit_files(repo, files, person)
+        sha = main_of(repo)
+        poll(lambda: lines.saw(sha), 30, lambda: f"{sha}: {lines.got}")
+        return next(line for line in lines.got if line.split()[0] == sha)
+
+    try:
+        poll(lambda: lines.got, 30, "the first line")
+        landed = told(task_files([task_doc("one"), task_doc("two", specialty="frontend")]))
+        assert parse(landed) == (main_of(repo), (("one", "backend"), ("two", "frontend")))
+        quoted = "id: three\ntitle: x\nspecialty: 'testing'  # the tests\n"
+        assert parse(told({"tasks/three.yaml": quoted})) == (main_of(repo), (("three", "testing"),))
+        others: list[dict[str, str | bytes | None]] = [
+            {"tasks/one.yaml": None},  # a removal
+            {"tasks/two.yaml": yaml_task("two", "backend")},  # a change
+            {"notes.txt": "hello\n"},  # elsewhere
+            {"tasks/four.yaml": "{id: four, specialty: backend, title: x}\n"},
+            {"tasks/five.yaml": "id: five\nspecialty: >\n  backend\ntitle: x\n"},
+        ]
+        for files in others:
+            line = told(files)
+            assert parse(line) == (main_of(repo), None), (files, line)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def yaml_task(key: str, specialty: str) -> str:
+    return f"id: {key}\ntitle: changed\nspecialty: {specialty}\n"
+
+
+def test_only_what_the_watch_would_say_is_taken() -> None:
+    sha = "a" * 40
+    assert parse(sha) == (sha, None)
+    assert parse(f"{sha} new") == (sha, ())
+    assert parse(f"{sha} new x-1:backend y_2:front-end") == (sha, (("x-1", "backend"),
+                                                                    ("y_2", "front-end")))
+    for bad in ("", "x", sha[:-1], f"{sha} ", f"{sha} new ../x:backend", f"{sha} new x:",
+                f"{sha} new X:backend", f"{sha} new x:backend;rm", f"{sha} old x:backend",
+                f"{sha} new x:backend:y", f"{sha}\tnew x:b", "- new x:backend x"):  # fmt: skip
+        assert parse(bad) is None, bad
+
+
+@given(line=st.text(max_size=120))
+def test_no_line_is_taken_for_more_than_it_says(line: str) -> None:
+    said = parse(line)
+    if said is not None:
+        sha, arrivals = said
+        assert line.startswith(sha) and (sha == "-" or len(sha) in (40, 64))
+        for key, specialty in arrivals or ():
+            assert f" {key}:{specialty}" in line
+
+
+def test_told_arrivals_wake_a_free_agent_only_when_they_are_its_to_read() -> None:
+    from cluster.state.watch import Waker
+
+    waker = Waker(None)
+    places: dict[str, float | None] = {"mine": 0.0, "later": 0.2, "theirs": None}
+    waker.judge = lambda arrivals: places[arrivals[0][0]]
+    waker.moved((("theirs", "backend"),))
+    assert not waker.wait(0.3)  # others are first in its line: no read
+    waker.moved((("mine", "backend"),))
+    assert waker.wait(30)
+    waker.moved((("later", "backend"),))
+    assert not waker.wait(0.0)  # its turn has not come yet
+    assert not waker.wait(0.5, refs=False)  # a busy agent is not woken by it
+    assert waker.wait(30)  # and a free one is, once its turn comes
+    waker.moved(None)  # the state host could not say: read
+    assert waker.wait(0.0)
+
+
+def _reads(marker: Path) -> int:
+    """How many reads of the state repo (upload-packs: ls-remote or fetch) an agent made."""
+    return marker.read_text().count("git-upload-pack") if marker.exists() else 0
+
+
+def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
+        tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
+    """Four free agents; a landing of one task is told with it: its owner and the next two in
+    its line read the repo (a stagger apart), the fourth does not (on code that woke every
+    free agent for every move of main, all four read it)."""
+    from cluster.agent.choose import rank
+    from cluster.agent.loop import TOLD_PLACES
+
+    repo = make_state(tmp_path, {"fold_delay_seconds": 3600, "heartbeat_seconds": 60})
+    monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
+    ids = [f"agent-{n}" for n in range(TOLD_PLACES + 1)]
+    markers = {i: tmp_path / f"{i}.ssh" for i in ids}
+    started = []
+    for agent_id in ids:
+        body = f'for last; do :; done\necho "$last" >> {markers[agent_id]}\nexec sh -c "$last"'
+        (tmp_path / agent_id).mkdir()
+        monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path / agent_id, body))
+        started.append(agents(f"ssh://git@state.invalid{repo}", agent_id, lease=300,
+                              heartbeat=60, poll_s=60))  # fmt: skip
+    for agent in started:
+        poll(partial(agent.saw, "watch_live"), 60, agent.tail)
+    poll(lambda: git(["for-each-ref", "refs/agents/"], repo).count("\n") == len(ids), 60,
+         lambda: f"every heartbeat: {git(['for-each-ref'], repo)}")
+    # A move the watch cannot tell as arrivals: every agent reads it, and so sees all four.
+    before = {i: _reads(m) for i, m in markers.items()}
+    commit_files(repo, {"notes.txt": "hello\n"}, tmp_path / "person")
+    poll(lambda: all(_reads(m) >= before[i] + 2 for i, m in markers.items()), 60,
+         lambda: f"every agent's read of the move: {before} -> "
+                 f"{ {i: _reads(m) for i, m in markers.items()} }")  # fmt: skip
+    in_line = sorted(ids, key=lambda agent_id: rank("told-1", agent_id))
+    before = {i: _reads(m) for i, m in markers.items()}
+    commit_files(repo, task_files([task_doc("told-1")]), tmp_path / "person")
+    owner = next(a for a in started if a.id == in_line[0])
+    poll(lambda: owner.saw("claimed", "told-1"), 30, owner.tail)
+    poll(lambda: all(_reads(markers[i]) > before[i] for i in in_line[:TOLD_PLACES]), 30,
+         lambda: f"the first {TOLD_PLACES} in line reading: {in_line} {before}")
+    last = in_line[TOLD_PLACES]
+    assert _reads(markers[last]) == before[last], (last, markers[last].read_text())
+    assert not any(a.saw("claimed", "told-1") for a in started if a is not owner)

@@ -1,6 +1,6 @@
 """Main's moves streamed by a real state host over a real sshd: deployed agents hear of new work
-from it (cluster.state.remotewatch), and a watch cut on the state host is reported and taken up
-again while the agent polls meanwhile."""
+from it (cluster.state.remotewatch), a landing is told with the tasks it brought, and a watch
+cut on the state host is reported and taken up again while the agent polls meanwhile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import DeployEnv  # type: ignore[import-not-found]
 
-from cluster.state.remotewatch import DEFAULT_COMMAND, RemoteWatch, ssh_argv, ssh_repo
+from cluster.state.remotewatch import (
+    DEFAULT_COMMAND,
+    Arrivals,
+    RemoteWatch,
+    ssh_argv,
+    ssh_repo,
+)
 from cluster.testhosts.statehost import REPO
 from cluster.transport import docker
 from cluster.units import layout
@@ -52,22 +58,24 @@ def test_a_watch_cut_on_the_state_host_is_reported_and_taken_up_again(
     repo = ssh_repo(state.control_url)
     assert repo is not None
     argv = ssh_argv(repo, DEFAULT_COMMAND, {"GIT_SSH_COMMAND": state.control_ssh_command})
-    moves: list[int] = []
+    moves: list[Arrivals] = []
     said: list[tuple[str, str]] = []
     lock = threading.Lock()
 
-    def moved() -> None:
+    def moved(arrivals: Arrivals) -> None:
         with lock:
-            moves.append(1)
+            moves.append(arrivals)
 
-    watch = RemoteWatch(argv, moved, lambda what, detail: said.append((what, detail)))
+    watch = RemoteWatch(argv).listen(moved, lambda what, detail: said.append((what, detail)))
     watch.start()
     try:
         poll(lambda: watch.live, 60, lambda: f"the stream to start: {said}")
         before = len(moves)
         work = tmp_path / "person"
         commit_files(state.control_url, task_files([task_doc("watched-1")]), work)
-        poll(lambda: len(moves) > before, 30, "the push to main to come down the stream")
+        # told as what it is: one task arrived (its id and specialty read on the state host)
+        poll(lambda: (("watched-1", "backend"),) in moves[before:], 30,
+             lambda: f"the task's arrival to come down the stream: {moves[before:]}")
         _state_exec(converged, ["pkill", "-f", f"{DEFAULT_COMMAND} {shlex.quote(REPO)}"])
         poll(lambda: any(what == "watch_lost" for what, _ in said), 60,
              lambda: f"the cut to be reported: {said}")
