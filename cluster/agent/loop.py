@@ -116,7 +116,7 @@ class Agent:
         # is polled (events are hints either way).
         self.waker = Waker(self.client.remote.files)
         self.waker.stream = for_remote(config.state, config.state_watch_command,
-                                       self.waker.moved, self._watch_report,
+                                       self.waker, self._watch_report,
                                        self.client.remote.env)  # fmt: skip
         self.waker.judge = self._told
         self.last_snap: Snapshot | None = None  # what the told arrivals are judged against
@@ -336,24 +336,23 @@ class Agent:
             return max(self.config.poll_seconds, STREAMED_POLL)
         return self.config.poll_seconds
 
-    def _told(self, arrivals: tuple[tuple[str, str], ...]) -> float | None:
-        """In how many seconds the arrived tasks the state host told of are ours to read:
-        at once for the owner of one, a stagger per place for the next TOLD_PLACES - 1 in a
-        line, never for the rest and for tasks we do not serve (the watch's thread)."""
+    def _told(self, arrivals: tuple[tuple[str, str], ...]) -> dict[str, float]:
+        """Which of the arrived tasks the state host told of are ours to read, in how many
+        seconds: at once those we own, a stagger per place for the next TOLD_PLACES - 1 in a
+        line (unless the state host says it was claimed first), never the rest nor tasks we
+        do not serve (the watch's thread)."""
         snap = self.last_snap
         if snap is None:
-            return 0.0
+            return {key: 0.0 for key, _ in arrivals} or {"": 0.0}
         now = time.time()
         others = line(snap, self.config.id, now)
         places = {key: place(others, self.config.id, key, specialty)
                   for key, specialty in arrivals if specialty in self.config.specialties}
-        ours = [p for p in places.values() if p < TOLD_PLACES]
-        if not ours:
-            return None
         with self.told_lock:
             for key in places:
                 self.told.setdefault(key, now)
-        return min(ours) * self._stagger()
+        stagger = self._stagger()
+        return {key: at * stagger for key, at in places.items() if at < TOLD_PLACES}
 
     def _watch_report(self, what: str, detail: str) -> None:
         self.events.emit(what, detail=detail)

@@ -12,7 +12,9 @@ added, ``SHA new ID:SPECIALTY ...``, so that only the agents first in those task
 read the repo (cluster.agent.choose); any other move (a fold, a settings change, several
 moves at once that did more) is the commit alone, which every free agent reads. The tasks are
 read from git's objects by one ``git cat-file --batch`` per watcher; when that cannot be had,
-every move is the commit alone.
+every move is the commit alone. A claim ref that appears is told as ``claimed ID ...``
+(:class:`Claims`), so that the agents next in a told task's line need not read it once its
+owner has taken it.
 Nothing but the standard library: it runs on the state host beside the hooks (one small
 process per watching agent), as a console script or copied as a file. Refs are read from
 their files, never through git: a loose ``refs/heads/main``, else ``packed-refs``.
@@ -46,7 +48,8 @@ _IN_CLOEXEC, _IN_NONBLOCK = 0o2000000, 0o4000
 
 MAX_TASKS = 200  # a larger landing is told as the commit alone: everyone reads it anyway
 MAX_BLOB = 65536
-_TASK_FILE = re.compile(r"([a-z0-9][a-z0-9_-]{0,63})\.yaml")
+_TASK_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_TASK_FILE = re.compile(rf"({_TASK_KEY.pattern})\.yaml")
 _SPECIALTY_LINE = re.compile(rb"specialty:[ \t]*(\S*?)[ \t]*(#.*)?")
 _SPECIALTY = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _BLOB_MODES = (b"100644", b"100755")
@@ -197,40 +200,95 @@ def repo_dir(arg: str) -> Path | None:
     return path
 
 
-def _inotify(repo: Path) -> int | None:
-    """An inotify descriptor watching where main moves, or None when there is none to have."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = int(libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK))
-    except (OSError, AttributeError):
-        return None
-    if fd < 0:
-        return None
-    watched = 0
-    for path, mask in ((repo / "refs" / "heads", _IN_MOVED_TO | _IN_CREATE | _IN_DELETE),
-                       (repo, _IN_MOVED_TO)):  # fmt: skip
-        if libc.inotify_add_watch(fd, os.fsencode(path), mask) >= 0:
-            watched += 1
-    if watched == 0:
-        os.close(fd)
-        return None
-    return fd
+class Inotify:
+    """inotify(7) through libc, or nothing (``fd`` None) where it is not to be had."""
 
-
-def _drain(fd: int) -> None:
-    """Read every pending event (their names do not matter: main is read again anyway)."""
-    while True:
+    def __init__(self) -> None:
+        self.fd: int | None = None
         try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            fd = int(self._libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK))
+        except (OSError, AttributeError):
             return
-        if not data:
-            return
-        # Walk the records so that a short read can never be mistaken for more to come.
-        offset = 0
-        while offset + 16 <= len(data):
-            (length,) = struct.unpack_from("I", data, offset + 12)
-            offset += 16 + length
+        self.fd = fd if fd >= 0 else None
+
+    def add(self, path: Path, mask: int) -> int | None:
+        """Watch ``path`` for ``mask``; its watch descriptor, None when it cannot be watched."""
+        if self.fd is None:
+            return None
+        wd = int(self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask))
+        return wd if wd >= 0 else None
+
+    def events(self) -> list[tuple[int, int, str]]:
+        """Every pending event as (watch descriptor, mask, name)."""
+        out: list[tuple[int, int, str]] = []
+        while self.fd is not None:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            offset = 0
+            while offset + 16 <= len(data):
+                wd, mask, _, length = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
+                out.append((wd, mask, name.decode("utf-8", "replace")))
+                offset += 16 + length
+        return out
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Claims:
+    """The claim refs that appear (a task claimed), told so that the agents waiting for their
+    turn at a told arrival need not read it once its owner took it. Renewals and results
+    rewrite a ref already known and say nothing; a fold's deletions are forgotten. Only with
+    inotify: without it (or before ``refs/claims`` exists and is watched) nothing is told,
+    and the waiting agents read at their turn."""
+
+    def __init__(self, repo: Path, notify: Inotify) -> None:
+        self.dir = repo / "refs" / "claims"
+        self._notify = notify
+        self._refs_wd = notify.add(repo / "refs", _IN_CREATE | _IN_MOVED_TO)
+        self._wd: int | None = None
+        self.known: set[str] = set()
+        self._watch()
+        try:
+            packed = (repo / "packed-refs").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            packed = ""
+        prefix = "refs/claims/"
+        self.known |= {name[len(prefix):] for line in packed.splitlines()
+                       for name in line.split(" ")[1:2] if name.startswith(prefix)}  # fmt: skip
+
+    def _watch(self) -> set[str]:
+        """Watch the claims directory once it exists; the names in it then."""
+        if self._wd is None:
+            self._wd = self._notify.add(self.dir, _IN_MOVED_TO | _IN_DELETE)
+            if self._wd is not None:
+                found = {p.name for p in self.dir.iterdir() if not p.name.endswith(".lock")}
+                new, self.known = found - self.known, self.known | found
+                return new
+        return set()
+
+    def seen(self, events: list[tuple[int, int, str]]) -> list[str]:
+        """The claims that ``events`` show appearing, in order."""
+        out: list[str] = []
+        for wd, mask, name in events:
+            if wd == self._refs_wd and name == "claims":
+                out += sorted(self._watch())
+            elif wd != self._wd or self._wd is None or name.endswith(".lock"):
+                continue
+            elif mask & _IN_DELETE:
+                self.known.discard(name)
+            elif name not in self.known and _TASK_KEY.fullmatch(name):
+                self.known.add(name)
+                out.append(name)
+        return out
 
 
 def _say(line: str) -> bool:
@@ -244,18 +302,26 @@ def _say(line: str) -> bool:
 
 def watch(repo: Path, stdin: int | None = 0) -> int:
     """Stream main's moves until the reader goes away; 0 then."""
-    fd = _inotify(repo)  # before the first read: a move between the two is not missed
+    notify = Inotify()  # before the first read: a move between the two is not missed
+    heads = notify.add(repo / "refs" / "heads", _IN_MOVED_TO | _IN_CREATE | _IN_DELETE)
+    top = notify.add(repo, _IN_MOVED_TO)
+    if heads is None and top is None:
+        notify.close()  # main's moves cannot be watched: look at the files instead
+    claims = Claims(repo, notify)
     objects = Objects(repo)
     try:
-        return _stream(repo, fd, objects, stdin)
+        return _stream(repo, notify, claims, objects, stdin)
     finally:
         objects.close()
+        notify.close()
 
 
-def _stream(repo: Path, fd: int | None, objects: Objects, stdin: int | None) -> int:
+def _stream(repo: Path, notify: Inotify, claims: Claims, objects: Objects,
+            stdin: int | None) -> int:  # fmt: skip
     last = read_main(repo)
     if not _say(last):
         return 0
+    fd = notify.fd
     watched = [fd] if fd is not None else []
     if stdin is not None:
         watched.append(stdin)
@@ -265,13 +331,17 @@ def _stream(repo: Path, fd: int | None, objects: Objects, stdin: int | None) -> 
         ready, _, _ = select.select(watched, [], [], timeout)
         if stdin is not None and stdin in ready and not os.read(stdin, 4096):
             return 0  # the session closed
+        lines = []
         if fd is not None and fd in ready:
-            _drain(fd)
+            taken = claims.seen(notify.events())
+            for at in range(0, len(taken), MAX_TASKS):
+                lines.append(" ".join(["claimed", *taken[at : at + MAX_TASKS]]))
         now = read_main(repo)
         waited = 0.0 if ready else waited + timeout
         if now != last or waited >= KEEPALIVE:
-            line = describe(objects, last, now) if now != last else now
+            lines.insert(0, describe(objects, last, now) if now != last else now)
             last, waited = now, 0.0
+        for line in lines:
             if not _say(line):
                 return 0
 

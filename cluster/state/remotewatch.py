@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_COMMAND = "claude-cluster-watch"
@@ -33,7 +34,9 @@ _LINE = re.compile(r"(-|[0-9a-f]{40}(?:[0-9a-f]{24})?)(?: new((?: [a-z0-9][a-z0-
 # What a move brought: the tasks (id, specialty) when it only added those, None when it did
 # more (or the watch cannot tell): then every free agent reads.
 Arrivals = tuple[tuple[str, str], ...] | None
-Moved = Callable[[Arrivals], None]
+
+
+_CLAIMED = re.compile(r"claimed((?: [a-z0-9][a-z0-9_-]{0,63})+)")
 
 
 def parse(line: str) -> tuple[str, Arrivals] | None:
@@ -45,6 +48,20 @@ def parse(line: str) -> tuple[str, Arrivals] | None:
         return match.group(1), None
     pairs = (item.split(":") for item in match.group(2).split())
     return match.group(1), tuple((key, specialty) for key, specialty in pairs)
+
+
+def parse_claimed(line: str) -> tuple[str, ...] | None:
+    """The tasks a ``claimed`` line says were just claimed; None for any other line."""
+    match = _CLAIMED.fullmatch(line)
+    return tuple(match.group(1).split()) if match else None
+
+
+class Hints(Protocol):
+    """Who hears the stream (cluster.state.watch.Waker)."""
+
+    def moved(self, arrivals: Arrivals = None) -> None: ...
+
+    def claimed(self, keys: tuple[str, ...]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -108,10 +125,10 @@ class RemoteWatch:
         self._listeners: list[Listener] = []
         self.live = False
 
-    def listen(self, moved: Moved,
+    def listen(self, hints: Hints,
                report: Callable[[str, str], None] = lambda what, detail: None) -> Listener:
         """A listener; the stream runs while a started one is listening."""
-        return Listener(self, moved, report)
+        return Listener(self, hints, report)
 
     def _join(self, listener: Listener) -> None:
         with self._lock:
@@ -126,7 +143,7 @@ class RemoteWatch:
                 self._thread.start()
             elif self.live:  # joins a running stream: it has missed the first line
                 listener.report("watch_live", " ".join(self.argv[-2:]))
-                listener.moved(None)
+                listener.hints.moved(None)
 
     def _leave(self, listener: Listener) -> None:
         with self._lock:
@@ -145,7 +162,13 @@ class RemoteWatch:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener.moved(arrivals)
+            listener.hints.moved(arrivals)
+
+    def _claimed(self, keys: tuple[str, ...]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.hints.claimed(keys)
 
     def _report(self, what: str, detail: str) -> None:
         with self._lock:
@@ -190,6 +213,10 @@ class RemoteWatch:
                 if not raw:
                     break
                 line = raw.decode("ascii", "replace").strip()
+                claimed = parse_claimed(line) if last is not None else None
+                if claimed is not None:
+                    self._claimed(claimed)
+                    continue
                 said = parse(line)
                 if said is None:
                     return f"the watch said {line[:60]!r}, not a commit"
@@ -226,10 +253,10 @@ class Listener:
     """One agent's hold on a :class:`RemoteWatch` (what cluster.state.watch.Waker starts and
     stops)."""
 
-    def __init__(self, watch: RemoteWatch, moved: Moved,
+    def __init__(self, watch: RemoteWatch, hints: Hints,
                  report: Callable[[str, str], None]) -> None:  # fmt: skip
         self.watch = watch
-        self.moved = moved
+        self.hints = hints
         self.report = report
 
     @property
@@ -247,7 +274,7 @@ _SHARED: dict[tuple[str, ...], RemoteWatch] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def for_remote(url: str, command: str, moved: Moved,
+def for_remote(url: str, command: str, hints: Hints,
                report: Callable[[str, str], None],
                env: Mapping[str, str] | None = None) -> Listener | None:  # fmt: skip
     """A listener to the watch of the ssh state remote ``url``, shared by every agent of this
@@ -261,4 +288,4 @@ def for_remote(url: str, command: str, moved: Moved,
         watch = _SHARED.get(tuple(argv))
         if watch is None:
             watch = _SHARED[tuple(argv)] = RemoteWatch(argv, full)
-    return watch.listen(moved, report)
+    return watch.listen(hints, report)

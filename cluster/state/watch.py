@@ -60,10 +60,11 @@ class Waker:
         self._repo = local_repo
         self._observer: Any = None  # watchdog's Observer is a platform-chosen class
         self.stream: Stream | None = None  # the state host's own word, over ssh
-        self._due = float("inf")  # when arrivals told by the stream become ours to read
-        # In how many seconds told arrivals are ours to read, None for never (the agent's
-        # rendezvous place in their lines: cluster.agent.loop); by default at once.
-        self.judge: Callable[[tuple[tuple[str, str], ...]], float | None] = lambda _: 0.0
+        self._told: dict[str, float] = {}  # told arrivals -> when they become ours to read
+        # Which told arrivals are ours to read, in how many seconds (the agent's place in
+        # their lines: cluster.agent.loop); by default all, at once.
+        self.judge: Callable[[tuple[tuple[str, str], ...]], dict[str, float]] = (
+            lambda arrivals: {key: 0.0 for key, _ in arrivals} or {"": 0.0})
 
     def start(self) -> None:
         if self.stream is not None:
@@ -115,17 +116,25 @@ class Waker:
 
     def moved(self, arrivals: Arrivals = None) -> None:
         """Main may have moved (a ref event); ``arrivals``, when the state host told them, are
-        the tasks the move only added: then :attr:`judge` says in how many seconds they are
-        ours to read (None: never: others are first in all their lines)."""
-        due = 0.0 if arrivals is None else self.judge(arrivals)
-        if due is None:
+        the tasks the move only added: then :attr:`judge` says which are ours to read, and in
+        how many seconds (none: others are first in all their lines)."""
+        turns = {"": 0.0} if arrivals is None else self.judge(arrivals)
+        if not turns:
             return
+        now = time.monotonic()
         with self._ready:
-            if due <= 0:
-                self._moved = True
-            else:
-                self._due = min(self._due, time.monotonic() + due)
+            for key, delay in turns.items():
+                if delay <= 0:
+                    self._moved = True
+                else:
+                    self._told[key] = min(self._told.get(key, float("inf")), now + delay)
             self._ready.notify_all()
+
+    def claimed(self, keys: tuple[str, ...]) -> None:
+        """The state host says these tasks were claimed: a turn waiting to read them is over."""
+        with self._ready:
+            for key in keys:
+                self._told.pop(key, None)
 
     def poke(self) -> None:
         """Something of our own happened (a task ended, a stop was asked for)."""
@@ -143,7 +152,7 @@ class Waker:
         with self._ready:
             while True:
                 now = time.monotonic()
-                due = self._due if refs else float("inf")
+                due = min(self._told.values(), default=float("inf")) if refs else float("inf")
                 if self._poked or (refs and (self._moved or due <= now)):
                     woke = True
                     break
@@ -152,6 +161,6 @@ class Waker:
                     break
                 self._ready.wait(min(end, due) - now)
             self._poked = self._moved = False
-            if refs and self._due <= now:
-                self._due = float("inf")
+            if refs:  # the read that follows is the turns that came
+                self._told = {k: at for k, at in self._told.items() if at > now}
             return woke

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,35 @@ from hypothesis import strategies as st
 
 from cluster.state import refwatch
 from cluster.state.remotewatch import (
+    Arrivals,
     RemoteWatch,
     SshRepo,
     for_remote,
     parse,
+    parse_claimed,
     ssh_argv,
     ssh_repo,
 )
 from tests.helpers import ROOT, commit_files, git, main_of, make_state, poll, task_doc, task_files
 
 WATCH = [sys.executable, "-m", "cluster.state.refwatch"]
+
+
+class Heard:
+    """What a listener is told (cluster.state.remotewatch.Hints), each call through ``each``."""
+
+    def __init__(self, each: Callable[[str, Any], None] = lambda what, value: None) -> None:
+        self.moves: list[Arrivals] = []
+        self.claims: list[tuple[str, ...]] = []
+        self._each = each
+
+    def moved(self, arrivals: Arrivals = None) -> None:
+        self.moves.append(arrivals)
+        self._each("moved", arrivals)
+
+    def claimed(self, keys: tuple[str, ...]) -> None:
+        self.claims.append(keys)
+        self._each("claimed", keys)
 
 
 class Lines:
@@ -135,7 +155,7 @@ def test_ssh_urls_name_the_host_port_and_path_git_would() -> None:
     for other in ("https://github.com/acme/state.git", "file:///srv/state.git",
                   "/srv/state.git", "./state.git", "ssh://state", "ssh://:22/x"):  # fmt: skip
         assert ssh_repo(other) is None, other
-    assert for_remote("ssh://state/srv/state.git", "", lambda _: None, lambda a, b: None) is None
+    assert for_remote("ssh://state/srv/state.git", "", Heard(), lambda a, b: None) is None
 
 
 _PATHS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1,
@@ -181,7 +201,8 @@ def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -
     side reports it, treats it as a hint to read, and tries again later; nothing it says can
     make it act on more than a hint."""
     said: list[tuple[str, str]] = []
-    moves: list[int] = []
+    heard = Heard()
+    moves = heard.moves
     for body, why in (("printf 'x%.0s' $(seq 1 5000); echo", "not a commit"),
                       ("echo 'rm -rf /'", "not a commit"),
                       ("echo 'no such command' >&2; exit 127", "(exit 127): no such command"),
@@ -189,8 +210,7 @@ def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -
         said.clear()
         moves.clear()
         argv = [_fake_ssh(tmp_path, body), "state", "claude-cluster-watch /x"]
-        watch = RemoteWatch(argv).listen(lambda _: moves.append(1),
-                                         lambda a, b: said.append((a, b)))  # fmt: skip
+        watch = RemoteWatch(argv).listen(heard, lambda a, b: said.append((a, b)))
         watch.start()
         try:
             poll(lambda: said, 30, f"the end of the stream for {body!r}")
@@ -229,9 +249,11 @@ def test_agents_of_one_process_share_one_stream(tmp_path: Path, monkeypatch: Any
     monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path, body))
     url = f"ssh://git@state.invalid{repo}"
     heard: dict[str, list[str]] = {"a": [], "b": []}
-    a = for_remote(url, "claude-cluster-watch", lambda _: heard["a"].append(main_of(repo)),
+    a = for_remote(url, "claude-cluster-watch",
+                   Heard(lambda what, _: heard["a"].append(main_of(repo))),
                    lambda what, detail: heard["a"].append(what))  # fmt: skip
-    b = for_remote(url, "claude-cluster-watch", lambda _: heard["b"].append(main_of(repo)),
+    b = for_remote(url, "claude-cluster-watch",
+                   Heard(lambda what, _: heard["b"].append(main_of(repo))),
                    lambda what, detail: heard["b"].append(what))  # fmt: skip
     assert a is not None and b is not None and a.watch is b.watch
     a.start()
@@ -323,18 +345,58 @@ def test_told_arrivals_wake_a_free_agent_only_when_they_are_its_to_read() -> Non
     from cluster.state.watch import Waker
 
     waker = Waker(None)
-    places: dict[str, float | None] = {"mine": 0.0, "later": 0.2, "theirs": None}
-    waker.judge = lambda arrivals: places[arrivals[0][0]]
+    turns = {"mine": 0.0, "later": 0.2, "soon": 0.2}
+    waker.judge = lambda arrivals: {k: turns[k] for k, _ in arrivals if k in turns}
     waker.moved((("theirs", "backend"),))
     assert not waker.wait(0.3)  # others are first in its line: no read
-    waker.moved((("mine", "backend"),))
+    waker.moved((("mine", "backend"), ("theirs", "backend")))
     assert waker.wait(30)
     waker.moved((("later", "backend"),))
     assert not waker.wait(0.0)  # its turn has not come yet
     assert not waker.wait(0.5, refs=False)  # a busy agent is not woken by it
     assert waker.wait(30)  # and a free one is, once its turn comes
+    waker.moved((("soon", "backend"),))
+    waker.claimed(("soon",))  # its owner took it first: no read at our turn
+    assert not waker.wait(0.5)
     waker.moved(None)  # the state host could not say: read
     assert waker.wait(0.0)
+
+
+def test_a_claim_ref_that_appears_is_told_once(tmp_path: Path) -> None:
+    """New claims come down the stream (the next in line then need not read the task);
+    renewals and results rewrite a known ref and say nothing, a claim dir made after the
+    watch started is watched, and claims already there at the start are known."""
+    repo = make_state(tmp_path)
+    sha = main_of(repo)
+    git(["update-ref", "refs/claims/before", sha], repo)
+    proc = _watch(repo)
+    lines = Lines(proc)
+    try:
+        poll(lambda: lines.got, 30, "the first line")
+        git(["update-ref", "refs/claims/first", sha], repo)
+        poll(lambda: "claimed first" in lines.got, 30, lambda: f"{lines.got}")
+        for _ in range(3):  # renewals
+            git(["update-ref", "refs/claims/first", sha], repo)
+            git(["update-ref", "refs/claims/before", sha], repo)
+        git(["update-ref", "refs/claims/second", sha], repo)
+        poll(lambda: "claimed second" in lines.got, 30, lambda: f"{lines.got}")
+        claimed = [line for line in lines.got if line.startswith("claimed")]
+        assert claimed == ["claimed first", "claimed second"], lines.got
+        assert all(parse_claimed(line) for line in claimed)
+    finally:
+        proc.kill()
+        proc.wait()
+    fresh = make_state(tmp_path / "fresh")
+    assert not (fresh / "refs" / "claims").exists()
+    proc = _watch(fresh)
+    lines = Lines(proc)
+    try:
+        poll(lambda: lines.got, 30, "the first line")
+        git(["update-ref", "refs/claims/made-later", main_of(fresh)], fresh)
+        poll(lambda: "claimed made-later" in lines.got, 30, lambda: f"{lines.got}")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _reads(marker: Path) -> int:
@@ -344,9 +406,10 @@ def _reads(marker: Path) -> int:
 
 def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
         tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
-    """Four free agents; a landing of one task is told with it: its owner and the next two in
-    its line read the repo (a stagger apart), the fourth does not (on code that woke every
-    free agent for every move of main, all four read it)."""
+    """Four free agents; a landing of one task is told with it: its owner reads the repo and
+    claims it, the next two would read at their turns unless told of the claim first, the
+    fourth does not read (on code that woke every free agent for every move of main, all four
+    read it)."""
     from cluster.agent.choose import rank
     from cluster.agent.loop import TOLD_PLACES
 
@@ -376,8 +439,8 @@ def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
     commit_files(repo, task_files([task_doc("told-1")]), tmp_path / "person")
     owner = next(a for a in started if a.id == in_line[0])
     poll(lambda: owner.saw("claimed", "told-1"), 30, owner.tail)
-    poll(lambda: all(_reads(markers[i]) > before[i] for i in in_line[:TOLD_PLACES]), 30,
-         lambda: f"the first {TOLD_PLACES} in line reading: {in_line} {before}")
+    assert _reads(markers[owner.id]) > before[owner.id]
+    # Woken by the landing, it would have started its ls-remote before the owner's claim.
     last = in_line[TOLD_PLACES]
     assert _reads(markers[last]) == before[last], (last, markers[last].read_text())
     assert not any(a.saw("claimed", "told-1") for a in started if a is not owner)

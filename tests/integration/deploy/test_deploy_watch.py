@@ -5,7 +5,6 @@ cut on the state host is reported and taken up again while the agent polls meanw
 from __future__ import annotations
 
 import shlex
-import threading
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,18 @@ def _state_exec(env: DeployEnv, argv: list[str]) -> str:
     return (done.output or b"").decode(errors="replace")
 
 
+class _Heard:
+    def __init__(self) -> None:
+        self.moves: list[Arrivals] = []
+        self.claims: list[str] = []
+
+    def moved(self, arrivals: Arrivals = None) -> None:
+        self.moves.append(arrivals)
+
+    def claimed(self, keys: tuple[str, ...]) -> None:
+        self.claims += keys
+
+
 def test_deployed_agents_hear_of_main_from_the_state_host(converged: DeployEnv) -> None:
     for name in converged.names:
         poll(lambda name=name: "watch_live" in _journal(converged, name), 90,  # type: ignore[misc]
@@ -58,15 +69,10 @@ def test_a_watch_cut_on_the_state_host_is_reported_and_taken_up_again(
     repo = ssh_repo(state.control_url)
     assert repo is not None
     argv = ssh_argv(repo, DEFAULT_COMMAND, {"GIT_SSH_COMMAND": state.control_ssh_command})
-    moves: list[Arrivals] = []
     said: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def moved(arrivals: Arrivals) -> None:
-        with lock:
-            moves.append(arrivals)
-
-    watch = RemoteWatch(argv).listen(moved, lambda what, detail: said.append((what, detail)))
+    heard = _Heard()
+    moves = heard.moves
+    watch = RemoteWatch(argv).listen(heard, lambda what, detail: said.append((what, detail)))
     watch.start()
     try:
         poll(lambda: watch.live, 60, lambda: f"the stream to start: {said}")
@@ -76,6 +82,8 @@ def test_a_watch_cut_on_the_state_host_is_reported_and_taken_up_again(
         # told as what it is: one task arrived (its id and specialty read on the state host)
         poll(lambda: (("watched-1", "backend"),) in moves[before:], 30,
              lambda: f"the task's arrival to come down the stream: {moves[before:]}")
+        # a deployed agent claims it, and that comes down the stream too
+        poll(lambda: "watched-1" in heard.claims, 60, lambda: f"its claim: {heard.claims}")
         _state_exec(converged, ["pkill", "-f", f"{DEFAULT_COMMAND} {shlex.quote(REPO)}"])
         poll(lambda: any(what == "watch_lost" for what, _ in said), 60,
              lambda: f"the cut to be reported: {said}")
