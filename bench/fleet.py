@@ -14,6 +14,8 @@ people and intake push them). For each N it reports:
 - heartbeat lag: how much later than their interval heartbeats land, from the agents' refs
   listed every half second (p50/p95/max of gap minus interval);
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
+  and the agents' reads of the repo by kind (claude_cluster_state_reads_total: list, fetch)
+  and per task,
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
 - the state host's CPU: for a test host (``--host``: one started through
   cluster.testhosts.statehost and removed afterwards) the container's cgroup CPU (v1 or v2)
@@ -136,6 +138,7 @@ def worker(spec: dict[str, Any]) -> int:
             claims = list(runner.claims)
         write_atomic(out, json.dumps({
             "pushes": {a.config.id: a.metrics.pushed() for a in agents},
+            "reads": {a.config.id: a.metrics.read() for a in agents},
             "claims": claims, "counters": {a.config.id: a.counters for a in agents},
             "alive": sum(t.is_alive() for t in threads)}))
 
@@ -176,10 +179,11 @@ class Fleet:
                 out.append({"pushes": {}, "claims": [], "counters": {}, "alive": 0})
         return out
 
-    def pushes(self) -> dict[str, int]:
+    def pushes(self, what: str = "pushes") -> dict[str, int]:
+        """Every agent's pushes (or ``reads``) so far, summed by kind."""
         total: dict[str, int] = {}
         for stat in self.stats():
-            for kinds in stat["pushes"].values():
+            for kinds in stat.get(what, {}).values():
                 for kind, count in kinds.items():
                     total[kind] = total.get(kind, 0) + count
         return total
@@ -379,7 +383,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 RATIOS = ("claim_p50_s", "claim_p95_s", "claim_max_s", "heartbeat_lag_p95_s",
-          "host_cpu_ms_per_push", "host_cpu_share")
+          "host_cpu_ms_per_push", "host_cpu_share", "reads_per_task")
 
 
 def ratios(base: dict[str, Any], row: dict[str, Any]) -> dict[str, float | None]:
@@ -425,6 +429,7 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
             out["idle_pushes_per_agent_hour"] = round(idle / hours, 2)
         landed: dict[str, float] = {}
         pushes0, cpu0, t0 = fleet.pushes(), bed.cpu(), time.time()
+        reads0 = fleet.pushes("reads")
         with BeatWatch(bed) as watch:
             n = 0
             while time.time() - t0 < args.seconds:
@@ -439,7 +444,7 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
                 left -= finished(bench, left)
                 time.sleep(0.5)
             elapsed = time.time() - t0
-            cpu1, pushes1 = bed.cpu(), fleet.pushes()
+            cpu1, pushes1, reads1 = bed.cpu(), fleet.pushes(), fleet.pushes("reads")
         busy = {k: pushes1.get(k, 0) - pushes0.get(k, 0) for k in pushes1}
         busy["submit"] = len(landed) // args.batch
         total = sum(busy.values())
@@ -458,6 +463,9 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
             "heartbeat_lag_p95_s": pct(lags, 95) if not hosted else None,
             "heartbeat_lag_max_s": round(max(lags), 3) if lags and not hosted else None,
             "pushes": busy, "pushes_per_s": round(total / elapsed, 2),
+            "reads": {k: reads1.get(k, 0) - reads0.get(k, 0) for k in reads1},
+            "reads_per_task": round((sum(reads1.values()) - sum(reads0.values()))
+                                    / max(1, len(landed)), 2),
             "pushes_per_task": round(total / max(1, len(landed)), 3),
             "pushes_per_agent_hour": round(total / (count * elapsed / (3600 * scale)), 1),
             "host_cpu_s": round(cpu1 - cpu0, 3),

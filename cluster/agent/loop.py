@@ -111,6 +111,7 @@ class Agent:
         self.client = client
         self.client.remote.on_stale_lock = lambda lock: self.events.emit(
             "stale_lock_cleared", lock=str(lock))
+        self.client.remote.on_read = lambda kind: self.metrics.reads.labels(kind).inc()
         # A remote whose files are on this machine (a plain path or a file:// URL) wakes us
         # when main moves, an ssh one when its host says so (its watch command); any other
         # is polled (events are hints either way).

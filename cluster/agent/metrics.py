@@ -49,6 +49,9 @@ class Metrics:
         # heartbeat, fold, judge, stop): what a hosted repo's push budget counts.
         self.pushes = Counter("claude_cluster_pushes", "Pushes to the state repo", ["kind"],
                               registry=reg)
+        # Every read that reached the state repo's host: a listing (ls-remote) or a fetch.
+        self.reads = Counter("claude_cluster_state_reads", "Reads of the state repo", ["kind"],
+                             registry=reg)
         self.rode = Counter("claude_cluster_heartbeats_carried",
                             "Heartbeats that rode on a claim's or result's push", registry=reg)
         # What `claude-cluster agent health` reads: the last heartbeat the remote accepted.
@@ -74,9 +77,11 @@ class Metrics:
 
     def pushed(self) -> dict[str, int]:
         """Pushes so far by kind."""
-        return {sample.labels["kind"]: int(sample.value)
-                for metric in self.pushes.collect() for sample in metric.samples
-                if sample.name.endswith("_total")}
+        return _by_kind(self.pushes)
+
+    def read(self) -> dict[str, int]:
+        """Reads of the state repo so far by kind (list, fetch)."""
+        return _by_kind(self.reads)
 
     def published(self, record: Result | Release) -> None:
         self.finished.labels(record.status, record.KIND).inc()
@@ -85,3 +90,9 @@ class Metrics:
         self.tokens.labels("input").inc(record.input_tokens)
         self.tokens.labels("output").inc(record.output_tokens)
         self.cost.inc(record.cost_usd)
+
+
+def _by_kind(counter: Counter) -> dict[str, int]:
+    return {sample.labels["kind"]: int(sample.value)
+            for metric in counter.collect() for sample in metric.samples
+            if sample.name.endswith("_total")}

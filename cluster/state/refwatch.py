@@ -7,10 +7,11 @@ upload-pack per agent every few seconds, and makes the claim latency the poll in
 Each line out starts with main's full commit id (``-`` while there is none): at once, on every
 move, and again every KEEPALIVE seconds, so that a watcher whose agent went away finds out on
 its next write and exits. It also exits when its stdin closes (sshd closes it with the
-session). A move that did nothing but add task files under ``tasks/`` is told with what it
-added, ``SHA new ID:SPECIALTY ...``, so that only the agents first in those tasks' lines need
-read the repo (cluster.agent.choose); any other move (a fold, a settings change, several
-moves at once that did more) is the commit alone, which every free agent reads. The tasks are
+session). A move that can bring no work but the task files it added under ``tasks/`` (it may
+also fold, prune or withdraw tasks) is told with what it added, ``SHA new ID:SPECIALTY ...``
+(nothing after ``new`` for a fold), so that only the agents first in those tasks' lines need
+read the repo (cluster.agent.choose); any other move (a changed task, the settings, another
+path) is the commit alone, which every free agent reads. The tasks are
 read from git's objects by one ``git cat-file --batch`` per watcher; when that cannot be had,
 every move is the commit alone. A claim ref that appears is told as ``claimed ID ...``
 (:class:`Claims`), so that the agents next in a told task's line need not read it once its
@@ -117,25 +118,28 @@ class Objects:
 
 
 def added_tasks(objects: Objects, old: str, new: str) -> list[tuple[str, str]] | None:
-    """The tasks (id, specialty) that the move of main from ``old`` to ``new`` added, when that
-    is all it did; None when it did anything else, or when that cannot be told for sure."""
+    """The tasks (id, specialty) that the move of main from ``old`` to ``new`` added, when
+    nothing else it did can bring work: besides them it may only have changed ``archive/``
+    (a fold, a prune) and removed task files (folded or withdrawn). None when it did anything
+    else (a changed task, the settings, any other path), or when that cannot be told for sure.
+    A fold brings no work: the results it archives were on their claim refs already."""
     before, after = objects.root(old), objects.root(new)
     if before is None or after is None:
         return None
     if any(before.get(name) != after.get(name) for name in before.keys() | after.keys()
-           if name != b"tasks"):  # fmt: skip
+           if name not in (b"tasks", b"archive")):  # fmt: skip
         return None
     was, now = before.get(b"tasks"), after.get(b"tasks")
     if was == now:
         return []
     if now is None:
-        return None
+        return []  # every task file went
     listed_before = objects.tree(was[1]) if was is not None else {}
     listed = objects.tree(now[1])
     if listed is None or listed_before is None:
         return None
-    if any(listed.get(name) != entry for name, entry in listed_before.items()):
-        return None  # a task file changed or went: not an arrival
+    if any(name in listed and listed[name] != entry for name, entry in listed_before.items()):
+        return None  # a task file changed: not an arrival
     added = [(name, entry) for name, entry in listed.items() if name not in listed_before]
     if len(added) > MAX_TASKS:
         return None

@@ -95,6 +95,8 @@ class StateRemote:
         self._have: set[str] = set()
         self.files = local_files(url)
         self.on_stale_lock: Callable[[Path], None] = lambda lock: None
+        # Each read that reaches the remote's host: "list" (ls-remote) or "fetch".
+        self.on_read: Callable[[str], None] = lambda kind: None
 
     @property
     def is_local(self) -> bool:
@@ -126,6 +128,7 @@ class StateRemote:
         """
         if self.path is not None:
             return read_refs(self.path, prefixes)
+        self.on_read("list")
         refs = list_refs(ls_remote_patterns(prefixes), git_dir=self.mirror, remote=self.url,
                          env=self.env)  # fmt: skip
         missing = {sha for sha in refs.values() if sha not in self._have}
@@ -173,6 +176,7 @@ class StateRemote:
         """Bring the mirror's copy of ``prefixes`` up to date; a lock a killed fetch left in it
         is cleared once stale."""
         argv = ["fetch", *FETCH_FLAGS, self.url, *fetch_specs(prefixes)]
+        self.on_read("fetch")
         done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
         if done.returncode != 0 and self._cleared(locks_named(done.stderr), self.mirror):
             done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)

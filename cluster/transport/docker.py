@@ -141,15 +141,20 @@ _CPU_READ = ("cat /sys/fs/cgroup/cpu.stat 2>/dev/null"
              " || { printf 'usage_nsec '; cat /sys/fs/cgroup/cpuacct/cpuacct.usage; }")
 
 
-def cpu_seconds(container: Container) -> float:
-    """CPU seconds the container's processes used so far (its cgroup, v1 or v2)."""
-    code, out, err = exec_argv(container, ["sh", "-c", _CPU_READ])
-    usage = dict(line.split(None, 1) for line in out.splitlines() if " " in line)
-    if code == 0 and "usage_usec" in usage:
-        return int(usage["usage_usec"]) / 1e6
-    if code == 0 and "usage_nsec" in usage:
-        return int(usage["usage_nsec"]) / 1e9
-    raise HostError(container.name, f"cannot read its cgroup's CPU: {err.strip() or out!r}")
+def cpu_seconds(container: Container, attempts: int = 3) -> float:
+    """CPU seconds the container's processes used so far (its cgroup, v1 or v2). An exec that
+    comes back with nothing (seen once on a saturated machine) is asked again."""
+    for _ in range(attempts):
+        code, out, err = exec_argv(container, ["sh", "-c", _CPU_READ])
+        usage = dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+        if code == 0 and "usage_usec" in usage:
+            return int(usage["usage_usec"]) / 1e6
+        if code == 0 and "usage_nsec" in usage:
+            return int(usage["usage_nsec"]) / 1e9
+        if out.strip() or err.strip():
+            break
+    raise HostError(container.name,
+                    f"cannot read its cgroup's CPU (exit {code}): {err.strip() or out!r}")
 
 
 def _text(data: bytes | None) -> str:

@@ -280,9 +280,10 @@ def test_agents_of_one_process_share_one_stream(tmp_path: Path, monkeypatch: Any
 
 def test_a_landing_is_told_with_its_tasks_and_anything_else_as_the_commit_alone(
         tmp_path: Path) -> None:
-    """Only a move that did nothing but add task files names them (so that only their lines'
-    first agents read); a removal, a changed file, any other path, a task file the watch
-    cannot read plainly: the commit alone, which every free agent reads."""
+    """A move that can bring no work but the task files it added names them (so that only
+    their lines' first agents read; a removal, as a fold's, names none); a changed file, any
+    other path, a task file the watch cannot read plainly: the commit alone, which every free
+    agent reads."""
     repo = make_state(tmp_path)
     proc = _watch(repo)
     lines = Lines(proc)
@@ -300,9 +301,14 @@ def test_a_landing_is_told_with_its_tasks_and_anything_else_as_the_commit_alone(
         assert parse(landed) == (main_of(repo), (("one", "backend"), ("two", "frontend")))
         quoted = "id: three\ntitle: x\nspecialty: 'testing'  # the tests\n"
         assert parse(told({"tasks/three.yaml": quoted})) == (main_of(repo), (("three", "testing"),))
+        assert parse(told({"tasks/one.yaml": None})) == (main_of(repo), ())  # withdrawn
+        from cluster.state.ids import archive_path
+
+        folded = {"tasks/two.yaml": None, f"{archive_path('two')}/task.yaml": "id: two\n",
+                  f"{archive_path('two')}/result.yaml": "status: succeeded\n"}  # fmt: skip
+        assert parse(told(folded)) == (main_of(repo), ())  # a fold brings no work
         others: list[dict[str, str | bytes | None]] = [
-            {"tasks/one.yaml": None},  # a removal
-            {"tasks/two.yaml": yaml_task("two", "backend")},  # a change
+            {"tasks/three.yaml": yaml_task("three", "backend")},  # a change
             {"notes.txt": "hello\n"},  # elsewhere
             {"tasks/four.yaml": "{id: four, specialty: backend, title: x}\n"},
             {"tasks/five.yaml": "id: five\nspecialty: >\n  backend\ntitle: x\n"},

@@ -127,3 +127,28 @@ def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(
     with pytest.raises(ClusterError):  # and without it: no such host
         HeartbeatReader(ssh_url, tmp_path / "elsewhere", "false").beat("a1")
     assert not marker.exists()
+
+
+def test_every_read_that_reaches_the_host_is_counted(tmp_path: Path) -> None:
+    """claude_cluster_state_reads_total counts what the state host serves: a listing per
+    read, a fetch only when a ref points at something new; a plain path reaches no host."""
+    from cluster.state.remote import StateRemote
+    from tests.helpers import commit_files, make_state, task_doc, task_files
+
+    repo = make_state(tmp_path)
+    seen: list[str] = []
+    remote = StateRemote(f"file://{repo}", tmp_path / "reader")
+    remote.on_read = seen.append
+    remote.refs()
+    assert seen == ["list", "fetch"]  # a fresh mirror fetches what it lists
+    remote.refs()
+    assert seen == ["list", "fetch", "list"]  # nothing moved: no fetch
+    commit_files(repo, task_files([task_doc("counted")]), tmp_path / "person")
+    remote.refs()
+    assert seen[3:] == ["list", "fetch"]
+    remote.close()
+    local = StateRemote(str(repo), tmp_path / "local")
+    local.on_read = seen.append
+    local.refs()
+    assert len(seen) == 5
+    local.close()
