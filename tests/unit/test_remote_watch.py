@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.state import refwatch
+from cluster.state.ids import archive_path
 from cluster.state.remotewatch import (
     Arrivals,
     RemoteWatch,
@@ -302,10 +303,10 @@ def test_a_landing_is_told_with_its_tasks_and_anything_else_as_the_commit_alone(
         quoted = "id: three\ntitle: x\nspecialty: 'testing'  # the tests\n"
         assert parse(told({"tasks/three.yaml": quoted})) == (main_of(repo), (("three", "testing"),))
         assert parse(told({"tasks/one.yaml": None})) == (main_of(repo), ())  # withdrawn
-        from cluster.state.ids import archive_path
-
-        folded = {"tasks/two.yaml": None, f"{archive_path('two')}/task.yaml": "id: two\n",
-                  f"{archive_path('two')}/result.yaml": "status: succeeded\n"}  # fmt: skip
+        base = archive_path("two")
+        folded: dict[str, str | bytes | None] = {
+            "tasks/two.yaml": None, f"{base}/task.yaml": "id: two\n",
+            f"{base}/result.yaml": "status: succeeded\n"}  # fmt: skip
         assert parse(told(folded)) == (main_of(repo), ())  # a fold brings no work
         others: list[dict[str, str | bytes | None]] = [
             {"tasks/three.yaml": yaml_task("three", "backend")},  # a change
