@@ -44,7 +44,7 @@ from cluster.state.remote import StateRemote
 from cluster.state.remotewatch import for_remote
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, settle
-from cluster.state.watch import Waker
+from cluster.state.watch import Waker, at_once
 
 MAX_BACKOFF = 30.0
 STREAMED_POLL = 30.0  # the poll, as a safety net, while an ssh state host streams main's moves
@@ -344,7 +344,7 @@ class Agent:
         do not serve (the watch's thread)."""
         snap = self.last_snap
         if snap is None:
-            return {key: 0.0 for key, _ in arrivals} or {"": 0.0}
+            return at_once(arrivals)
         now = time.time()
         others = line(snap, self.config.id, now)
         places = {key: place(others, self.config.id, key, specialty)

@@ -274,7 +274,10 @@ class Claims:
         if self._wd is None:
             self._wd = self._notify.add(self.dir, _IN_MOVED_TO | _IN_DELETE)
             if self._wd is not None:
-                found = {p.name for p in self.dir.iterdir() if not p.name.endswith(".lock")}
+                try:
+                    found = {p.name for p in self.dir.iterdir() if not p.name.endswith(".lock")}
+                except OSError:
+                    found = set()
                 new, self.known = found - self.known, self.known | found
                 return new
         return set()

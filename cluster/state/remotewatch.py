@@ -1,9 +1,11 @@
 """Main's moves on an ``ssh://`` state remote, as the state host says them (its watch command).
 
-One long-lived ``ssh HOST claude-cluster-watch PATH`` per agent (cluster.state.refwatch runs at
-the far end), over the same ssh as the agent's git (``GIT_SSH_COMMAND``, else ``ssh`` with the
-agent's ``~/.ssh``: its key, known_hosts and, deployed, one multiplexed connection). Every line
-is main's commit; a new one is a hint to read, like a local ref event (cluster.state.watch).
+One long-lived ``ssh HOST claude-cluster-watch PATH`` per agent process (cluster.state.refwatch
+runs at the far end), over the same ssh as the agent's git (``GIT_SSH_COMMAND``, else ``ssh``
+with the agent's ``~/.ssh``: its key, known_hosts and, deployed, one multiplexed connection).
+A line is main's commit, a hint to read like a local ref event (cluster.state.watch), with the
+tasks the move brought when nothing else it did can bring work (:data:`Arrivals`); or the
+tasks just claimed (``claimed ID ...``), which ends the turns others waited for to read them.
 When the command is missing, refused or cut off, the agent polls as before and the stream is
 tried again later: it only ever makes an agent learn of work sooner.
 """
@@ -31,12 +33,10 @@ STEADY = 30.0  # a stream that lived this long starts its retries over from FIRS
 MAX_LINE = 32768
 _LINE = re.compile(r"(-|[0-9a-f]{40}(?:[0-9a-f]{24})?)(?: new((?: [a-z0-9][a-z0-9_-]{0,63}"
                    r":[A-Za-z0-9][A-Za-z0-9_-]{0,63})*))?")
-# What a move brought: the tasks (id, specialty) when it only added those, None when it did
-# more (or the watch cannot tell): then every free agent reads.
-Arrivals = tuple[tuple[str, str], ...] | None
-
-
 _CLAIMED = re.compile(r"claimed((?: [a-z0-9][a-z0-9_-]{0,63})+)")
+# What a move brought: the tasks (id, specialty) when nothing else it did can bring work, None
+# when it may have (or the watch cannot tell): then every free agent reads.
+Arrivals = tuple[tuple[str, str], ...] | None
 
 
 def parse(line: str) -> tuple[str, Arrivals] | None:
@@ -142,7 +142,7 @@ class RemoteWatch:
                                                 name="remote-watch", daemon=True)  # fmt: skip
                 self._thread.start()
             elif self.live:  # joins a running stream: it has missed the first line
-                listener.report("watch_live", " ".join(self.argv[-2:]))
+                listener.report("watch_live", self._what)
                 listener.hints.moved(None)
 
     def _leave(self, listener: Listener) -> None:
@@ -158,23 +158,14 @@ class RemoteWatch:
         thread.join(timeout=10)
         self.live = False
 
-    def _moved(self, arrivals: Arrivals) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener.hints.moved(arrivals)
+    @property
+    def _what(self) -> str:
+        return " ".join(self.argv[-2:])  # the host and the remote command
 
-    def _claimed(self, keys: tuple[str, ...]) -> None:
+    def _listening(self) -> list[Listener]:
+        """The listeners now, to be told outside the lock (a listener may stop when told)."""
         with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener.hints.claimed(keys)
-
-    def _report(self, what: str, detail: str) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener.report(what, detail)
+            return list(self._listeners)
 
     def _run(self, stop: threading.Event) -> None:
         delay = FIRST_RETRY
@@ -186,8 +177,10 @@ class RemoteWatch:
             self.live = False
             steady = time.monotonic() - started > STEADY
             delay = FIRST_RETRY if steady else min(MAX_RETRY, delay * 2)
-            self._report("watch_lost", f"{why}; polling, next try in {delay:.0f} s")
-            self._moved(None)  # whatever moved while the stream was down is read now
+            lost = f"{why}; polling, next try in {delay:.0f} s"
+            for listener in self._listening():
+                listener.report("watch_lost", lost)
+                listener.hints.moved(None)  # read what moved meanwhile
             stop.wait(delay)
 
     def _stream(self, stop: threading.Event) -> str:
@@ -215,7 +208,8 @@ class RemoteWatch:
                 line = raw.decode("ascii", "replace").strip()
                 claimed = parse_claimed(line) if last is not None else None
                 if claimed is not None:
-                    self._claimed(claimed)
+                    for listener in self._listening():
+                        listener.hints.claimed(claimed)
                     continue
                 said = parse(line)
                 if said is None:
@@ -224,9 +218,11 @@ class RemoteWatch:
                 if sha != last:
                     if last is None:  # the first line too: main may have moved since our read
                         self.live, arrivals = True, None
-                        self._report("watch_live", " ".join(self.argv[-2:]))
+                        for listener in self._listening():
+                            listener.report("watch_live", self._what)
                     last = sha
-                    self._moved(arrivals)
+                    for listener in self._listening():
+                        listener.hints.moved(arrivals)
         finally:
             if proc.poll() is None:
                 proc.terminate()

@@ -35,6 +35,12 @@ class Stream(Protocol):
     def stop(self) -> None: ...
 
 
+def at_once(arrivals: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """Every told arrival ours to read now (a move that brought none too): the judgement of
+    a waker that knows nothing of the tasks' lines."""
+    return {key: 0.0 for key, _ in arrivals} or {"": 0.0}
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, waker: Waker) -> None:
         self._waker = waker
@@ -63,8 +69,7 @@ class Waker:
         self._told: dict[str, float] = {}  # told arrivals -> when they become ours to read
         # Which told arrivals are ours to read, in how many seconds (the agent's place in
         # their lines: cluster.agent.loop); by default all, at once.
-        self.judge: Callable[[tuple[tuple[str, str], ...]], dict[str, float]] = (
-            lambda arrivals: {key: 0.0 for key, _ in arrivals} or {"": 0.0})
+        self.judge: Callable[[tuple[tuple[str, str], ...]], dict[str, float]] = at_once
 
     def start(self) -> None:
         if self.stream is not None:
