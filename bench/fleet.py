@@ -179,8 +179,8 @@ class Fleet:
                 out.append({"pushes": {}, "claims": [], "counters": {}, "alive": 0})
         return out
 
-    def pushes(self, what: str = "pushes") -> dict[str, int]:
-        """Every agent's pushes (or ``reads``) so far, summed by kind."""
+    def counts(self, what: str = "pushes") -> dict[str, int]:
+        """Every agent's ``pushes`` (or ``reads``) so far, summed by kind."""
         total: dict[str, int] = {}
         for stat in self.stats():
             for kinds in stat.get(what, {}).values():
@@ -422,14 +422,14 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
     try:
         if hosted:  # idle phase first: no task yet, every agent only heartbeats
             time.sleep(settings["idle_heartbeat_seconds"])  # past the start-up beats
-            pushes0, t0 = fleet.pushes(), time.time()
+            pushes0, t0 = fleet.counts(), time.time()
             time.sleep(args.idle_seconds)
-            idle = sum(fleet.pushes().values()) - sum(pushes0.values())
+            idle = sum(fleet.counts().values()) - sum(pushes0.values())
             hours = count * (time.time() - t0) / (3600 * scale)
             out["idle_pushes_per_agent_hour"] = round(idle / hours, 2)
         landed: dict[str, float] = {}
-        pushes0, cpu0, t0 = fleet.pushes(), bed.cpu(), time.time()
-        reads0 = fleet.pushes("reads")
+        pushes0, cpu0, t0 = fleet.counts(), bed.cpu(), time.time()
+        reads0 = fleet.counts("reads")
         with BeatWatch(bed) as watch:
             n = 0
             while time.time() - t0 < args.seconds:
@@ -444,7 +444,7 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
                 left -= finished(bench, left)
                 time.sleep(0.5)
             elapsed = time.time() - t0
-            cpu1, pushes1, reads1 = bed.cpu(), fleet.pushes(), fleet.pushes("reads")
+            cpu1, pushes1, reads1 = bed.cpu(), fleet.counts(), fleet.counts("reads")
         busy = {k: pushes1.get(k, 0) - pushes0.get(k, 0) for k in pushes1}
         busy["submit"] = len(landed) // args.batch
         total = sum(busy.values())
