@@ -15,7 +15,8 @@ people and intake push them). For each N it reports:
   listed every half second (p50/p95/max of gap minus interval);
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
   and the agents' reads of the repo by kind (claude_cluster_state_reads_total: list, fetch)
-  and per task,
+  and per task, with what the reads followed per task (claude_cluster_wakeups_total: a
+  told arrival, a turn, a heartbeat, a poll...),
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
 - the state host's CPU: for a test host (``--host``: one started through
   cluster.testhosts.statehost and removed afterwards) the container's cgroup CPU (v1 or v2)
@@ -139,6 +140,7 @@ def worker(spec: dict[str, Any]) -> int:
         write_atomic(out, json.dumps({
             "pushes": {a.config.id: a.metrics.pushed() for a in agents},
             "reads": {a.config.id: a.metrics.read() for a in agents},
+            "wakeups": {a.config.id: a.metrics.woke() for a in agents},
             "claims": claims, "counters": {a.config.id: a.counters for a in agents},
             "alive": sum(t.is_alive() for t in threads)}))
 
@@ -180,7 +182,7 @@ class Fleet:
         return out
 
     def counts(self, what: str = "pushes") -> dict[str, int]:
-        """Every agent's ``pushes`` (or ``reads``) so far, summed by kind."""
+        """Every agent's ``pushes`` (or ``reads``, ``wakeups``) so far, summed by kind."""
         total: dict[str, int] = {}
         for stat in self.stats():
             for kinds in stat.get(what, {}).values():
@@ -429,7 +431,7 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
             out["idle_pushes_per_agent_hour"] = round(idle / hours, 2)
         landed: dict[str, float] = {}
         pushes0, cpu0, t0 = fleet.counts(), bed.cpu(), time.time()
-        reads0 = fleet.counts("reads")
+        reads0, woke0 = fleet.counts("reads"), fleet.counts("wakeups")
         with BeatWatch(bed) as watch:
             n = 0
             while time.time() - t0 < args.seconds:
@@ -445,6 +447,7 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
                 time.sleep(0.5)
             elapsed = time.time() - t0
             cpu1, pushes1, reads1 = bed.cpu(), fleet.counts(), fleet.counts("reads")
+            woke1 = fleet.counts("wakeups")
         busy = {k: pushes1.get(k, 0) - pushes0.get(k, 0) for k in pushes1}
         busy["submit"] = len(landed) // args.batch
         total = sum(busy.values())
@@ -466,6 +469,9 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
             "reads": {k: reads1.get(k, 0) - reads0.get(k, 0) for k in reads1},
             "reads_per_task": round((sum(reads1.values()) - sum(reads0.values()))
                                     / max(1, len(landed)), 2),
+            # What the agents' reads followed (cluster.agent.metrics: wakeups), per task.
+            "wakeups_per_task": {k: round((n - woke0.get(k, 0)) / max(1, len(landed)), 2)
+                                 for k, n in sorted(woke1.items(), key=lambda kv: -kv[1])},
             "pushes_per_task": round(total / max(1, len(landed)), 3),
             "pushes_per_agent_hour": round(total / (count * elapsed / (3600 * scale)), 1),
             "host_cpu_s": round(cpu1 - cpu0, 3),

@@ -74,11 +74,12 @@ def due(ordered: Turns, now: float) -> list[TaskView]:
             + [task for task, at in ordered if at is not None and at <= now])
 
 
-def next_turn(ordered: Turns, now: float) -> float | None:
-    """When the first candidate owned by another becomes ours to try, if one does later: the
-    moment a waiting fallback must read the repo again (waking every stagger instead cost
-    every idle agent a read per stagger while any task waited anywhere)."""
-    return min((at for _, at in ordered if at is not None and at > now), default=None)
+def later(ordered: Turns, now: float) -> dict[str, float]:
+    """When each candidate owned by another becomes ours to try, for those that do later:
+    the moments a waiting fallback reads the repo again unless told the task was claimed
+    (waking every stagger instead cost every idle agent a read per stagger while any task
+    waited anywhere, and waking at every turn a read for each task its owner had taken)."""
+    return {task.key: at for task, at in ordered if at is not None and at > now}
 
 
 def turns(snap: Snapshot, me: str, candidates: list[TaskView],

@@ -23,8 +23,8 @@ from cluster.agent.choose import (
     due,
     elected,
     fold_turn,
+    later,
     line,
-    next_turn,
     place,
     turns,
 )
@@ -89,7 +89,7 @@ class LoopState:
     backoff: float = 0.0
     idle_since: float | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
-    next_turn: float | None = None  # when a task owned by another becomes ours to try
+    waiting_for: str = "poll"  # the deadline the next wait ends at, unless woken first
     cooling: dict[str, Cooling] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     replays_seen: set[str] = field(default_factory=set)
@@ -186,7 +186,8 @@ class Agent:
                 timeout = self._iterate()
                 if timeout is None:
                     break
-                self.waker.wait(timeout, refs=self._would_claim())
+                woke = self.waker.wait(timeout, refs=self._would_claim())
+                self.metrics.wakeups.labels(woke or self.st.waiting_for).inc()
         finally:
             self._shutdown()
             if server is not None:
@@ -213,8 +214,12 @@ class Agent:
 
     def _iterate(self) -> float | None:
         """Reconcile once; return how long to wait, or None to exit."""
-        read_at = time.time()
         try:
+            if self.st.running and self.last_snap is not None and not self.hosted:
+                # Renew before the read: a slow read then delays no renewal (renewing after
+                # it, a lease went unrenewed for the heartbeat interval plus the read).
+                self._renew_if_due(self.last_snap)
+            read_at = time.time()
             snap = self.client.snapshot()
         except ClusterError as exc:
             return self._remote_trouble(exc)
@@ -232,9 +237,11 @@ class Agent:
                 self._renew_if_due(snap)
             elif self.st.heartbeat_tip is None:  # first say we are here: others match with us
                 self._renew_hosted(snap)
-            claimed, self.st.next_turn = 0, None
+            claimed = 0
             if self._would_claim():
-                claimed = self._claim(snap)
+                claimed = self._claim(snap, read_at)
+            else:
+                self.waker.turns({}, read_at)
             if self.hosted:  # after the claims, whose pushes may have carried the heartbeat
                 self._notice_lost(snap, read_at)
                 self._renew_hosted(snap)
@@ -250,6 +257,7 @@ class Agent:
             for item in self.st.running.values():
                 item.cancel.set()  # past the grace period: stop and release what is held
         if claimed and len(self.st.running) < self.config.max_tasks:
+            self.st.waiting_for = "claimed"
             return 0.0  # there may be more to take right away (with no free slot: a read less)
         if self.config.exit_when_idle and self._idle(snap):
             self._maybe_fold(self.client.snapshot(), final=True)
@@ -258,6 +266,7 @@ class Agent:
 
     def _remote_trouble(self, exc: Exception) -> float | None:
         self.st.backoff = min(MAX_BACKOFF, max(0.25, self.st.backoff * 2))
+        self.st.waiting_for = "backoff"
         self.events.emit("remote_unavailable", error=str(exc), retry_in=round(self.st.backoff, 2))
         self.client.remote.reopen()
         if self.st.stopping and (
@@ -306,28 +315,29 @@ class Agent:
                 self.metrics.rode.inc()
 
     def _next_wait(self, snap: Snapshot) -> float:
-        """Sleep until the nearest future deadline; past ones were handled (or are not ours)."""
+        """Sleep until the nearest future deadline; past ones were handled (or are not ours).
+        Turns to claim tasks others own are the waker's (a told claim cancels them)."""
         now = time.time()
         _, beat = self._intervals(snap)
         settings = snap.settings
         beat_due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
-        deadlines = [now + self._poll_seconds(), beat_due]
-        deadlines += [self._pause_end(p) for p in (self.st.pause, self.st.fleet) if p]
-        if self.st.next_turn is not None:  # a task owned by another becomes ours to try
-            deadlines.append(self.st.next_turn)
-        deadlines += [c.until for c in self.st.cooling.values()]
+        deadlines = [(now + self._poll_seconds(), "poll"), (beat_due, "heartbeat")]
+        deadlines += [(self._pause_end(p), "pause") for p in (self.st.pause, self.st.fleet) if p]
+        deadlines += [(c.until, "cooled") for c in self.st.cooling.values()]
         if snap.terminal_keys():
-            deadlines += [fold_turn(snap, self.config.id, now), self.st.fold_retry_at]
+            deadlines += [(fold_turn(snap, self.config.id, now), "fold"),
+                          (self.st.fold_retry_at, "fold")]
         for view in snap.claims.values():  # a backoff ends, a lease expires
             record = view.record
             if isinstance(record, Release):
-                deadlines.append(record.not_before)
+                deadlines.append((record.not_before, "release"))
             elif isinstance(record, Claim):
-                deadlines.append(record.expires_at + settings.skew_seconds)
+                deadlines.append((record.expires_at + settings.skew_seconds, "lease"))
         if self.st.stopping:
-            deadlines.append(now + 0.2)
-        future = [d for d in deadlines if d > now]
-        return max(0.01, min(future) - now) if future else self.config.poll_seconds
+            deadlines.append((now + 0.2, "stopping"))
+        at, self.st.waiting_for = min(((d, why) for d, why in deadlines if d > now),
+                                      default=(now + self.config.poll_seconds, "poll"))
+        return max(0.01, at - now)
 
     def _poll_seconds(self) -> float:
         """How long new work may go unread: the poll interval, or while the state host
@@ -368,8 +378,9 @@ class Agent:
     def _serves(self, task: TaskView) -> bool:
         return task.spec is not None and task.spec.specialty in self.config.specialties
 
-    def _claim(self, snap: Snapshot) -> int:
-        """Claim what is ours to try now; only called when _would_claim (a slot is free)."""
+    def _claim(self, snap: Snapshot, read_at: float) -> int:
+        """Claim what is ours to try now, and tell the waker our later turns (``read_at``:
+        when the read of ``snap`` began); only called when _would_claim (a slot is free)."""
         free = self.config.max_tasks - len(self.st.running)
         now = time.time()
         # A refusal is explained once someone wrote the task's ref (or the task left the queue).
@@ -384,7 +395,8 @@ class Agent:
                               for t in candidates}  # fmt: skip
         ordered = turns(snap, self.config.id, candidates, self.st.first_seen, now,
                         self._stagger())
-        mine, self.st.next_turn = due(ordered, now), next_turn(ordered, now)
+        mine = due(ordered, now)
+        self.waker.turns(later(ordered, now), read_at)
         claimed = 0
         for task in mine[:free]:
             pushed_at = time.monotonic()

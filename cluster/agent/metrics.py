@@ -52,6 +52,11 @@ class Metrics:
         # Every read that reached the state repo's host: a listing (ls-remote) or a fetch.
         self.reads = Counter("claude_cluster_state_reads", "Reads of the state repo", ["kind"],
                              registry=reg)
+        # What each read followed: a wake-up (poked, moved, told, turn) or the deadline the
+        # wait ran to (heartbeat, poll, fold, lease, release, pause, cooled, claimed: at
+        # once after a claim, backoff, stopping): docs/agent.md.
+        self.wakeups = Counter("claude_cluster_wakeups", "What each read of the state repo "
+                               "followed", ["why"], registry=reg)
         self.rode = Counter("claude_cluster_heartbeats_carried",
                             "Heartbeats that rode on a claim's or result's push", registry=reg)
         # What `claude-cluster agent health` reads: the last heartbeat the remote accepted.
@@ -83,6 +88,10 @@ class Metrics:
         """Reads of the state repo so far by kind (list, fetch)."""
         return _by_kind(self.reads)
 
+    def woke(self) -> dict[str, int]:
+        """Wake-ups so far by why."""
+        return _by_kind(self.wakeups, "why")
+
     def published(self, record: Result | Release) -> None:
         self.finished.labels(record.status, record.KIND).inc()
         if record.duration_s is not None:
@@ -92,7 +101,7 @@ class Metrics:
         self.cost.inc(record.cost_usd)
 
 
-def _by_kind(counter: Counter) -> dict[str, int]:
-    return {sample.labels["kind"]: int(sample.value)
+def _by_kind(counter: Counter, label: str = "kind") -> dict[str, int]:
+    return {sample.labels[label]: int(sample.value)
             for metric in counter.collect() for sample in metric.samples
             if sample.name.endswith("_total")}

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from watchdog.events import FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -22,6 +22,9 @@ _RELEVANT = ("/refs/heads/",)
 # and every write in the repo's top directory cost each watching agent's Python an event, and
 # at 64 agents on one machine the watchers took more CPU than the agents' own reads.
 _EVENTS: list[type[FileSystemEvent]] = [FileMovedEvent]
+# What ended a wait: a poke (our own news), main's move, a told arrival's turn, a turn to
+# claim a task another agent owns.
+Wake = Literal["poked", "moved", "told", "turn"]
 
 
 class Stream(Protocol):
@@ -67,6 +70,10 @@ class Waker:
         self._observer: Any = None  # watchdog's Observer is a platform-chosen class
         self.stream: Stream | None = None  # the state host's own word, over ssh
         self._told: dict[str, float] = {}  # told arrivals -> when they become ours to read
+        # Tasks waiting in our line -> when our turn to claim each comes (the agent's last
+        # read said so): a read then, unless the state host tells the task claimed first.
+        self._turns: dict[str, float] = {}
+        self._claimed: dict[str, float] = {}  # told claimed -> when (time.time())
         # Which told arrivals are ours to read, in how many seconds (the agent's place in
         # their lines: cluster.agent.loop); by default all, at once.
         self.judge: Callable[[tuple[tuple[str, str], ...]], dict[str, float]] = at_once
@@ -137,9 +144,24 @@ class Waker:
 
     def claimed(self, keys: tuple[str, ...]) -> None:
         """The state host says these tasks were claimed: a turn waiting to read them is over."""
+        now = time.time()
         with self._ready:
             for key in keys:
                 self._told.pop(key, None)
+                self._turns.pop(key, None)
+                self._claimed[key] = now
+
+    def turns(self, at: dict[str, float], read_at: float) -> None:
+        """Our turns to claim tasks others own (``time.time()`` of each), from a read begun
+        at ``read_at``; they replace the last read's. A turn is a read when it comes, unless
+        the state host told the task claimed since that read began: a claim told earlier was
+        in the read, and a task still waiting after it was released or its lease ran out."""
+        offset = time.monotonic() - time.time()
+        with self._ready:
+            self._claimed = {k: t for k, t in self._claimed.items() if t >= read_at}
+            self._turns = {key: when + offset for key, when in at.items()
+                           if key not in self._claimed}
+            self._ready.notify_all()
 
     def poke(self) -> None:
         """Something of our own happened (a task ended, a stop was asked for)."""
@@ -147,25 +169,32 @@ class Waker:
             self._poked = True
             self._ready.notify_all()
 
-    def wait(self, timeout: float, *, refs: bool = True) -> bool:
+    def wait(self, timeout: float, *, refs: bool = True) -> Wake | None:
         """Up to ``timeout`` seconds, until poked or, with ``refs``, until main may have
-        moved: an agent with no free slot gains nothing from reading new work, and under a
-        task stream every wake-up of every busy agent was a read of the repo. Whatever ends
-        the wait, the caller reads the repo next, so both hints are spent; one arriving
-        during that read ends the next wait."""
+        moved or a turn came: an agent with no free slot gains nothing from reading new work,
+        and under a task stream every wake-up of every busy agent was a read of the repo.
+        Whatever ends the wait, the caller reads the repo next, so every hint is spent; one
+        arriving during that read ends the next wait. Returns what woke us, None at the
+        timeout."""
         end = time.monotonic() + max(0.0, timeout)
         with self._ready:
             while True:
                 now = time.monotonic()
-                due = min(self._told.values(), default=float("inf")) if refs else float("inf")
-                if self._poked or (refs and (self._moved or due <= now)):
-                    woke = True
+                told = min(self._told.values(), default=float("inf"))
+                turn = min(self._turns.values(), default=float("inf"))
+                woke = self._woken(refs, told <= now, turn <= now)
+                if woke is not None or now >= end:
                     break
-                if now >= end:
-                    woke = False
-                    break
-                self._ready.wait(min(end, due) - now)
+                self._ready.wait(min(end, told, turn) - now if refs else end - now)
             self._poked = self._moved = False
             if refs:  # the read that follows is the turns that came
                 self._told = {k: at for k, at in self._told.items() if at > now}
+                self._turns = {k: at for k, at in self._turns.items() if at > now}
             return woke
+
+    def _woken(self, refs: bool, told: bool, turn: bool) -> Wake | None:
+        if self._poked:
+            return "poked"
+        if not refs:
+            return None
+        return "moved" if self._moved else "told" if told else "turn" if turn else None

@@ -7,6 +7,7 @@ sshd in containers, ``cluster/testhosts``) are started and inspected through it 
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from cluster.errors import ClusterError, HostError
 LABEL = "io.claude-code-cluster.testhosts"
 ENSURE_HINT = "start the engine with scripts/ensure-docker.sh"
 UNMASKED = "systempaths=unconfined"  # docker run's option; run_container translates it
+EXEC_TIMEOUT = 600.0  # an exec that outlives this is stopped waiting for, and an error
+_REFUSED = "Error response from daemon:"  # docker exec's own failure, not the command's
 
 Client = Any  # docker.DockerClient; the SDK ships no type information
 Container = Any  # docker.models.containers.Container
@@ -124,15 +127,27 @@ def get(handle: Client, name: str) -> Container:
         raise HostError(name, f"docker: {exc}") from exc
 
 
-def exec_argv(container: Container, argv: list[str]) -> tuple[int, str, str]:
-    """Run argv inside the container (the trusted channel); (exit code, stdout, stderr)."""
+def exec_argv(container: Container, argv: list[str], *, user: str | None = None,
+              timeout: float = EXEC_TIMEOUT) -> tuple[int, str, str]:
+    """Run argv inside the container (the trusted channel) as ``user`` (the image's by
+    default); (exit code, stdout, stderr). Through the engine's own CLI: the SDK reads an
+    exec's output from the socket beneath its HTTP reader and loses what that reader had
+    buffered, so under load an answer came back empty or its frames misread ("95 is not a
+    valid stream": docker/docker-py#3332)."""
+    command = ["docker", "exec", *(["--user", user] if user else []), container.id, *argv]
     try:
-        result = container.exec_run(argv, demux=True)
-    except docker.errors.DockerException as exc:
-        raise HostError(container.name, f"docker exec {argv[0]}: {exc}") from exc
-    out, err = result.output if result.output else (None, None)
-    code = result.exit_code if result.exit_code is not None else -1
-    return int(code), _text(out), _text(err)
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+    except FileNotFoundError as exc:
+        raise HostError(container.name, f"docker exec {argv[0]}: no docker CLI: {ENSURE_HINT}"
+                        ) from exc  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise HostError(container.name, f"docker exec {argv[0]}: no end in {timeout:.0f} s"
+                        ) from exc  # fmt: skip
+    err = _text(done.stderr)
+    if done.returncode != 0 and err.startswith(_REFUSED):
+        raise HostError(container.name, f"docker exec {argv[0]}: {err.strip()}")
+    return done.returncode, _text(done.stdout), err
 
 
 # The container's own cgroup, under cgroup v2 (cpu.stat, microseconds) or v1 (cpuacct, ns).
@@ -141,18 +156,14 @@ _CPU_READ = ("cat /sys/fs/cgroup/cpu.stat 2>/dev/null"
              " || { printf 'usage_nsec '; cat /sys/fs/cgroup/cpuacct/cpuacct.usage; }")
 
 
-def cpu_seconds(container: Container, attempts: int = 3) -> float:
-    """CPU seconds the container's processes used so far (its cgroup, v1 or v2). An exec that
-    comes back with nothing (seen once on a saturated machine) is asked again."""
-    for _ in range(attempts):
-        code, out, err = exec_argv(container, ["sh", "-c", _CPU_READ])
-        usage = dict(line.split(None, 1) for line in out.splitlines() if " " in line)
-        if code == 0 and "usage_usec" in usage:
-            return int(usage["usage_usec"]) / 1e6
-        if code == 0 and "usage_nsec" in usage:
-            return int(usage["usage_nsec"]) / 1e9
-        if out.strip() or err.strip():
-            break
+def cpu_seconds(container: Container) -> float:
+    """CPU seconds the container's processes used so far (its cgroup, v1 or v2)."""
+    code, out, err = exec_argv(container, ["sh", "-c", _CPU_READ])
+    usage = dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+    if code == 0 and "usage_usec" in usage:
+        return int(usage["usage_usec"]) / 1e6
+    if code == 0 and "usage_nsec" in usage:
+        return int(usage["usage_nsec"]) / 1e9
     raise HostError(container.name,
                     f"cannot read its cgroup's CPU (exit {code}): {err.strip() or out!r}")
 

@@ -187,3 +187,35 @@ def test_a_containers_cpu_is_read_from_the_engine(testhosts: HostSet) -> None:
              lambda: f"its cgroup counted {docker.cpu_seconds(container)} s of CPU")
     finally:
         docker.remove(container)
+
+
+def test_an_exec_answers_whole_under_a_burst_of_them(testhosts: HostSet) -> None:
+    """The trusted channel into a container: each exec's code, stdout and stderr apart and
+    whole, as a user, many at once (the SDK's exec lost what its HTTP reader had buffered:
+    answers came back empty, or misread as "95 is not a valid stream", under load); a stopped
+    container and a command that does not end are errors that say so."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    handle = docker.client()
+    container = docker.get(handle, testhosts.hosts[0].name)
+    big = "head -c 200000 /dev/zero | tr '\\0' x; echo; echo oops >&2; exit 3"
+
+    def one(n: int) -> tuple[int, str, str]:
+        return docker.exec_argv(container, ["sh", "-c", f"echo {n}; {big}"])
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(40)))
+    for n, (code, out, err) in enumerate(answers):
+        assert (code, out.splitlines()[0], len(out), err) == (3, str(n), len(f"{n}\n") + 200001,
+                                                              "oops\n"), (n, code, err)
+    assert docker.exec_argv(container, ["id", "-u"], user="nobody")[1].strip() == "65534"
+    with pytest.raises(HostError, match="no end in 1 s"):
+        docker.exec_argv(container, ["sleep", "30"], timeout=1.0)
+    stopped = docker.run_container(handle, container.image.id, ["true"],
+                                   name=f"{testhosts.name_prefix}-exec", entrypoint=[])
+    try:
+        poll(lambda: (stopped.reload(), stopped.status)[1] == "exited", 60, "it exits")
+        with pytest.raises(HostError, match="is not running"):
+            docker.exec_argv(stopped, ["true"])
+    finally:
+        docker.remove(stopped)

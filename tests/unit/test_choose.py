@@ -11,7 +11,7 @@ from cluster.agent.choose import (
     claimable,
     elected,
     fold_turn,
-    next_turn,
+    later,
     rank,
     turns,
 )
@@ -163,14 +163,14 @@ def test_a_fallback_wakes_at_its_own_turn_not_every_stagger() -> None:
     candidates = claimable(snap, {"backend"}, set(), now)
     seen, stagger = {"t": now - 0.1}, 2.0
     line = sorted(agents, key=lambda a: rank("t", a))
-    assert next_turn(turns(snap, line[0], candidates, seen, now, stagger), now) is None  # owner
+    assert later(turns(snap, line[0], candidates, seen, now, stagger), now) == {}  # owner
     for place, agent in enumerate(line[1:], start=1):
-        wake = next_turn(turns(snap, agent, candidates, seen, now, stagger), now)
+        wake = later(turns(snap, agent, candidates, seen, now, stagger), now)["t"]
         assert wake == now - 0.1 + place * stagger, (place, wake)
         assert not assigned(snap, agent, candidates, seen, wake - 0.01, stagger)
         assert [t.key for t in assigned(snap, agent, candidates, seen, wake, stagger)] == ["t"]
         # Once its turn has come the task is due now: nothing later to wake for.
-        assert next_turn(turns(snap, agent, candidates, seen, wake, stagger), wake) is None
+        assert later(turns(snap, agent, candidates, seen, wake, stagger), wake) == {}
 
 
 def finished(snap: Snapshot, key: str, at: float) -> None:

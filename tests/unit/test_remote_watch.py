@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -367,6 +368,30 @@ def test_told_arrivals_wake_a_free_agent_only_when_they_are_its_to_read() -> Non
     assert not waker.wait(0.5)
     waker.moved(None)  # the state host could not say: read
     assert waker.wait(0.0)
+
+
+def test_a_turn_to_claim_is_a_read_unless_the_task_is_told_claimed_first() -> None:
+    """A fallback's turn for a task another agent owns wakes it to read, unless the state
+    host tells the task claimed first; a read that began before that tell cannot bring the
+    turn back (it had not seen the claim), one that began after can (the task was released
+    or its lease ran out since)."""
+    from cluster.state.watch import Waker
+
+    waker = Waker(None)
+    read_at = time.time()
+    waker.turns({"taken": read_at + 0.2, "waiting": read_at + 0.2}, read_at)
+    waker.claimed(("taken",))
+    assert waker.wait(30) == "turn"  # the one still waiting
+    waker.turns({"taken": time.time() + 0.2}, read_at)  # a read from before the tell
+    assert waker.wait(0.6) is None
+    assert not waker.wait(0.0)
+    fresh = time.time()
+    waker.turns({"taken": fresh + 0.2}, fresh)  # released since: a turn again
+    assert waker.wait(0.6, refs=False) is None  # a busy agent is not woken by it
+    assert waker.wait(30) == "turn"
+    waker.turns({"gone": time.time() + 0.2}, time.time())
+    waker.turns({}, time.time())  # the next read: it is no candidate of ours any more
+    assert waker.wait(0.6) is None
 
 
 def test_a_claim_ref_that_appears_is_told_once(tmp_path: Path) -> None:

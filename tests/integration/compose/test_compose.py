@@ -92,6 +92,16 @@ def _healthy(settings: cluster.ComposeSettings, image: str) -> FleetHealth | Non
     return fleet if fleet.status == "healthy" else None
 
 
+def _backends(settings: cluster.ComposeSettings, repo: Path) -> str:
+    """What the backends say and hold, for a failure's message: their heartbeats, the claim
+    refs, the last lines each logged."""
+    beats = {agent: git(["--git-dir", str(repo), "show", f"refs/agents/{agent}:agent.yaml"],
+                        ROOT) for agent in sorted(_refs(repo, "refs/agents/"))}  # fmt: skip
+    claims = git(["--git-dir", str(repo), "for-each-ref", "refs/claims/"], ROOT)
+    logs = cluster.compose(settings).run(["logs", "--no-color", "--tail", "40", "agent-backend"])
+    return f"heartbeats {beats}\nclaims:\n{claims}\nbackend logs:\n{logs}"
+
+
 def _health_line(settings: cluster.ComposeSettings, image: str) -> str:
     fleet = check_compose(settings, expected=_release(image))
     return f"a healthy compose fleet, got {fleet.verdict}: " + "; ".join(
@@ -215,7 +225,8 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
 
         # Scale the backends down while one that goes holds a task: it goes back to the fleet.
         gone = backends - {"agent-backend-1"}
-        held = poll(lambda: _holding(repo, gone), 120, "a slow task held by a backend that goes")
+        held = poll(lambda: _holding(repo, gone), 120,
+                    lambda: f"a slow task held by a backend that goes: {_backends(settings, repo)}")
         cluster.up(settings, {"agent-backend": 1}, wait=False)  # returns once they are gone
         left = [r.name for r in cluster.containers(settings) if r.service == "agent-backend"]
         assert left == [f"{PROJECT}-agent-backend-1"], left

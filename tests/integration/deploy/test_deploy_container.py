@@ -112,19 +112,20 @@ def test_a_container_agent_is_deployed_verified_works_and_redeploys_as_ok(
     # Known and not understood yet: under load, one such exec in a few CI runs ends 137 (SIGKILL)
     # after printing the probe's whole, correct output. A sandbox that cannot start fails all
     # three tries; one clean run proves it starts and exits 0 here.
-    tries = [container.exec_run(sandbox_argv(str(layout.WORKSPACE)), user=agent)]
+    tries = [docker.exec_argv(container, sandbox_argv(str(layout.WORKSPACE)), user=agent)]
     while tries[-1][0] != 0 and len(tries) < 3:
-        tries.append(container.exec_run(sandbox_argv(str(layout.WORKSPACE)), user=agent))
-    code, out = tries[-1]
+        tries.append(docker.exec_argv(container, sandbox_argv(str(layout.WORKSPACE)),
+                                      user=agent))  # fmt: skip
+    code, out, _ = tries[-1]
     assert code == 0, (tries, container_state(container))
-    assert_sealed(out.decode())
+    assert_sealed(out)
     check = ["claude-cluster", "sandbox", "check", "--config", str(layout.AGENT_CONFIG),
              "--workdir", str(layout.WORKSPACE)]  # fmt: skip
-    code, out = container.exec_run(check, user=agent)
-    assert code == 0 and b"sandbox: sealed" in out, out
-    code, out = container.exec_run(["mv", str(layout.SSH_DIR), "/var/lib/claude-cluster/x"],
-                                   user=agent)  # fmt: skip
-    assert code != 0, out  # a read-only mount: the deploy key and known_hosts stay as written
+    code, out, err = docker.exec_argv(container, check, user=agent)
+    assert code == 0 and "sandbox: sealed" in out + err, (out, err)
+    code, out, err = docker.exec_argv(container, ["mv", str(layout.SSH_DIR),
+                                                  "/var/lib/claude-cluster/x"], user=agent)
+    assert code != 0, (out, err)  # a read-only mount: the deploy key and known_hosts stay
 
     state = deploy_env.state
     reader = HeartbeatReader(state.control_url, tmp_path, state.control_ssh_command)

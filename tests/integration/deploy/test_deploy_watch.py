@@ -29,9 +29,8 @@ def _journal(env: DeployEnv, host: str) -> str:
 
 
 def _state_exec(env: DeployEnv, argv: list[str]) -> str:
-    container = docker.get(docker.client(), env.state.record.name)
-    done = container.exec_run(argv, demux=False)
-    return (done.output or b"").decode(errors="replace")
+    _, out, err = docker.exec_argv(docker.get(docker.client(), env.state.record.name), argv)
+    return out + err
 
 
 class _Heard:

@@ -1,0 +1,76 @@
+"""Renewals: a busy agent renews a due lease before it reads the repo, so a slow read (a
+loaded state host) delays no renewal. Read first, a lease went unrenewed for the heartbeat
+interval plus the read, and a read slower than the lease's slack lost it to a takeover."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cluster.agent.config import AgentConfig
+from cluster.agent.events import EventLog
+from cluster.agent.loop import Agent
+from cluster.agent.runner import AttemptReport
+from cluster.secret import Secret
+from cluster.state.client import Held
+from tests.clients import state_client
+from tests.helpers import commit_files, make_state, task_doc, task_files
+
+
+class Holding:
+    """A runner that holds its task until ``release`` is set (or it is cancelled)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    @property
+    def secrets(self) -> Sequence[Secret]:
+        return ()
+
+    @property
+    def credentials(self) -> Mapping[str, str]:
+        return {}
+
+    def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
+        while not (self.release.wait(0.05) or cancel.is_set()):
+            pass
+        return AttemptReport("succeeded", "released")
+
+
+def test_a_due_renewal_goes_before_the_read(tmp_path: Path) -> None:
+    repo = make_state(tmp_path)
+    commit_files(repo, task_files([task_doc("held")]), tmp_path / "person")
+    config = AgentConfig.model_validate({"state": str(repo), "id": "a1",
+                                         "specialties": ["backend"], "workdir": tmp_path / "w",
+                                         "lease_seconds": 30, "heartbeat_seconds": 5})
+    runner = Holding()
+    with state_client(repo, tmp_path, "a1") as client:
+        agent = Agent(config, runner, EventLog("a1", tmp_path / "events.jsonl"), client)
+        calls: list[str] = []
+        snapshot, renew = client.snapshot, client.renew
+
+        def reading() -> Any:
+            calls.append("read")
+            return snapshot()
+
+        def renewing(*args: Any, **kwargs: Any) -> Any:
+            calls.append("renew")
+            return renew(*args, **kwargs)
+
+        client.snapshot, client.renew = reading, renewing  # type: ignore[method-assign]
+        try:
+            agent._iterate()  # the first read: the heartbeat, then the claim
+            assert len(agent.st.running) == 1, agent.counters
+            calls.clear()
+            agent._iterate()  # nothing due: a read alone
+            assert calls == ["read"]
+            calls.clear()
+            agent.st.last_renew = 0.0  # the renewal is due
+            agent._iterate()
+            assert calls == ["renew", "read"]
+            assert agent.counters["lost"] == 0
+        finally:
+            runner.release.set()
+            agent._shutdown()
