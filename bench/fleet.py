@@ -300,10 +300,15 @@ def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
                                 env=env)  # fmt: skip
         fleet.procs.append((proc, out))
     deadline = time.monotonic() + 60 + count
-    while len(heartbeats(bed)) < count:
-        if time.monotonic() > deadline or any(p.poll() is not None for p, _ in fleet.procs):
+    while (beating := len(heartbeats(bed))) < count:
+        exited = [p.returncode for p, _ in fleet.procs if p.poll() is not None]
+        if time.monotonic() > deadline or exited:
             stop_fleet(fleet)
-            raise SystemExit(f"the {count} agents did not all heartbeat; see {work}/worker-*.log")
+            # The scratch directory goes with the run: the workers' last words go here.
+            logs = [(work / f"worker-{n}.log").read_text(errors="replace") for n in range(procs)]
+            tails = "\n".join(f"worker-{n}: ...{text[-600:]}" for n, text in enumerate(logs))
+            raise SystemExit(f"{beating} of the {count} agents heartbeat within "
+                             f"{60 + count} s (workers exited: {exited or 'none'})\n{tails}")
         time.sleep(0.5)
     return fleet
 
