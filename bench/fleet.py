@@ -181,10 +181,12 @@ class Fleet:
                 out.append({"pushes": {}, "claims": [], "counters": {}, "alive": 0})
         return out
 
-    def counts(self, what: str = "pushes") -> dict[str, int]:
-        """Every agent's ``pushes`` (or ``reads``, ``wakeups``) so far, summed by kind."""
+    def counts(self, what: str = "pushes",
+               stats: list[dict[str, Any]] | None = None) -> dict[str, int]:
+        """Every agent's ``pushes`` (or ``reads``, ``wakeups``) so far, summed by kind; from
+        ``stats`` when given (one reading of the workers for several counts)."""
         total: dict[str, int] = {}
-        for stat in self.stats():
+        for stat in self.stats() if stats is None else stats:
             for kinds in stat.get(what, {}).values():
                 for kind, count in kinds.items():
                     total[kind] = total.get(kind, 0) + count
@@ -435,8 +437,8 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
             hours = count * (time.time() - t0) / (3600 * scale)
             out["idle_pushes_per_agent_hour"] = round(idle / hours, 2)
         landed: dict[str, float] = {}
-        pushes0, cpu0, t0 = fleet.counts(), bed.cpu(), time.time()
-        reads0, woke0 = fleet.counts("reads"), fleet.counts("wakeups")
+        stats0, cpu0, t0 = fleet.stats(), bed.cpu(), time.time()
+        pushes0, reads0, woke0 = (fleet.counts(w, stats0) for w in ("pushes", "reads", "wakeups"))
         with BeatWatch(bed) as watch:
             n = 0
             while time.time() - t0 < args.seconds:
@@ -451,8 +453,9 @@ def measure(bed: Bed, work: Path, count: int, args: argparse.Namespace,
                 left -= finished(bench, left)
                 time.sleep(0.5)
             elapsed = time.time() - t0
-            cpu1, pushes1, reads1 = bed.cpu(), fleet.counts(), fleet.counts("reads")
-            woke1 = fleet.counts("wakeups")
+            cpu1, stats1 = bed.cpu(), fleet.stats()
+            pushes1, reads1, woke1 = (fleet.counts(w, stats1)
+                                      for w in ("pushes", "reads", "wakeups"))
         busy = {k: pushes1.get(k, 0) - pushes0.get(k, 0) for k in pushes1}
         busy["submit"] = len(landed) // args.batch
         total = sum(busy.values())
