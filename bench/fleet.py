@@ -6,7 +6,9 @@
 Each simulated agent is the real claim loop (cluster.agent.loop.Agent: heartbeats, claims,
 renewals, results and folds through cluster.state.client.StateClient) with a runner that only
 waits the task's simulated duration: no model, no workspace. A few worker processes run
-many agents each, as threads. Tasks land on main at --rate per second in small commits (as
+many agents each, as threads; over ssh each agent has a connection of its own, as each
+deployed agent host has (sshd takes 10 sessions a connection, and each session it refused
+was a fresh handshake). Tasks land on main at --rate per second in small commits (as
 people and intake push them). For each N it reports:
 
 - claim latency p50/p95: from the moment a task's push was accepted to the moment an agent's
@@ -124,7 +126,12 @@ def worker(spec: dict[str, Any]) -> int:
             poll_seconds=spec["poll"], state_watch_command=spec["watch"], runner="scratch",
             stop_grace_seconds=5.0,
             sandbox=SandboxConfig(mode="off"))  # fmt: skip
-        client = StateClient(config.state, config.workdir / agent_id, Identity(agent_id))
+        # Each agent over a connection of its own, as each deployed agent host has one: a
+        # worker's agents on one connection would pass sshd's MaxSessions (10 a connection),
+        # and every session it refused would cost a full handshake.
+        sockets = Path(spec["sockets"]) / f"ssh-{agent_id}"
+        env = {"GIT_SSH_COMMAND": own_connection(spec["ssh"], sockets)} if spec["ssh"] else None
+        client = StateClient(config.state, config.workdir / agent_id, Identity(agent_id), env)
         agent = Agent(config, runner, EventLog(agent_id, None), client)
         agent.prepare()
         agents.append(agent)
@@ -165,7 +172,7 @@ class Bed:
     cpu: Any  # () -> CPU seconds the state host used so far
     cpu_what: str
     fetch_copy: Any  # (dest) -> a bare copy of the repo for the checker
-    ssh_command: str | None = None  # over SSH: what each worker multiplexes on its own socket
+    ssh_command: str | None = None  # over SSH: what each agent multiplexes on its own socket
 
 
 @dataclass
@@ -292,14 +299,12 @@ def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
         out = work / f"worker-{p}.json"
         spec = {"ids": ids[p::procs], "url": bed.url, "work": str(work / "agents"),
                 "lease": lease, "heartbeat": heartbeat, "poll": args.poll, "out": str(out),
-                "watch": DEFAULT_COMMAND if args.watching else ""}
+                "watch": DEFAULT_COMMAND if args.watching else "", "ssh": bed.ssh_command,
+                "sockets": str(work)}
         log = (work / f"worker-{p}.log").open("wb")
-        env = {**os.environ, **bed.env}
-        if bed.ssh_command is not None:
-            env["GIT_SSH_COMMAND"] = own_connection(bed.ssh_command, work / f"ssh-{p}")
         proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=env)  # fmt: skip
+                                env={**os.environ, **bed.env})  # fmt: skip
         fleet.procs.append((proc, out))
     deadline = time.monotonic() + 60 + count
     while (beating := len(heartbeats(bed))) < count:

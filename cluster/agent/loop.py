@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import queue
 import random
 import signal
@@ -90,6 +91,7 @@ class LoopState:
     idle_since: float | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
     waiting_for: str = "poll"  # the deadline the next wait ends at, unless woken first
+    woke: str | None = None  # what ended the last wait early (None: its deadline came)
     cooling: dict[str, Cooling] = field(default_factory=dict)
     done: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     replays_seen: set[str] = field(default_factory=set)
@@ -186,7 +188,7 @@ class Agent:
                 timeout = self._iterate()
                 if timeout is None:
                     break
-                woke = self.waker.wait(timeout, refs=self._would_claim())
+                woke = self.st.woke = self.waker.wait(timeout, refs=self._would_claim())
                 self.metrics.wakeups.labels(woke or self.st.waiting_for).inc()
         finally:
             self._shutdown()
@@ -219,6 +221,9 @@ class Agent:
                 # Renew before the read: a slow read then delays no renewal (renewing after
                 # it, a lease went unrenewed for the heartbeat interval plus the read).
                 self._renew_if_due(self.last_snap)
+            if self._beat_alone():
+                assert self.last_snap is not None
+                return self._next_wait(self.last_snap)
             read_at = time.time()
             snap = self.client.snapshot()
         except ClusterError as exc:
@@ -263,6 +268,23 @@ class Agent:
             self._maybe_fold(self.client.snapshot(), final=True)
             return None
         return self._next_wait(snap)
+
+    def _beat_alone(self) -> bool:
+        """Is this iteration a heartbeat alone? While the state host streams main's moves, an
+        idle agent's iteration that only its heartbeat's deadline started pushes the
+        heartbeat with what the last read saw, and reads nothing: the stream tells of new
+        work and of claims, and the poll (STREAMED_POLL) is the reconciling read. An idle
+        fleet's heartbeats then cost the state host a push each, not a read and a push. It
+        reads when told of an arrival it stands later in line for and nothing since said it
+        was read or claimed (its first three may all be busy), and a busy agent still reads
+        after renewing (it learns of a cancel from the read)."""
+        snap = self.last_snap
+        if (snap is None or self.hosted or self.st.running or not self.waker.streaming
+                or self.st.stopping or self.st.backoff or self.st.woke is not None
+                or self.st.waiting_for != "heartbeat" or self.waker.unread):
+            return False
+        self._renew_if_due(snap)
+        return True
 
     def _remote_trouble(self, exc: Exception) -> float | None:
         self.st.backoff = min(MAX_BACKOFF, max(0.25, self.st.backoff * 2))
@@ -318,6 +340,13 @@ class Agent:
         """Sleep until the nearest future deadline; past ones were handled (or are not ours).
         Turns to claim tasks others own are the waker's (a told claim cancels them)."""
         now = time.time()
+        at, self.st.waiting_for = min(((d, why) for d, why in self._deadlines(snap, now)
+                                       if d > now),
+                                      default=(now + self.config.poll_seconds, "poll"))
+        return max(0.01, at - now)
+
+    def _deadlines(self, snap: Snapshot, now: float) -> list[tuple[float, str]]:
+        """When something of ours comes due, and what it is (the reason a wait ends)."""
         _, beat = self._intervals(snap)
         settings = snap.settings
         beat_due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
@@ -327,17 +356,28 @@ class Agent:
         if snap.terminal_keys():
             deadlines += [(fold_turn(snap, self.config.id, now), "fold"),
                           (self.st.fold_retry_at, "fold")]
+        others = line(snap, self.config.id, now)
         for view in snap.claims.values():  # a backoff ends, a lease expires
             record = view.record
-            if isinstance(record, Release):
+            if isinstance(record, Release) and self._near(snap, view.key, others):
                 deadlines.append((record.not_before, "release"))
-            elif isinstance(record, Claim):
+            elif isinstance(record, Claim) and (record.agent == self.config.id or self._near(
+                    snap, view.key, others, lapsed=record.agent)):
                 deadlines.append((record.expires_at + settings.skew_seconds, "lease"))
         if self.st.stopping:
             deadlines.append((now + 0.2, "stopping"))
-        at, self.st.waiting_for = min(((d, why) for d, why in deadlines if d > now),
-                                      default=(now + self.config.poll_seconds, "poll"))
-        return max(0.01, at - now)
+        return deadlines
+
+    def _near(self, snap: Snapshot, key: str, others: dict[str, Heartbeat],
+              lapsed: str | None = None) -> bool:
+        """Whether we stand among the first TOLD_PLACES in ``key``'s line (``lapsed``, the
+        holder whose lease would have run out, out of it): only they wake when its release
+        ends or its lease runs out. Every agent woke for every claim's expiry, and under
+        load, where renewals lag, that was a read of the repo by every agent for each."""
+        task = snap.tasks.get(key)
+        if task is None or task.spec is None or not self._serves(task):
+            return False
+        return place(others, self.config.id, key, task.spec.specialty, lapsed) < TOLD_PLACES
 
     def _poll_seconds(self) -> float:
         """How long new work may go unread: the poll interval, or while the state host
@@ -350,8 +390,9 @@ class Agent:
     def _told(self, arrivals: tuple[tuple[str, str], ...]) -> dict[str, float]:
         """Which of the arrived tasks the state host told of are ours to read, in how many
         seconds: at once those we own, a stagger per place for the next TOLD_PLACES - 1 in a
-        line (unless the state host says it was claimed first), never the rest nor tasks we
-        do not serve (the watch's thread)."""
+        line (unless the state host says it was claimed first), the rest at our next read
+        (``math.inf``: our heartbeat reads for them, unless told of their claim first), never
+        tasks we do not serve (the watch's thread)."""
         snap = self.last_snap
         if snap is None:
             return at_once(arrivals)
@@ -363,7 +404,8 @@ class Agent:
             for key in places:
                 self.told.setdefault(key, now)
         stagger = self._stagger()
-        return {key: at * stagger for key, at in places.items() if at < TOLD_PLACES}
+        return {key: at * stagger if at < TOLD_PLACES else math.inf
+                for key, at in places.items()}  # fmt: skip
 
     def _watch_report(self, what: str, detail: str) -> None:
         self.events.emit(what, detail=detail)

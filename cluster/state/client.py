@@ -6,7 +6,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,12 @@ def stamped(result: Result) -> Result:
 
 
 class StateClient:
-    def __init__(self, url: str, workdir: Path, identity: Identity) -> None:
-        self.remote = StateRemote(url, workdir)
+    """One agent's (or tool's) protocol on the state repo at ``url``; ``env`` goes to every
+    git that talks to it (cluster.state.remote.StateRemote)."""
+
+    def __init__(self, url: str, workdir: Path, identity: Identity,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.remote = StateRemote(url, workdir, env)
         self.identity = identity
         self.reader = Reader(self.remote.store)
         self.rejected_pushes = 0

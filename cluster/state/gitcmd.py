@@ -217,9 +217,11 @@ class PushReport:
 
 
 def push(
-    git_dir: Path, remote: str, updates: Sequence[RefUpdate], *, atomic: bool = False
+    git_dir: Path, remote: str, updates: Sequence[RefUpdate], *, atomic: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> PushReport:
-    """Compare-and-swap every ref in ``updates`` on the remote; report which took effect."""
+    """Compare-and-swap every ref in ``updates`` on the remote; report which took effect.
+    ``env`` goes to git as :func:`run_git`'s does."""
     argv = ["push", "--porcelain", "--no-verify"]
     if atomic:
         argv.append("--atomic")
@@ -228,7 +230,7 @@ def push(
     argv.append(remote)
     for update in updates:
         argv.append(f"{update.new}:{update.ref}" if update.new else f":{update.ref}")
-    done = run_git(argv, git_dir=git_dir, check=False)
+    done = run_git(argv, git_dir=git_dir, check=False, env=env)
     accepted: set[str] = set()
     rejected: set[str] = set()
     for line in done.stdout.splitlines():

@@ -81,7 +81,7 @@ class StateRemote:
     through a bare mirror under ``workdir`` (:func:`mirror_dir`): ``git ls-remote`` tells what
     changed, objects are fetched only when a ref points at one the mirror lacks, and writes
     are CAS pushes. ``env`` (say a ``GIT_SSH_COMMAND``) goes to every git that talks to the
-    remote while reading; writes take the process's own (``gitcmd.push`` takes no ``env``).
+    remote, reads and writes alike (and to the watch command that runs over the same ssh).
     """
 
     def __init__(self, url: str, workdir: Path, env: Mapping[str, str] | None = None) -> None:
@@ -202,7 +202,7 @@ class StateRemote:
     def _push(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport:
         if self.path is not None:
             return update_refs(self.path, updates, atomic=atomic)
-        report = push(self.mirror, self.url, updates, atomic=atomic)
+        report = push(self.mirror, self.url, updates, atomic=atomic, env=self.env)
         for update in updates:
             if update.new and update.ref in report.accepted:
                 self._have.add(update.new)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -74,8 +75,12 @@ class Waker:
         # read said so): a read then, unless the state host tells the task claimed first.
         self._turns: dict[str, float] = {}
         self._claimed: dict[str, float] = {}  # told claimed -> when (time.time())
+        # Told arrivals we stand later in line for (not ours to read now) -> when told
+        # (time.time()): until a read begun after that, or their claim told, they are unread.
+        self._later: dict[str, float] = {}
         # Which told arrivals are ours to read, in how many seconds (the agent's place in
-        # their lines: cluster.agent.loop); by default all, at once.
+        # their lines: cluster.agent.loop; ``math.inf``: later, at our next read whatever
+        # starts it); by default all, at once.
         self.judge: Callable[[tuple[tuple[str, str], ...]], dict[str, float]] = at_once
 
     def start(self) -> None:
@@ -133,14 +138,23 @@ class Waker:
         turns = {"": 0.0} if arrivals is None else self.judge(arrivals)
         if not turns:
             return
-        now = time.monotonic()
+        now, told_at = time.monotonic(), time.time()
         with self._ready:
             for key, delay in turns.items():
                 if delay <= 0:
                     self._moved = True
+                elif math.isinf(delay):
+                    self._later.setdefault(key, told_at)
                 else:
                     self._told[key] = min(self._told.get(key, float("inf")), now + delay)
             self._ready.notify_all()
+
+    @property
+    def unread(self) -> bool:
+        """Whether a told arrival we stand later in line for is still unread and unclaimed
+        (so that the next heartbeat reads: the first in its line may all be busy)."""
+        with self._ready:
+            return bool(self._later)
 
     def claimed(self, keys: tuple[str, ...]) -> None:
         """The state host says these tasks were claimed: a turn waiting to read them is over."""
@@ -149,6 +163,7 @@ class Waker:
             for key in keys:
                 self._told.pop(key, None)
                 self._turns.pop(key, None)
+                self._later.pop(key, None)
                 self._claimed[key] = now
 
     def turns(self, at: dict[str, float], read_at: float) -> None:
@@ -159,6 +174,7 @@ class Waker:
         offset = time.monotonic() - time.time()
         with self._ready:
             self._claimed = {k: t for k, t in self._claimed.items() if t >= read_at}
+            self._later = {k: t for k, t in self._later.items() if t >= read_at}
             self._turns = {key: when + offset for key, when in at.items()
                            if key not in self._claimed}
             self._ready.notify_all()
@@ -173,9 +189,10 @@ class Waker:
         """Up to ``timeout`` seconds, until poked or, with ``refs``, until main may have
         moved or a turn came: an agent with no free slot gains nothing from reading new work,
         and under a task stream every wake-up of every busy agent was a read of the repo.
-        Whatever ends the wait, the caller reads the repo next, so every hint is spent; one
-        arriving during that read ends the next wait. Returns what woke us, None at the
-        timeout."""
+        Whatever ends the wait early, the caller reads the repo next, so every hint is spent;
+        one arriving during that read ends the next wait. Returns what woke us, None at the
+        timeout (after which an idle agent's heartbeat may go out with no read: the stream's
+        hints end a wait early, cluster.agent.loop)."""
         end = time.monotonic() + max(0.0, timeout)
         with self._ready:
             while True:

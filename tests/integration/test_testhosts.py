@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,24 @@ def test_a_containers_cpu_is_read_from_the_engine(testhosts: HostSet) -> None:
              lambda: f"its cgroup counted {docker.cpu_seconds(container)} s of CPU")
     finally:
         docker.remove(container)
+
+
+def test_a_test_hosts_cpu_is_its_own_not_the_machines(testhosts: HostSet) -> None:
+    """A systemd test host (the fleet bench's state host) mounts the whole cgroup v1 hierarchy,
+    whose root counts every process on the machine: the read took that root, so the state
+    host's CPU was the machine's, the bench's agents included. Two seconds of CPU spent
+    outside it must not count; work inside it must."""
+    container = docker.get(docker.client(), testhosts.hosts[0].name)
+    before = docker.cpu_seconds(container)
+    burn = "import time\nend = time.process_time() + 2\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    outside = docker.cpu_seconds(container) - before
+    assert outside < 1.0, f"2 s of CPU outside the host counted as {outside:.2f} s of its own"
+    code, _, err = docker.exec_argv(container, ["sh", "-c", "i=0; while [ $i -lt 300000 ]; "
+                                                "do i=$((i+1)); done"])  # fmt: skip
+    assert code == 0, err
+    inside = docker.cpu_seconds(container) - before - outside
+    assert inside > 0.05, f"a busy loop inside the host counted {inside:.3f} s"
 
 
 def test_an_exec_answers_whole_under_a_burst_of_them(testhosts: HostSet) -> None:

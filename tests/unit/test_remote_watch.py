@@ -4,6 +4,7 @@ stand-in here (tests/integration/test_remote_watch.py takes it through a real ss
 
 from __future__ import annotations
 
+import math
 import shlex
 import subprocess
 import sys
@@ -241,6 +242,35 @@ def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
     assert not agent.saw("watch_lost"), agent.tail()
 
 
+def test_an_idle_streaming_agents_heartbeats_read_nothing(
+        tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
+    """While the stream runs, an idle agent's heartbeat is a push alone (at 256 agents a read
+    after each heartbeat was most of what the state host served); the stream still tells it
+    of work. Every git over "ssh" is logged: with a read per heartbeat this fails."""
+    repo = make_state(tmp_path)
+    log = tmp_path / "ssh.log"
+    body = f'for last; do :; done\necho "$last" >> {log}\nexec sh -c "$last"'
+    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path, body))
+    monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
+    agent = agents(f"ssh://git@state.invalid{repo}", "agent-0", lease=30, heartbeat=1,
+                   poll_s=60)  # fmt: skip
+    poll(lambda: agent.saw("watch_live"), 60, lambda: f"no stream:\n{agent.tail()}")
+
+    def said() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    poll(lambda: any("receive-pack" in line for line in said()), 60,
+         lambda: f"no first heartbeat:\n{agent.tail()}")
+    before = said()
+    poll(lambda: sum("receive-pack" in line for line in said()[len(before):]) >= 5, 60,
+         lambda: f"five heartbeats a second apart:\n{said()[len(before):]}\n{agent.tail()}")
+    during = said()[len(before):]
+    assert sum("upload-pack" in line for line in during) <= 1, during  # a poll's at most
+    commit_files(repo, task_files([task_doc("after-beats")]), tmp_path / "person")
+    poll(lambda: agent.saw("claimed", "after-beats"), 30,
+         lambda: f"the stream no longer told of work:\n{agent.tail()}")
+
+
 def test_agents_of_one_process_share_one_stream(tmp_path: Path, monkeypatch: Any) -> None:
     """sshd allows 10 sessions per connection by default: agents of one process reaching the
     same state host over one multiplexed connection share one watch, each told of every move
@@ -392,6 +422,32 @@ def test_a_turn_to_claim_is_a_read_unless_the_task_is_told_claimed_first() -> No
     waker.turns({"gone": time.time() + 0.2}, time.time())
     waker.turns({}, time.time())  # the next read: it is no candidate of ours any more
     assert waker.wait(0.6) is None
+
+
+def test_an_arrival_told_to_a_later_place_stays_unread_until_a_read_or_its_claim() -> None:
+    """An agent later in a told task's line than the first three does not read at once, but
+    the arrival is unread (its heartbeat then reads: the first three may all be busy) until a
+    read begun after the telling, or the task's claim told; a read begun before it does not
+    count, and it wakes nobody."""
+    from cluster.state.watch import Waker
+
+    waker = Waker(None)
+    waker.judge = lambda arrivals: {k: math.inf for k, _ in arrivals}
+
+    def unread() -> bool:
+        return waker.unread
+    assert not unread()
+    before = time.time()
+    waker.moved((("far", "backend"),))
+    assert unread()
+    assert waker.wait(0.3) is None  # no wake-up for it
+    waker.turns({}, before)  # a read that began before the telling did not see it
+    assert unread()
+    waker.turns({}, time.time())
+    assert not unread()
+    waker.moved((("far-2", "backend"),))
+    waker.claimed(("far-2",))  # its claim told: nothing left to read for it
+    assert not unread()
 
 
 def test_a_claim_ref_that_appears_is_told_once(tmp_path: Path) -> None:

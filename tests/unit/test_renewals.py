@@ -5,7 +5,9 @@ interval plus the read, and a read slower than the lease's slack lost it to a ta
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,45 @@ def test_a_due_renewal_goes_before_the_read(tmp_path: Path) -> None:
         finally:
             runner.release.set()
             agent._shutdown()
+
+
+def test_a_lease_running_out_wakes_only_the_first_in_its_line(tmp_path: Path) -> None:
+    """Six agents, one holds a task: of the other five only the first three in the task's
+    line (its holder left out, as when the lease has run out) wait for its lease's end, the
+    holder for its own; the rest take it over at their turns after their next read. Every
+    agent waited for every claim's expiry, and under load, with renewals late, each expiry
+    was a read of the repo by the whole fleet."""
+    from cluster.agent.choose import line, place
+    from cluster.agent.loop import TOLD_PLACES
+
+    repo = make_state(tmp_path)
+    ids = [f"a{n}" for n in range(6)]
+    runner = Holding()
+    fleet = []
+    with ExitStack() as stack:
+        for agent_id in ids:
+            config = AgentConfig.model_validate({
+                "state": str(repo), "id": agent_id, "specialties": ["backend"],
+                "workdir": tmp_path / "w", "lease_seconds": 60, "heartbeat_seconds": 20})
+            client = stack.enter_context(state_client(repo, tmp_path, agent_id))
+            agent = Agent(config, runner, EventLog(agent_id, None), client)
+            stack.callback(agent._shutdown)
+            agent._iterate()  # its first heartbeat
+            fleet.append(agent)
+        stack.callback(runner.release.set)
+        commit_files(repo, task_files([task_doc("held")]), tmp_path / "person")
+        for agent in fleet:
+            agent._iterate()
+        holder = next(a for a in fleet if a.st.running)
+        waiting = {}
+        for agent in fleet:
+            snap = agent.client.snapshot()
+            now = time.time()
+            others = line(snap, agent.config.id, now)
+            at = place(others, agent.config.id, "held", "backend", lapsed=holder.config.id)
+            waiting[agent.config.id] = (at, any(why == "lease"
+                                                for _, why in agent._deadlines(snap, now)))
+        assert waiting[holder.config.id][1], waiting
+        near = {a for a, (at, _) in waiting.items() if a != holder.config.id and at < TOLD_PLACES}
+        woken = {a for a, (_, lease) in waiting.items() if lease and a != holder.config.id}
+        assert len(near) == TOLD_PLACES and woken == near, waiting

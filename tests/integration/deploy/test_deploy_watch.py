@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import DeployEnv  # type: ignore[import-not-found]
 
+from cluster.state.client import Identity, StateClient
+from cluster.state.gitcmd import RefUpdate
+from cluster.state.ids import agent_ref
 from cluster.state.remotewatch import (
     DEFAULT_COMMAND,
     Arrivals,
@@ -93,3 +96,29 @@ def test_a_watch_cut_on_the_state_host_is_reported_and_taken_up_again(
         poll(lambda: len(moves) > before, 30, "a push after the cut to come down the stream")
     finally:
         watch.stop()
+
+
+def test_a_state_client_reads_and_writes_over_the_ssh_it_was_given(
+    deploy_env: DeployEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's ``env`` (its own ``GIT_SSH_COMMAND``: the fleet bench gives each simulated
+    agent a connection of its own) carries its pushes too, not only its reads: with nothing
+    in the process's environment that could reach the state host, a push over the process's
+    own ssh was refused (no key for it, the host's key unknown)."""
+    state = deploy_env.state
+    monkeypatch.delenv("GIT_SSH_COMMAND", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh that could reach it either
+    client = StateClient(state.control_url, tmp_path / "client", Identity("own-ssh"),
+                         {"GIT_SSH_COMMAND": state.control_ssh_command})  # fmt: skip
+    ref = agent_ref("own-ssh")
+    try:
+        assert "refs/heads/main" in client.remote.refs()
+        store = client.remote.store
+        commit = store.write_commit(store.single_file_tree("note", b"over its own ssh\n"), (),
+                                    "t <t@localhost>", 0, "own ssh")  # fmt: skip
+        report = client.remote.push([RefUpdate(ref, commit, None)])
+        assert report.ok, report
+        assert client.remote.refs().get(ref) == commit
+        assert client.remote.push([RefUpdate(ref, None, commit)]).ok  # leave the repo as found
+    finally:
+        client.close()
