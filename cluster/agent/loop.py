@@ -221,9 +221,8 @@ class Agent:
                 # Renew before the read: a slow read then delays no renewal (renewing after
                 # it, a lease went unrenewed for the heartbeat interval plus the read).
                 self._renew_if_due(self.last_snap)
-            if self._beat_alone():
-                assert self.last_snap is not None
-                return self._next_wait(self.last_snap)
+            if (seen := self._beat_alone()) is not None:
+                return self._next_wait(seen)
             read_at = time.time()
             snap = self.client.snapshot()
         except ClusterError as exc:
@@ -269,8 +268,9 @@ class Agent:
             return None
         return self._next_wait(snap)
 
-    def _beat_alone(self) -> bool:
-        """Is this iteration a heartbeat alone? While the state host streams main's moves, an
+    def _beat_alone(self) -> Snapshot | None:
+        """Is this iteration a heartbeat alone (then the last read's snapshot, that the
+        heartbeat went out with)? While the state host streams main's moves, an
         idle agent's iteration that only its heartbeat's deadline started pushes the
         heartbeat with what the last read saw, and reads nothing: the stream tells of new
         work and of claims, and the poll (STREAMED_POLL) is the reconciling read. An idle
@@ -282,9 +282,9 @@ class Agent:
         if (snap is None or self.hosted or self.st.running or not self.waker.streaming
                 or self.st.stopping or self.st.backoff or self.st.woke is not None
                 or self.st.waiting_for != "heartbeat" or self.waker.unread):
-            return False
+            return None
         self._renew_if_due(snap)
-        return True
+        return snap
 
     def _remote_trouble(self, exc: Exception) -> float | None:
         self.st.backoff = min(MAX_BACKOFF, max(0.25, self.st.backoff * 2))

@@ -150,19 +150,18 @@ def exec_argv(container: Container, argv: list[str], *, user: str | None = None,
     return done.returncode, _text(done.stdout), err
 
 
-# The container's own cgroup, under cgroup v2 (cpu.stat, microseconds) or v1 (cpuacct, ns).
-# Read inside: this engine's stats API answered zeros for containers under cgroup v1.
-# The container's own count: cgroup v2's cpu.stat, else v1's cpuacct.usage at the container's
-# own cgroup path (/proc/self/cgroup: an exec joins the container's cgroup) where the whole
-# hierarchy is mounted in it, as in a systemd test host (there the mount's root is the
-# machine's: every process on it), else at the mount's root (a namespaced view: its own).
+# The container's own CPU count, read inside (this engine's stats API answered zeros for
+# containers under cgroup v1): cgroup v2's cpu.stat (microseconds), else v1's cpuacct.usage
+# (ns) at the container's own cgroup path (/proc/self/cgroup: an exec joins the container's
+# cgroup) where the whole hierarchy is mounted in it, as in a systemd test host (there the
+# mount's root is the machine's: every process on it), else at the mount's root (a
+# namespaced view: its own).
 _CPU_READ = """
 if [ -f /sys/fs/cgroup/cpu.stat ]; then exec cat /sys/fs/cgroup/cpu.stat; fi
 own=$(sed -n 's/^[0-9]*:[^:]*cpuacct[^:]*://p' /proc/self/cgroup | head -n 1)
+[ -n "$own" ] || exit 1
 for dir in "/sys/fs/cgroup/cpuacct$own" "/sys/fs/cgroup/cpu,cpuacct$own" /sys/fs/cgroup/cpuacct; do
-  if [ -n "$own" ] && [ -f "$dir/cpuacct.usage" ]; then
-    printf 'usage_nsec '; exec cat "$dir/cpuacct.usage"
-  fi
+  if [ -f "$dir/cpuacct.usage" ]; then printf 'usage_nsec '; exec cat "$dir/cpuacct.usage"; fi
 done
 exit 1
 """
