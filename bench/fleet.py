@@ -21,8 +21,10 @@ people and intake push them). For each N it reports:
   told arrival, a turn, a heartbeat, a poll...),
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
 - the state host's CPU: for a test host (``--host``: one started through
-  cluster.testhosts.statehost and removed afterwards) the container's cgroup CPU (v1 or v2)
-  (sshd, receive-pack, upload-pack for the agents' polls: all of it); for a local repo (the
+  cluster.testhosts.statehost and removed afterwards, serving the repo with its server hooks
+  and the judge server, as a production state host does) the container's cgroup CPU (v1 or
+  v2) (sshd, receive-pack, the hooks, the judge, upload-pack for the agents' reads: all of
+  it); for a local repo (the
   default, a file:// URL with the server hooks installed and the judge server running beside
   it, as on a state host; ``--no-judge`` leaves it out) the pre-receive hooks' own CPU, summed
   from a wrapper's ``times``, plus the judge server's (receive-pack itself is not counted);
@@ -247,12 +249,16 @@ def _seconds(text: str) -> float:
 
 @contextmanager
 def host_bed(work: Path, settings: bytes) -> Iterator[Bed]:
+    from cluster import layers
+    from cluster.deploy.wheels import build_wheels
     from cluster.testhosts.hosts import down
     from cluster.testhosts.statehost import start_state_host
     from cluster.transport import docker
 
     prefix = "ccc-fleet-state"
-    state = start_state_host(work, prefix=prefix, settings=settings)
+    # Served as a production state host serves it: the server hooks and the judge server.
+    wheels = build_wheels(ROOT, ROOT / layers.WORK_DIR / "wheels")
+    state = start_state_host(work, prefix=prefix, settings=settings, wheels=wheels.directory)
     try:
         container = docker.get(docker.client(), state.record.name)
         # As deployed agents reach a state host: over one reused connection (deploy's ssh

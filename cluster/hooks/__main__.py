@@ -5,8 +5,9 @@ module level pulls in pydantic or the task schema. A push that only writes claim
 refs is judged by the same code as any other; the parts only main needs are imported when a
 push touches main, and the message formatting only when there is something to print (see
 docs/state-protocol.md, Performance). The pre-receive hook asks the repo's judge server first,
-when one runs (cluster.hooks.ask): until the push is judged here, nothing but the standard
-library's sys, os and socket is imported (not even pathlib or json: a push pays for each).
+when one runs (cluster.hooks.ask): until the push is judged here, nothing but the
+interpreter's own sys, posix and _socket is imported (not even os, socket or pathlib: a push
+pays for each).
 """
 
 from __future__ import annotations

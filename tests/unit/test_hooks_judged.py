@@ -67,6 +67,34 @@ def test_served_verdicts_are_the_hooks_own(repo: Repo, server: judged.JudgeServe
     assert done.returncode == code == (0 if ok else 1), f"{name}: {done.stderr}"
 
 
+# What a served push's client must not import: each is paid by every push (enum and selectors
+# come with socket; collections.abc and posixpath with os).
+WRAPPERS = {"socket", "os", "enum", "selectors", "pathlib", "json", "typing"}
+
+
+def test_a_served_push_starts_only_the_client_and_the_interpreters_own_modules(
+        repo: Repo, server: judged.JudgeServer) -> None:
+    """The client as the installed script starts it (no ``site``, no PYTHON* variables), its
+    imports listed: the verdict is the hook's, and no module wrapping ``_socket`` or
+    ``posix`` was imported to get it."""
+    lines, ok = CASES["claim of a task not on main"](repo)
+    code = ("import sys\nsys.path.append(sys.argv[1])\n"
+            "from cluster.hooks.__main__ import main\nsys.exit(main(sys.argv[2:]))")
+    done = subprocess.run([sys.executable, "-S", "-E", "-P", "-X", "importtime", "-c", code,
+                           str(ROOT), "pre-receive"], cwd=repo.path,
+                          input="".join(f"{x}\n" for x in lines),
+                          env={"PATH": os.environ.get("PATH", os.defpath), "GIT_DIR": "."},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert server.answered == 1, done.stderr
+    printed = [x for x in done.stderr.splitlines() if not x.startswith("import time:")]
+    assert (done.returncode, printed) == alone(repo.path, lines)
+    assert not ok
+    modules = {x.split("|")[-1].strip() for x in done.stderr.splitlines()
+               if x.startswith("import time:") and "|" in x}
+    assert "cluster.hooks.ask" in modules  # the listing is the one parsed here
+    assert not modules & WRAPPERS, f"the client imported {sorted(modules & WRAPPERS)}"
+
+
 def test_without_a_server_the_script_judges_alone(repo: Repo) -> None:
     for name in ("first claim", "claim of a task not on main"):
         lines, ok = CASES[name](repo)

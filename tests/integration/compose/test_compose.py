@@ -36,6 +36,10 @@ BACKENDS = 3
 AGENT = {"stop_grace_seconds": 3, "heartbeat_seconds": 3.0, "poll_seconds": 2.0}
 STATE = b"heartbeat_seconds: 2\nlease_seconds: 30\nfold_delay_seconds: 1\n"
 TARGET = "ssh://root@state/srv/repos/web.git"
+# Task code looking for its agent's connection to the state service (the socket that reads
+# and writes the state repo as the agent): the attempt fails if it finds one.
+SOCKET_HUNT = ("! ls -A /tmp /proc/1/root/tmp /var/tmp 2>/dev/null | grep -q ssh-cm "
+               "&& ! find / -xdev -type s -name 'ssh-cm*' 2>/dev/null | grep -q .")
 OPERATOR_UID = 1000
 
 
@@ -196,6 +200,13 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
             return cluster.compose(settings).run(["logs", "--no-color", "agent-testing"])
 
         poll(lambda: "watch_live" in logs(), 60, lambda: f"agent-testing streaming: {logs()}")
+        # ... over the one connection the container keeps (what the sandbox must hide below).
+        def sockets() -> str:
+            return cluster.compose(settings).run(["exec", "-T", "agent-devops", "ls", "-A",
+                                                  "/tmp"])
+
+        poll(lambda: "ssh-cm-" in sockets(), 60,
+             lambda: f"agent-devops's ssh connection socket in its /tmp: {sockets()!r}")
         _only_git_and_the_watch(settings, repo)
 
         # The dashboard (healthy: up --wait waited for it): /health is open, the API is not.
@@ -220,7 +231,9 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
         slow = [task_doc(f"slow-{n}", f"sleep 20 && echo {n} > slow-{n}.txt", repo=TARGET)
                 for n in range(6)]  # fmt: skip
         quick = [task_doc(f"quick-{s}", f"echo {s} > {s}.txt", specialty=s, repo=TARGET)
-                 for s in ("frontend", "testing", "devops")]  # fmt: skip
+                 for s in ("frontend", "testing")]  # fmt: skip
+        quick.append(task_doc("quick-devops", f"echo devops > devops.txt && {SOCKET_HUNT}",
+                              specialty="devops", repo=TARGET))
         _submit(settings, slow + quick, tmp_path)
 
         # Scale the backends down while one that goes holds a task: it goes back to the fleet.
