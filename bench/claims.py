@@ -11,7 +11,7 @@ measures pure claim throughput.
 
 ``--remote path`` gives the agents the repo's plain path (ref transactions: no receive-pack, no
 hook); ``--remote file`` a ``file://`` URL, so that every write is a push through receive-pack
-and the pre-receive hook, and every read an ls-remote (and a fetch when something moved).
+and the pre-receive hook, and every read a fetch.
 With ``--remote file`` the repo's judge server runs (``claude-cluster state judge``: the hook's
 rules kept warm), as on a state host; ``--no-judge`` measures the hook starting whole per push.
 ``--state-url`` adds a run against an existing state repo at that URL (say ``ssh://`` to a test

@@ -16,7 +16,7 @@ people and intake push them). For each N it reports:
 - heartbeat lag: how much later than their interval heartbeats land, from the agents' refs
   listed every half second (p50/p95/max of gap minus interval);
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
-  and the agents' reads of the repo by kind (claude_cluster_state_reads_total: list, fetch)
+  and the agents' reads of the repo by kind (claude_cluster_state_reads_total: fetch)
   and per task, with what the reads followed per task (claude_cluster_wakeups_total: a
   told arrival, a turn, a heartbeat, a poll...),
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;

@@ -49,7 +49,7 @@ class Metrics:
         # heartbeat, fold, judge, stop): what a hosted repo's push budget counts.
         self.pushes = Counter("claude_cluster_pushes", "Pushes to the state repo", ["kind"],
                               registry=reg)
-        # Every read that reached the state repo's host: a listing (ls-remote) or a fetch.
+        # Every read that reached the state repo's host: a fetch (it lists and brings at once).
         self.reads = Counter("claude_cluster_state_reads", "Reads of the state repo", ["kind"],
                              registry=reg)
         # What each read followed: a wake-up (poked, moved, told, turn) or the deadline the

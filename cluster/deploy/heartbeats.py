@@ -14,11 +14,11 @@ from cluster.state.records import Heartbeat
 from cluster.state.remote import AGENT_REFS, StateRemote
 from cluster.state.snapshot import Reader
 
-MIN_INTERVAL = 0.5  # threads polling together share one ls-remote per interval
+MIN_INTERVAL = 0.5  # threads polling together share one read per interval
 
 
 def multiplexed(ssh_command: str, socket_dir: str) -> str:
-    """``ssh_command`` reusing one connection: an ls-remote twice a second costs no handshake."""
+    """``ssh_command`` reusing one connection: a read twice a second costs no handshake."""
     if shlex.split(ssh_command)[:1] != ["ssh"]:
         return ssh_command
     return (f"{ssh_command} -o ControlMaster=auto -o ControlPath={socket_dir}/%C "
@@ -27,8 +27,8 @@ def multiplexed(ssh_command: str, socket_dir: str) -> str:
 
 class HeartbeatReader:
     """The state repo's reader (``StateRemote`` + ``Reader``) on the agents' refs alone: one
-    ``ls-remote`` per interval however many hosts are being verified, a fetch only when a
-    heartbeat moved, never main's tree nor the claims. Its mirror is ``work_dir/heartbeats``'s.
+    fetch of the heartbeats per interval however many hosts are being verified, never main's
+    tree nor the claims. Its mirror is ``work_dir/heartbeats``'s.
 
     Thread-safe: verification threads share it, git runs under a lock.
     """

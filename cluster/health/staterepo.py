@@ -20,7 +20,7 @@ HOUR = 3600.0
 
 
 def read_state_facts(url: str, work_dir: Path, ssh_command: str | None = None) -> StateFacts:
-    """Read the repo once (ls-remote, fetch only what changed); never raises for a bad remote."""
+    """Read the repo once (one fetch of what changed); never raises for a bad remote."""
     env = {"GIT_SSH_COMMAND": ssh_command} if ssh_command else None
     try:
         remote = _open(url, work_dir, env)

@@ -86,7 +86,8 @@ class Push:
         """Ids a fold archived anywhere in main's history before this push (even those a
         later commit took out of archive/): an id runs once (cluster.state.history)."""
         if self._folded is None:
-            self._folded = FoldLedger(self.git_dir, self.env).update(self.refs.get(MAIN))
+            ledger = FoldLedger(self.git_dir, self.env, self.store)
+            self._folded = ledger.update(self.refs.get(MAIN))
         return self._folded
 
     def new_commits(self, tip: str) -> list[str]:
@@ -96,7 +97,7 @@ class Push:
         return done.stdout.split()
 
     def is_ancestor(self, old: str, new: str) -> bool:
-        return is_ancestor(self.git_dir, old, new, env=self.env)
+        return is_ancestor(self.git_dir, old, new, env=self.env, store=self.store)
 
     def close(self) -> None:
         self.store.close()

@@ -14,12 +14,19 @@ a merge that takes an old tree is not allowed to hide the folds behind it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.errors import GitError
 from cluster.state.gitcmd import run_git
+from cluster.state.gitobj import ObjectStore
 from cluster.state.ids import ARCHIVE_DIR
+
+# Commits an ancestry question reads in process before it asks git: main moves a few commits
+# between two readings, so the walk decides almost every one without starting a process.
+ANCESTRY_WALK = 64
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,39 @@ def changes(git_dir: Path, tip: str, prefix: str, kinds: str, *, since: str | No
             status = ""
 
 
-def is_ancestor(git_dir: Path, old: str, new: str,
-                env: Mapping[str, str] | None = None) -> bool:
+def is_ancestor(git_dir: Path, old: str, new: str, env: Mapping[str, str] | None = None,
+                store: ObjectStore | None = None) -> bool:
+    """Is ``old`` in ``new``'s history (``git merge-base --is-ancestor``)? With ``store``
+    (reading the same objects), first by walking ``new``'s parents in process: git decides
+    only when that walk neither finds ``old`` nor runs out of history within
+    :data:`ANCESTRY_WALK` commits, or cannot read one."""
+    walked = None if store is None else _walk(store, old, new)
+    if walked is not None:
+        return walked
     done = run_git(["merge-base", "--is-ancestor", old, new], git_dir=git_dir, check=False,
                    env=env)
     return done.returncode == 0
+
+
+def _walk(store: ObjectStore, old: str, new: str) -> bool | None:
+    """Breadth first through every parent of ``new``: True on reaching ``old``, False when
+    the whole history was read without it, None (undecided) past the walk's bound."""
+    seen, queue = {new}, deque([new])
+    while queue:
+        sha = queue.popleft()
+        if sha == old:
+            return True
+        if len(seen) > ANCESTRY_WALK:
+            return None
+        try:
+            parents = store.commit(sha).parents
+        except GitError:
+            return None  # missing, or not a commit: git's answer, whatever it is
+        for parent in parents:
+            if parent not in seen:
+                seen.add(parent)
+                queue.append(parent)
+    return False
 
 
 def _archived_key(path: str) -> str | None:
@@ -88,9 +123,11 @@ class FoldLedger:
     snapshot keeps the ledger of its own ``main`` however the reader moves on.
     """
 
-    def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None,
+                 store: ObjectStore | None = None) -> None:
         self.git_dir = git_dir
         self.env = env
+        self.store = store  # the same objects, for ancestry walked in process
         self.folded: Mapping[str, str] = {}
         self.pruned: frozenset[str] = frozenset()
         self._main: str | None = None
@@ -101,7 +138,7 @@ class FoldLedger:
         since = self._main
         folded, pruned = dict(self.folded), set(self.pruned)
         if main is None or (since is not None
-                             and not is_ancestor(self.git_dir, since, main, self.env)):
+                             and not is_ancestor(self.git_dir, since, main, self.env, self.store)):
             folded, pruned, since = {}, set(), None
         if main is not None:
             for item in changes(self.git_dir, main, ARCHIVE_DIR, "AD", since=since,

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from cluster.errors import ConfigError, RemoteUnavailable
-from cluster.state.gitcmd import PushReport, RefUpdate, list_refs, push, raise_for, run_git
+from cluster.state.gitcmd import PushReport, RefUpdate, push, raise_for, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
@@ -16,9 +16,6 @@ from cluster.state.reflocks import clear_stale, locks_named
 MAIN = "refs/heads/main"
 REF_PATTERNS = (MAIN, "refs/claims", "refs/agents")
 AGENT_REFS = ("refs/agents",)  # heartbeats alone: what deploy verification polls
-# Read in one fetch whenever either moved: a fold moves main and deletes the claim refs it
-# archives in one atomic push, and a reader must not see one side of it without the other.
-READ_TOGETHER = (MAIN, "refs/claims")
 # A wake-up's fetch does nothing but bring objects and move mirror refs: no `git maintenance`
 # child (a process per fetch; the mirror is never collected: gc.auto 0), no FETCH_HEAD, and no
 # walk asking whether each update was forced (every lease renewal is).
@@ -26,8 +23,8 @@ FETCH_FLAGS = ("--quiet", "--prune", "--no-tags", "--no-auto-maintenance",
                "--no-write-fetch-head", "--no-show-forced-updates")
 
 
-def ls_remote_patterns(prefixes: Sequence[str]) -> list[str]:
-    """``git ls-remote`` patterns for the refs at or under ``prefixes`` (see REF_PATTERNS)."""
+def ref_patterns(prefixes: Sequence[str]) -> list[str]:
+    """Git's ref patterns for the refs at or under ``prefixes`` (see REF_PATTERNS)."""
     return [p if p.startswith("refs/heads/") else f"{p}/*" for p in prefixes]
 
 
@@ -36,7 +33,7 @@ MIRROR = "refs/mirror/"
 
 def fetch_specs(prefixes: Sequence[str]) -> list[str]:
     """Refspecs bringing the refs at or under ``prefixes`` into the mirror's ``refs/mirror/``."""
-    return [f"+{pattern}:{mirror_name(pattern)}" for pattern in ls_remote_patterns(prefixes)]
+    return [f"+{pattern}:{mirror_name(pattern)}" for pattern in ref_patterns(prefixes)]
 
 
 def mirror_name(ref: str) -> str:
@@ -78,9 +75,9 @@ class StateRemote:
 
     A plain local path is used in place: refs are read from its files, objects are written
     into it and refs are moved by CAS ref transactions (see ``localrefs``). Any URL goes
-    through a bare mirror under ``workdir`` (:func:`mirror_dir`): ``git ls-remote`` tells what
-    changed, objects are fetched only when a ref points at one the mirror lacks, and writes
-    are CAS pushes. ``env`` (say a ``GIT_SSH_COMMAND``) goes to every git that talks to the
+    through a bare mirror under ``workdir`` (:func:`mirror_dir`): each read is one fetch of the
+    protocol's refs into it (the objects the mirror lacks come with it), and writes are CAS
+    pushes. ``env`` (say a ``GIT_SSH_COMMAND``) goes to every git that talks to the
     remote, reads and writes alike (and to the watch command that runs over the same ssh).
     """
 
@@ -92,10 +89,9 @@ class StateRemote:
         if self.path is None:
             self._ensure_mirror()
         self.store = ObjectStore(self.mirror)
-        self._have: set[str] = set()
         self.files = local_files(url)
         self.on_stale_lock: Callable[[Path], None] = lambda lock: None
-        # Each read that reaches the remote's host: "list" (ls-remote) or "fetch".
+        # Each read that reaches the remote's host: "fetch" (each lists and fetches at once).
         self.on_read: Callable[[str], None] = lambda kind: None
 
     @property
@@ -120,46 +116,23 @@ class StateRemote:
         """The refs at or under ``prefixes`` (all the protocol's by default, or say only
         :data:`AGENT_REFS`), each pointing at an object the mirror holds.
 
-        One ``ls-remote`` (protocol v2: the server lists only ``prefixes``); when a ref points
-        at an object the mirror lacks, one fetch of just the prefixes that moved (main and the
-        claims always together: :data:`READ_TOGETHER`), and those prefixes are then read from
-        the mirror as the fetch left them: a ref that moved again between the two (a renewal)
-        is seen at what the fetch brought, never at a commit the mirror does not hold.
+        One fetch of ``prefixes`` (protocol v2: the server lists only those, and sends only
+        the objects the mirror lacks), then the mirror's copy read: a single round trip that
+        brings main and the claims from one listing of the remote (a fold moves main and
+        deletes the claims it archives in one atomic push: a reader sees both or neither).
+        A listing first (``ls-remote``) and a fetch when it showed something new cost a read
+        that found news two connections and nine processes where this takes one and six,
+        and one process less when nothing moved.
         """
         if self.path is not None:
             return read_refs(self.path, prefixes)
-        self.on_read("list")
-        refs = list_refs(ls_remote_patterns(prefixes), git_dir=self.mirror, remote=self.url,
-                         env=self.env)  # fmt: skip
-        missing = {sha for sha in refs.values() if sha not in self._have}
-        if missing and not self._have:
-            missing -= self._present(missing)  # a mirror an earlier process left up to date
-        moved = [p for p in prefixes
-                 if any(sha in missing for ref, sha in refs.items() if under(ref, p))]
-        if any(p in READ_TOGETHER for p in moved):
-            moved = [p for p in prefixes if p in moved or p in READ_TOGETHER]
-        if moved:
-            self.fetch(moved)
-            refs = {ref: sha for ref, sha in refs.items()
-                    if not any(under(ref, p) for p in moved)}
-            refs.update(self.mirrored(moved))
-        seen = set(refs.values())
-        # A narrower read (heartbeats alone) adds to what is known present; a full one resets
-        # it, so that the set stays the size of the remote's refs.
-        self._have = seen if tuple(prefixes) == REF_PATTERNS else self._have | seen
-        return refs
+        self.fetch(prefixes)
+        return self.mirrored(prefixes)
 
     def mirrored(self, prefixes: Sequence[str]) -> dict[str, str]:
         """The mirror's copy of the refs at or under ``prefixes``, by their remote names."""
         local = read_refs(self.mirror, [mirror_name(p) for p in prefixes])
         return {f"refs/{ref.removeprefix(MIRROR)}": sha for ref, sha in local.items()}
-
-    def _present(self, shas: set[str]) -> set[str]:
-        listing = "".join(f"{sha}\n" for sha in sorted(shas))
-        done = run_git(["cat-file", "--batch-check"], git_dir=self.mirror, input_text=listing,
-                       check=False)  # fmt: skip
-        found = (line.split() for line in done.stdout.splitlines())
-        return shas & {parts[0] for parts in found if len(parts) == 3}  # "<sha> missing": 2
 
     def clear_mirror_locks(self) -> list[Path]:
         """Remove every ref lock in the mirror. Only for a process that holds the mirror alone
@@ -180,6 +153,9 @@ class StateRemote:
         done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
         if done.returncode != 0 and self._cleared(locks_named(done.stderr), self.mirror):
             done = run_git(argv, git_dir=self.mirror, timeout=120, check=False, env=self.env)
+        if done.returncode != 0 and "couldn't find remote ref" in done.stderr:
+            raise RemoteUnavailable(f"state remote {self.url} has no {MAIN}: not a state repo "
+                                    "(yet? claude-cluster state init makes one)")
         if done.returncode != 0:
             raise_for(["git", *argv], done)
 
@@ -202,18 +178,13 @@ class StateRemote:
     def _push(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport:
         if self.path is not None:
             return update_refs(self.path, updates, atomic=atomic)
-        report = push(self.mirror, self.url, updates, atomic=atomic, env=self.env)
-        for update in updates:
-            if update.new and update.ref in report.accepted:
-                self._have.add(update.new)
-        return report
+        return push(self.mirror, self.url, updates, atomic=atomic, env=self.env)
 
     def reopen(self) -> None:
         """Start over after the remote came back: a fresh cat-file sees its objects again."""
         self.store.close()
         if self.path is None:
             self._ensure_mirror()
-        self._have.clear()
 
     def close(self) -> None:
         self.store.close()

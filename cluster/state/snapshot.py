@@ -185,7 +185,7 @@ class Reader:
         self._added: dict[str, float] = {}
         self._main_seen: str | None = None
         self._tip_time = time.time()
-        self._ledger = FoldLedger(store.git_dir)
+        self._ledger = FoldLedger(store.git_dir, store=store)
 
     def read(self, refs: dict[str, str]) -> Snapshot:
         main = refs.get("refs/heads/main")

@@ -47,7 +47,7 @@ def http_backend(root: Path, path_info: str, request: Request) -> Response:
     }
     out = subprocess.run(["git", "http-backend"], input=request.body, env=env,
                          capture_output=True, check=True, timeout=CGI_TIMEOUT).stdout
-    head, _, payload = out.replace(b"\r\n", b"\n", 20).partition(b"\n\n")
+    head, payload = cgi_split(out)
     status, headers = 200, {}
     for line in head.decode().splitlines():
         name, _, value = line.partition(":")
@@ -56,3 +56,13 @@ def http_backend(root: Path, path_info: str, request: Request) -> Response:
         else:
             headers[name.lower()] = value.strip()
     return Response(status, payload, headers)
+
+
+def cgi_split(out: bytes) -> tuple[bytes, bytes]:
+    """A CGI answer's header block and its body, split at the first blank line (CRLF or LF).
+    The body (a pack) is binary: its bytes are never touched, though they may hold a CRLF."""
+    ends = [(at, len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if (at := out.find(sep)) >= 0]
+    if not ends:
+        return out, b""
+    at, size = min(ends)
+    return out[:at], out[at + size:]

@@ -11,7 +11,7 @@ import github
 import pytest
 from github import Auth, Github
 
-from tests.fakes.git_http import basic_auth
+from tests.fakes.git_http import basic_auth, cgi_split
 from tests.fakes.github_api import FakeGitHub
 from tests.helpers import git
 
@@ -223,3 +223,12 @@ def test_a_linked_repos_clone_url_serves_git_to_the_token_only(tmp_path: Path) -
             # No token: git asks for one (it may not); a wrong one: the server refused it.
             said = ("could not read Username", "Authentication failed")
             assert any(text in done.stderr for text in said), done
+
+
+def test_the_git_backends_binary_answer_is_passed_on_byte_for_byte() -> None:
+    """A pack may hold CRLF bytes: only the CGI header block is split off and read (turning
+    the first CRLFs of the whole answer into LFs corrupted packs: "bad line length")."""
+    body = b"0008NAK\n\x01PACK\r\n\r\n\x00\r\nend\n\n"
+    head, payload = cgi_split(b"Status: 200 OK\r\nContent-Type: x\r\n\r\n" + body)
+    assert (head, payload) == (b"Status: 200 OK\r\nContent-Type: x", body)
+    assert cgi_split(b"Content-Type: x\n\n" + body) == (b"Content-Type: x", body)

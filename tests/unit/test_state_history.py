@@ -16,17 +16,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cluster.agent.choose import claimable
+from cluster.state import history
 from cluster.state.checker import check
 from cluster.state.client import StateClient
 from cluster.state.gitcmd import run_git
-from cluster.state.history import FoldLedger, added
+from cluster.state.gitobj import ObjectStore
+from cluster.state.history import ANCESTRY_WALK, FoldLedger, added, is_ancestor
 from cluster.state.ids import key_for_name
 from cluster.state.records import Result
 from cluster.state.snapshot import Snapshot
 from tests.clients import state_client
 from tests.helpers import ROOT, commit_files, main_of, make_state, poll, task_doc, task_files
 
+IDENT = "t <t@localhost>"
 FAST = {"fold_delay_seconds": 0.2, "skew_seconds": 0.2, "retry_backoff_seconds": 0.1}
 
 
@@ -142,3 +149,74 @@ def test_names_git_would_quote_are_read_as_they_are(tmp_path: Path) -> None:
     found = sorted(item.path for item in added(work / ".git", "main", "tasks"))
     assert found == sorted(f"tasks/{n}" for n in names)
     assert key_for_name("nl\n.yaml").startswith("bad.")
+
+
+def _dag(store: ObjectStore, shape: list[list[int]]) -> list[str]:
+    """Commits whose parents are earlier commits by index (``shape[i]``: commit i's)."""
+    shas: list[str] = []
+    for n, parents in enumerate(shape):
+        tree = store.single_file_tree("n", str(n).encode())
+        shas.append(store.write_commit(tree, tuple(shas[p] for p in parents), IDENT, n, f"{n}"))
+    return shas
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[list[int]]:
+    """Histories of up to 90 commits (past the walk's bound): mostly a chain, as main is,
+    with merges of any earlier commit and new roots."""
+    size = draw(st.integers(1, 90))
+    shape: list[list[int]] = [[]]
+    for n in range(1, size):
+        first = [] if draw(st.integers(0, 9)) == 0 else [n - 1]
+        shape.append(sorted({*first, *draw(st.lists(st.integers(0, n - 1), max_size=2))}))
+    return shape
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(shape=dags(), data=st.data())
+def test_ancestry_walked_in_process_is_gits(tmp_path: Path, shape: list[list[int]],
+                                            data: st.DataObject) -> None:
+    """For any history, the in-process walk (and git past its bound) answers as
+    ``git merge-base --is-ancestor`` does, for any two commits, and for a sha of none."""
+    repo = tmp_path / f"dag-{len(list(tmp_path.iterdir()))}.git"
+    run_git(["init", "--quiet", "--bare", str(repo)])
+    store = ObjectStore(repo)
+    try:
+        shas = _dag(store, shape)
+        pairs = data.draw(st.lists(st.tuples(st.sampled_from(shas), st.sampled_from(shas)),
+                                   min_size=1, max_size=6))
+        pairs += [("f" * 40, shas[-1]), (shas[0], shas[-1]), (shas[-1], shas[0])]
+        for old, new in pairs:
+            assert is_ancestor(repo, old, new, store=store) == is_ancestor(repo, old, new), \
+                (shape, shas.index(old) if old in shas else old, shas.index(new))
+    finally:
+        store.close()
+
+
+def test_a_main_a_few_commits_on_is_judged_without_a_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold ledger's ancestry question after a reading's few new commits (and a
+    rewritten history of a few) starts no git; a long history is still left to git."""
+    repo = tmp_path / "chain.git"
+    run_git(["init", "--quiet", "--bare", str(repo)])
+    store = ObjectStore(repo)
+    asked: list[list[str]] = []
+    real = run_git
+
+    def counted(args: list[str], **kwargs: Any) -> Any:
+        if args[0] == "merge-base":
+            asked.append(args)
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(history, "run_git", counted)
+    try:
+        chain = _dag(store, [[]] + [[n] for n in range(ANCESTRY_WALK + 10)])
+        other = _dag(store, [[], [0], [1]])
+        assert is_ancestor(repo, chain[-4], chain[-1], store=store)
+        assert not is_ancestor(repo, chain[-1], other[-1], store=store)  # all 3 read: none
+        assert asked == []
+        assert is_ancestor(repo, chain[0], chain[-1], store=store)  # past the bound: git's
+        assert len(asked) == 1
+    finally:
+        store.close()

@@ -19,8 +19,8 @@ from cluster.state.remote import (
     REF_PATTERNS,
     StateRemote,
     fetch_specs,
-    ls_remote_patterns,
     mirror_dir,
+    ref_patterns,
 )
 
 
@@ -74,7 +74,7 @@ def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(
     assert reader.beat("nobody") is None
 
 
-def test_the_deploy_poll_fetches_only_heartbeats_and_only_when_one_moved(
+def test_the_deploy_poll_fetches_only_heartbeats(
     tmp_path: Path, beat: Heartbeat, monkeypatch: pytest.MonkeyPatch
 ):
     url, agent = _state(tmp_path, beat)
@@ -91,13 +91,13 @@ def test_the_deploy_poll_fetches_only_heartbeats_and_only_when_one_moved(
     assert fetched == [("refs/agents",)]
     mirror = mirror_dir(url, tmp_path / "heartbeats")
     assert set(list_refs(["refs/mirror"], git_dir=mirror)) == {"refs/mirror/agents/a1"}
-    # A second reader (another deploy) on the same mirror: the objects are there, no fetch.
+    # A second reader (another deploy) on the same mirror: one fetch again, of nothing new.
     assert HeartbeatReader(url, tmp_path).beat("a1") == beat
-    assert fetched == [("refs/agents",)]
+    assert fetched == [("refs/agents",)] * 2
 
 
 def test_the_refs_read_and_fetched_are_the_protocols() -> None:
-    assert ls_remote_patterns(REF_PATTERNS) == ["refs/heads/main", "refs/claims/*",
+    assert ref_patterns(REF_PATTERNS) == ["refs/heads/main", "refs/claims/*",
                                                 "refs/agents/*"]  # fmt: skip
     assert fetch_specs(REF_PATTERNS) == ["+refs/heads/main:refs/mirror/heads/main",
                                          "+refs/claims/*:refs/mirror/claims/*",
@@ -130,8 +130,8 @@ def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(
 
 
 def test_every_read_that_reaches_the_host_is_counted(tmp_path: Path) -> None:
-    """claude_cluster_state_reads_total counts what the state host serves: a listing per
-    read, a fetch only when a ref points at something new; a plain path reaches no host."""
+    """claude_cluster_state_reads_total counts what the state host serves: one fetch per
+    read (it lists the refs and brings what is new at once); a plain path reaches no host."""
     from cluster.state.remote import StateRemote
     from tests.helpers import commit_files, make_state, task_doc, task_files
 
@@ -140,15 +140,16 @@ def test_every_read_that_reaches_the_host_is_counted(tmp_path: Path) -> None:
     remote = StateRemote(f"file://{repo}", tmp_path / "reader")
     remote.on_read = seen.append
     remote.refs()
-    assert seen == ["list", "fetch"]  # a fresh mirror fetches what it lists
-    remote.refs()
-    assert seen == ["list", "fetch", "list"]  # nothing moved: no fetch
+    assert seen == ["fetch"]
+    main = remote.refs()["refs/heads/main"]
+    assert seen == ["fetch"] * 2  # nothing moved: one read all the same
     commit_files(repo, task_files([task_doc("counted")]), tmp_path / "person")
-    remote.refs()
-    assert seen[3:] == ["list", "fetch"]
+    moved = remote.refs()["refs/heads/main"]
+    assert seen == ["fetch"] * 3
+    assert moved != main and remote.store.commit(moved).parents == (main,)  # brought with it
     remote.close()
     local = StateRemote(str(repo), tmp_path / "local")
     local.on_read = seen.append
     local.refs()
-    assert len(seen) == 5
+    assert len(seen) == 3
     local.close()
