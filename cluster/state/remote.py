@@ -41,11 +41,6 @@ def mirror_name(ref: str) -> str:
     return f"{MIRROR}{ref.removeprefix('refs/')}"
 
 
-def under(ref: str, prefix: str) -> bool:
-    """Is ``ref`` at or under ``prefix`` (one of :data:`REF_PATTERNS`)?"""
-    return ref == prefix or ref.startswith(f"{prefix}/")
-
-
 def mirror_dir(url: str, workdir: Path) -> Path:
     """The bare mirror of the state remote ``url`` under ``workdir``: one per URL and owner."""
     key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()[:12]
