@@ -50,9 +50,10 @@ def environ() -> dict[str, str]:
     return {text(k): text(v) for k, v in posix.environ.items()}
 
 
-def ask(git_dir: str, lines: list[str]) -> tuple[int, list[str]] | None:
-    """The judge server's verdict on the push, or None to judge it here (no socket, no
-    server listening on it, or any other failure to ask)."""
+def ask(git_dir: str, lines: list[str],
+        env: dict[str, str]) -> tuple[int, list[str]] | None:
+    """The judge server's verdict on the push whose hook runs in ``env``, or None to judge
+    it here (no socket, no server listening on it, or any other failure to ask)."""
     chunks = []
     try:
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -61,7 +62,7 @@ def ask(git_dir: str, lines: list[str]) -> tuple[int, list[str]] | None:
     try:
         conn.settimeout(TIMEOUT)
         conn.connect(f"{git_dir}/{SOCKET_NAME}")
-        conn.sendall(encode(posix.getcwd(), lines, environ()))
+        conn.sendall(encode(posix.getcwd(), lines, env))
         conn.shutdown(_socket.SHUT_WR)
         while chunk := conn.recv(65536):
             chunks.append(chunk)
@@ -75,9 +76,10 @@ def ask(git_dir: str, lines: list[str]) -> tuple[int, list[str]] | None:
 def main(argv: Sequence[str]) -> int:
     if list(argv) != ["pre-receive"]:
         return 2
-    git_dir = environ().get("GIT_DIR", ".")
+    env = environ()
+    git_dir = env.get("GIT_DIR", ".")
     lines = sys.stdin.readlines()
-    verdict = ask(git_dir, lines)
+    verdict = ask(git_dir, lines, env)
     if verdict is None:
         from pathlib import Path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from cluster.state.init import init_state_repo
 from cluster.state.remotewatch import DEFAULT_COMMAND
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
+from cluster.testhosts.readiness import NotReady, poll
 from cluster.transport import docker
 from cluster.transport.openssh import ssh_command
 from cluster.transport.sshkeys import generate_keypair, known_hosts_lines
@@ -116,14 +116,13 @@ def serve_hooks(container: docker.Container, wheels: Path) -> None:
         HOST_PYTHON, "-P", "-c", start, "state", "judge", "--repo", REPO])
     if code != 0:
         raise HostError(container.name, f"systemd-run {JUDGE_UNIT}: {(out + err).strip()}")
-    deadline = time.monotonic() + JUDGE_START
-    while docker.exec_argv(container, ["test", "-S", f"{REPO}/{SOCKET_NAME}"])[0] != 0:
-        if time.monotonic() > deadline:
-            _, log, _ = docker.exec_argv(container, ["journalctl", "--no-pager", "-u",
-                                                     JUDGE_UNIT])
-            raise HostError(container.name, f"the judge server did not listen within "
-                                            f"{JUDGE_START:.0f} s:\n{log[-2000:]}")
-        time.sleep(0.2)
+    judge_socket = f"{REPO}/{SOCKET_NAME}"
+    try:
+        poll(lambda: (docker.exec_argv(container, ["test", "-S", judge_socket])[0] == 0,
+                      f"no {judge_socket}"), what="the judge server", timeout=JUDGE_START)
+    except NotReady as exc:
+        _, log, _ = docker.exec_argv(container, ["journalctl", "--no-pager", "-u", JUDGE_UNIT])
+        raise HostError(container.name, f"{exc}:\n{log[-2000:]}") from exc
 
 
 def _unpack_wheel(archive: tarfile.TarFile, wheel: Path) -> None:
