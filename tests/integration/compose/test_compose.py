@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cluster.compose import cluster
+from cluster.compose.binary import ComposeError
 from cluster.compose.workdir import prepare
 from cluster.health.compose import check_compose
 from cluster.health.model import FleetHealth
@@ -207,6 +208,10 @@ def test_a_compose_cluster_scales_and_loses_no_work(docker_engine: None, tmp_pat
 
         poll(lambda: "ssh-cm-" in sockets(), 60,
              lambda: f"agent-devops's ssh connection socket in its /tmp: {sockets()!r}")
+        # The hunt a task runs below, run where no sandbox is: it finds the socket (and fails).
+        with pytest.raises(ComposeError):
+            cluster.compose(settings).run(["exec", "-T", "agent-devops", "sh", "-c",
+                                           SOCKET_HUNT])
         _only_git_and_the_watch(settings, repo)
 
         # The dashboard (healthy: up --wait waited for it): /health is open, the API is not.
