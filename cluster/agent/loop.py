@@ -79,6 +79,7 @@ class LoopState:
     running: dict[str, Running] = field(default_factory=dict)
     heartbeat_tip: str | None = None
     last_renew: float = 0.0
+    last_read: float = 0.0  # when the last snapshot was read (the poll counts from it)
     last_beat: float = 0.0  # hosted profile: when the remote last took our heartbeat
     fold_retry_at: float = 0.0  # a refused fold is tried again no sooner
     pause: Pause | None = None  # this agent's own: an attempt met a limit
@@ -223,7 +224,7 @@ class Agent:
                 self._renew_if_due(self.last_snap)
             if (seen := self._beat_alone()) is not None:
                 return self._next_wait(seen)
-            read_at = time.time()
+            read_at = self.st.last_read = time.time()
             snap = self.client.snapshot()
         except ClusterError as exc:
             return self._remote_trouble(exc)
@@ -350,7 +351,11 @@ class Agent:
         _, beat = self._intervals(snap)
         settings = snap.settings
         beat_due = self._hosted_due(snap) if settings.hosted else self.st.last_renew + beat
-        deadlines = [(now + self._poll_seconds(), "poll"), (beat_due, "heartbeat")]
+        # The poll counts from the last read, not from now (and a due one is never dropped):
+        # heartbeats that go out without a read (_beat_alone) must not push the reconciling
+        # read away for ever, or a release nobody is told of is never seen.
+        poll_at = max(self.st.last_read + self._poll_seconds(), now + 0.01)
+        deadlines = [(poll_at, "poll"), (beat_due, "heartbeat")]
         deadlines += [(self._pause_end(p), "pause") for p in (self.st.pause, self.st.fleet) if p]
         deadlines += [(c.until, "cooled") for c in self.st.cooling.values()]
         if snap.terminal_keys():
