@@ -1,6 +1,8 @@
 """Renewals: a busy agent renews a due lease before it reads the repo, so a slow read (a
 loaded state host) delays no renewal. Read first, a lease went unrenewed for the heartbeat
-interval plus the read, and a read slower than the lease's slack lost it to a takeover."""
+interval plus the read, and a read slower than the lease's slack lost it to a takeover. An
+idle agent's heartbeats, which go out without a read while the state host streams, put off
+no reconciling read."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from cluster.agent import loop
 from cluster.agent.config import AgentConfig
 from cluster.agent.events import EventLog
 from cluster.agent.loop import Agent
@@ -118,3 +121,62 @@ def test_a_lease_running_out_wakes_only_the_first_in_its_line(tmp_path: Path) ->
         near = {a for a, (at, _) in waiting.items() if a != holder.config.id and at < TOLD_PLACES}
         woken = {a for a, (_, lease) in waiting.items() if lease and a != holder.config.id}
         assert len(near) == TOLD_PLACES and woken == near, waiting
+
+
+class Silent:
+    """A state host's stream that runs and tells nothing: what an agent sees of a change no
+    ref event of main names (a release, a claim given up) or one the stream missed."""
+
+    live = True
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_heartbeats_without_a_read_do_not_put_off_the_poll(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """An idle agent whose state host streams pushes its heartbeats without reading (they
+    carry the last read's view) and reads at the poll, which counts from the last read.
+    Counted from each wait, as it was, a heartbeat interval shorter than the poll put the
+    read off at every beat, and a task the stream did not tell of was never seen (in CI a
+    removed agent's released task lay unclaimed for 180 s)."""
+    monkeypatch.setattr(loop, "STREAMED_POLL", 1.0)
+    repo = make_state(tmp_path)
+    config = AgentConfig.model_validate({"state": str(repo), "id": "a1",
+                                         "specialties": ["backend"], "workdir": tmp_path / "w",
+                                         "lease_seconds": 30, "heartbeat_seconds": 0.2,
+                                         "poll_seconds": 0.05})
+    runner = Holding()
+    with state_client(repo, tmp_path, "a1") as client:
+        agent = Agent(config, runner, EventLog("a1", None), client)
+        agent.waker.stream = Silent()
+        reads: list[float] = []
+        snapshot = client.snapshot
+
+        def reading() -> Any:
+            reads.append(time.time())
+            return snapshot()
+
+        client.snapshot = reading  # type: ignore[method-assign]
+        try:
+            wait = agent._iterate()  # the first read, and the first heartbeat
+            assert wait is not None and agent.st.waiting_for == "heartbeat", agent.st
+            commit_files(repo, task_files([task_doc("untold")]), tmp_path / "person")
+            deadline = time.time() + 10.0
+            beats = 0
+            while not agent.st.running:
+                assert time.time() < deadline, (
+                    f"the untold task was never read: {len(reads)} reads, {beats} heartbeats "
+                    f"alone, waiting for {agent.st.waiting_for}")
+                beats += agent.st.waiting_for == "heartbeat"
+                agent.st.woke = agent.waker.wait(wait, refs=agent._would_claim())
+                wait = agent._iterate()
+                assert wait is not None
+            assert beats >= 2, beats  # heartbeats went out between the reads, without one
+            assert len(reads) < beats, (reads, beats)
+        finally:
+            runner.release.set()
+            agent._shutdown()
