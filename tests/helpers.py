@@ -11,13 +11,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cluster.agent.runner import AttemptReport
+from cluster.secret import Secret
+from cluster.state.client import Held
 from cluster.state.init import init_state_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +168,23 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class Holding:
+    """A runner that holds its task until ``release`` is set (or it is cancelled)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    @property
+    def secrets(self) -> Sequence[Secret]:
+        return ()
+
+    @property
+    def credentials(self) -> Mapping[str, str]:
+        return {}
+
+    def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
+        while not (self.release.wait(0.05) or cancel.is_set()):
+            pass
+        return AttemptReport("succeeded", "released")

@@ -48,7 +48,8 @@ from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, set
 from cluster.state.watch import Waker, at_once
 
 MAX_BACKOFF = 30.0
-STREAMED_POLL = 30.0  # the poll, as a safety net, while an ssh state host streams main's moves
+FOLD_BACKOFF = 60.0  # the longest wait after refused folds (unless fold_delay_seconds is more)
+STREAMED_POLL = 30.0  # the poll, as a safety net, while the state host streams main's moves
 # Tasks an ssh state host tells have arrived are read by the first this many agents in each
 # one's line (the owner and the next ones, a stagger apart); the rest learn of them at their
 # next read, so that a landing costs the state host a few reads, not one per free agent.
@@ -82,6 +83,8 @@ class LoopState:
     last_read: float = 0.0  # when the last snapshot was read (the poll counts from it)
     last_beat: float = 0.0  # hosted profile: when the remote last took our heartbeat
     fold_retry_at: float = 0.0  # a refused fold is tried again no sooner
+    # A task our refused folds would have archived, and how many were refused in a row.
+    fold_refused: tuple[str, int] | None = None
     pause: Pause | None = None  # this agent's own: an attempt met a limit
     fleet: Pause | None = None  # adopted from the heartbeat of an agent sharing a credential
     skew: float = 0.0  # the repo's clock-skew allowance, added to an adopted pause's end
@@ -115,9 +118,9 @@ class Agent:
         self.client.remote.on_stale_lock = lambda lock: self.events.emit(
             "stale_lock_cleared", lock=str(lock))
         self.client.remote.on_read = lambda kind: self.metrics.reads.labels(kind).inc()
-        # A remote whose files are on this machine (a plain path or a file:// URL) wakes us
-        # when main moves, an ssh one when its host says so (its watch command); any other
-        # is polled (events are hints either way).
+        # A plain path wakes us when main moves (its ref files, watched here), an ssh or
+        # file:// one when its host says so (its watch command, run here for file://); any
+        # other is polled (events are hints either way).
         self.waker = Waker(self.client.remote.files)
         self.waker.stream = for_remote(config.state, config.state_watch_command,
                                        self.waker, self._watch_report,
@@ -277,12 +280,15 @@ class Agent:
         work and of claims, and the poll (STREAMED_POLL) is the reconciling read. An idle
         fleet's heartbeats then cost the state host a push each, not a read and a push. It
         reads when told of an arrival it stands later in line for and nothing since said it
-        was read or claimed (its first three may all be busy), and a busy agent still reads
-        after renewing (it learns of a cancel from the read)."""
+        was read or claimed (its first three may all be busy) once their turns have passed
+        (under a task stream nearly every heartbeat found an arrival told a moment before, and
+        read), and a busy agent still reads after renewing (it learns of a cancel from the
+        read)."""
         snap = self.last_snap
         if (snap is None or self.hosted or self.st.running or not self.waker.streaming
                 or self.st.stopping or self.st.backoff or self.st.woke is not None
-                or self.st.waiting_for != "heartbeat" or self.waker.unread):
+                or self.st.waiting_for != "heartbeat"
+                or self.waker.unread(time.time() - TOLD_PLACES * self._stagger())):
             return None
         self._renew_if_due(snap)
         return snap
@@ -749,9 +755,12 @@ class Agent:
                                         "history archived; they are never run again")
 
     def _maybe_fold(self, snap: Snapshot, *, final: bool) -> None:
-        if not snap.terminal_keys():
+        finished = snap.terminal_keys()
+        if not finished:
             return
         now = time.time()
+        if self.st.fold_refused and self.st.fold_refused[0] not in finished:
+            self.st.fold_refused, self.st.fold_retry_at = None, 0.0  # someone folded it
         turn = max(fold_turn(snap, self.config.id, now), self.st.fold_retry_at)
         if not (final or now >= turn):
             return
@@ -761,8 +770,17 @@ class Agent:
         if folded:
             self.counters["folded"] += folded
             self.events.emit("folded", count=folded)
-        else:  # refused (main moved): the next reading decides again, not at once
-            self.st.fold_retry_at = now + settings.fold_delay_seconds * random.uniform(0.5, 1.0)
+            self.st.fold_refused, self.st.fold_retry_at = None, 0.0
+            return
+        # Refused (main moved): the next reading decides again, not at once, and each
+        # refusal in a row doubles the wait, up to FOLD_BACKOFF or the delay: once every
+        # agent's turn has passed, all of them tried at every reading (a fold push each) for
+        # as long as main kept moving.
+        key, refusals = self.st.fold_refused or (min(finished), 0)
+        self.st.fold_refused = (key, refusals + 1)
+        delay = settings.fold_delay_seconds
+        wait = min(delay * 2 ** refusals, max(delay, FOLD_BACKOFF))
+        self.st.fold_retry_at = now + wait * random.uniform(0.5, 1.0)
 
     def _idle(self, snap: Snapshot) -> bool:
         """Nothing held and nothing this agent serves is left unfinished."""

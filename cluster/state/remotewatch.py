@@ -1,4 +1,5 @@
-"""Main's moves on an ``ssh://`` state remote, as the state host says them (its watch command).
+"""Main's moves on an ``ssh://`` (or ``file://``) state remote, as the state host says them
+(its watch command).
 
 One long-lived ``ssh HOST claude-cluster-watch PATH`` per agent process (cluster.state.refwatch
 runs at the far end), over the same ssh as the agent's git (``GIT_SSH_COMMAND``, else ``ssh``
@@ -7,7 +8,10 @@ A line is main's commit, a hint to read like a local ref event (cluster.state.wa
 tasks the move brought when nothing else it did can bring work (:data:`Arrivals`); or the
 tasks just claimed (``claimed ID ...``), which ends the turns others waited for to read them.
 When the command is missing, refused or cut off, the agent polls as before and the stream is
-tried again later: it only ever makes an agent learn of work sooner.
+tried again later: it only ever makes an agent learn of work sooner. A ``file://`` remote's
+host is this machine: the same watch runs here without ssh, so that the push path such a URL
+stands for is heard of as an ssh one is (its told arrivals read by the first in their lines,
+not by every free agent at every move).
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
+
+from cluster.state import refwatch
 
 DEFAULT_COMMAND = "claude-cluster-watch"
 FIRST_RETRY = 2.0
@@ -270,16 +278,29 @@ _SHARED: dict[tuple[str, ...], RemoteWatch] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def watch_argv(url: str, command: str, env: Mapping[str, str]) -> list[str] | None:
+    """What runs the watch of the state remote ``url``: ``command`` on an ssh one's host; for
+    a ``file://`` one, whose host is this machine, the watch's own file here (standard library
+    only, ``-I``: nothing from the environment or the working directory). None for any other
+    URL (a plain path is watched in place: cluster.state.watch) or an empty ``command``."""
+    if not command.strip():
+        return None
+    if url.startswith("file://"):
+        path = unquote(urlsplit(url).path)
+        return [sys.executable, "-I", str(Path(refwatch.__file__)), path] if path else None
+    repo = ssh_repo(url)
+    return None if repo is None else ssh_argv(repo, command, env)
+
+
 def for_remote(url: str, command: str, hints: Hints,
                report: Callable[[str, str], None],
                env: Mapping[str, str] | None = None) -> Listener | None:  # fmt: skip
-    """A listener to the watch of the ssh state remote ``url``, shared by every agent of this
-    process that reaches it alike; None when ``url`` is not ssh or ``command`` is empty."""
-    repo = ssh_repo(url)
-    if repo is None or not command.strip():
-        return None
+    """A listener to the watch of the state remote ``url`` (:func:`watch_argv`), shared by
+    every agent of this process that reaches it alike; None when it has none."""
     full = {**os.environ, **(env or {})}
-    argv = ssh_argv(repo, command, full)
+    argv = watch_argv(url, command, full)
+    if argv is None:
+        return None
     with _SHARED_LOCK:
         watch = _SHARED.get(tuple(argv))
         if watch is None:

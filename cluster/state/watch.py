@@ -89,7 +89,9 @@ class Waker:
         self._watch()
 
     def _watch(self) -> None:
-        if self._repo is None or self._observer is not None:
+        # The state host's word, where it speaks (a file:// remote's too), says more than a
+        # ref event: which tasks a move brought, so that only the first in their lines read.
+        if self._repo is None or self._observer is not None or self.stream is not None:
             return
         heads = self._repo / "refs" / "heads"
         if not heads.is_dir():
@@ -149,12 +151,12 @@ class Waker:
                     self._told[key] = min(self._told.get(key, float("inf")), now + delay)
             self._ready.notify_all()
 
-    @property
-    def unread(self) -> bool:
-        """Whether a told arrival we stand later in line for is still unread and unclaimed
-        (so that the next heartbeat reads: the first in its line may all be busy)."""
+    def unread(self, told_before: float = math.inf) -> bool:
+        """Whether a told arrival we stand later in line for, told before ``told_before``
+        (``time.time()``), is still unread and unclaimed (so that the next heartbeat reads:
+        the first in its line may all be busy)."""
         with self._ready:
-            return bool(self._later)
+            return any(at < told_before for at in self._later.values())
 
     def claimed(self, keys: tuple[str, ...]) -> None:
         """The state host says these tasks were claimed: a turn waiting to read them is over."""

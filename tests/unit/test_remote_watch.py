@@ -5,7 +5,9 @@ stand-in here (tests/integration/test_remote_watch.py takes it through a real ss
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -435,11 +438,13 @@ def test_an_arrival_told_to_a_later_place_stays_unread_until_a_read_or_its_claim
     waker.judge = lambda arrivals: {k: math.inf for k, _ in arrivals}
 
     def unread() -> bool:
-        return waker.unread
+        return waker.unread()
     assert not unread()
     before = time.time()
     waker.moved((("far", "backend"),))
     assert unread()
+    # Told after the moment asked about (the first three's turns not yet passed): not yet.
+    assert not waker.unread(before) and waker.unread(time.time() + 1)
     assert waker.wait(0.3) is None  # no wake-up for it
     waker.turns({}, before)  # a read that began before the telling did not see it
     assert unread()
@@ -492,12 +497,28 @@ def _reads(marker: Path) -> int:
     return marker.read_text().count("git-upload-pack") if marker.exists() else 0
 
 
+def _logging_git(bindir: Path, marker: Path) -> str:
+    """A ``git`` for the front of PATH that notes each fetch in ``marker`` as an upload-pack
+    (over file:// git runs the upload-pack itself, from its own exec path) and runs the real
+    one; the PATH that puts it first."""
+    real = shutil.which("git")
+    assert real is not None
+    bindir.mkdir(parents=True, exist_ok=True)
+    fake = bindir / "git"
+    fake.write_text(f'#!/bin/sh\ncase " $* " in *" fetch "*) echo git-upload-pack >> '
+                    f'{shlex.quote(str(marker))};; esac\nexec {shlex.quote(real)} "$@"\n')
+    fake.chmod(0o755)
+    return f"{bindir}:{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("transport", ["ssh", "file"])
 def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
-        tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
+        tmp_path: Path, agents: Any, monkeypatch: Any, transport: str) -> None:
     """Four free agents; a landing of one task is told with it: its owner reads the repo and
     claims it, the next two would read at their turns unless told of the claim first, the
     fourth does not read (on code that woke every free agent for every move of main, all four
-    read it)."""
+    read it). Over file:// the state host is this machine and the same watch runs here: on
+    code that watched a file:// repo's refs itself, every agent read every move."""
     from cluster.agent.choose import rank
     from cluster.agent.loop import TOLD_PLACES
 
@@ -505,13 +526,17 @@ def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
     monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
     ids = [f"agent-{n}" for n in range(TOLD_PLACES + 1)]
     markers = {i: tmp_path / f"{i}.ssh" for i in ids}
+    url = f"ssh://git@state.invalid{repo}" if transport == "ssh" else f"file://{repo}"
     started = []
     for agent_id in ids:
-        body = f'for last; do :; done\necho "$last" >> {markers[agent_id]}\nexec sh -c "$last"'
-        (tmp_path / agent_id).mkdir()
-        monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path / agent_id, body))
-        started.append(agents(f"ssh://git@state.invalid{repo}", agent_id, lease=300,
-                              heartbeat=60, poll_s=60))  # fmt: skip
+        if transport == "ssh":
+            body = (f'for last; do :; done\necho "$last" >> {markers[agent_id]}\n'
+                    'exec sh -c "$last"')
+            (tmp_path / agent_id).mkdir()
+            monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path / agent_id, body))
+        else:
+            monkeypatch.setenv("PATH", _logging_git(tmp_path / agent_id, markers[agent_id]))
+        started.append(agents(url, agent_id, lease=300, heartbeat=60, poll_s=60))
     for agent in started:
         poll(partial(agent.saw, "watch_live"), 60, agent.tail)
     poll(lambda: git(["for-each-ref", "refs/agents/"], repo).count("\n") == len(ids), 60,

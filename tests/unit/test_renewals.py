@@ -6,9 +6,7 @@ no reconciling read."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,31 +15,8 @@ from cluster.agent import loop
 from cluster.agent.config import AgentConfig
 from cluster.agent.events import EventLog
 from cluster.agent.loop import Agent
-from cluster.agent.runner import AttemptReport
-from cluster.secret import Secret
-from cluster.state.client import Held
 from tests.clients import state_client
-from tests.helpers import commit_files, make_state, task_doc, task_files
-
-
-class Holding:
-    """A runner that holds its task until ``release`` is set (or it is cancelled)."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    @property
-    def secrets(self) -> Sequence[Secret]:
-        return ()
-
-    @property
-    def credentials(self) -> Mapping[str, str]:
-        return {}
-
-    def run(self, held: Held, cancel: threading.Event) -> AttemptReport:
-        while not (self.release.wait(0.05) or cancel.is_set()):
-            pass
-        return AttemptReport("succeeded", "released")
+from tests.helpers import Holding, commit_files, make_state, task_doc, task_files
 
 
 def test_a_due_renewal_goes_before_the_read(tmp_path: Path) -> None:
