@@ -188,3 +188,18 @@ class Holding:
         while not (self.release.wait(0.05) or cancel.is_set()):
             pass
         return AttemptReport("succeeded", "released")
+
+
+class SilentStream:
+    """A state host's stream (cluster.state.watch.Stream) that tells nothing: running
+    (``live``) or down, as the test sets it. Running, it is what an agent sees of a change no
+    move of main names (a release, a claim given up) or one the stream missed."""
+
+    def __init__(self, live: bool = True) -> None:
+        self.live = live
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

@@ -50,6 +50,8 @@ class _Handler(FileSystemEventHandler):
         self._waker = waker
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if self._waker.streaming:
+            return  # the state host's word says more (cluster.state.remotewatch)
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = raw.decode() if isinstance(raw, bytes) else raw
             if not path or path.endswith(".lock"):
@@ -89,9 +91,10 @@ class Waker:
         self._watch()
 
     def _watch(self) -> None:
-        # The state host's word, where it speaks (a file:// remote's too), says more than a
-        # ref event: which tasks a move brought, so that only the first in their lines read.
-        if self._repo is None or self._observer is not None or self.stream is not None:
+        # Where the state host speaks too (a file:// remote), its word says more than a ref
+        # event (which tasks a move brought, so that only the first in their lines read): the
+        # ref events are taken only while its stream is down (cluster.state.remotewatch).
+        if self._repo is None or self._observer is not None:
             return
         heads = self._repo / "refs" / "heads"
         if not heads.is_dir():

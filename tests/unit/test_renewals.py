@@ -16,7 +16,7 @@ from cluster.agent.config import AgentConfig
 from cluster.agent.events import EventLog
 from cluster.agent.loop import Agent
 from tests.clients import state_client
-from tests.helpers import Holding, commit_files, make_state, task_doc, task_files
+from tests.helpers import Holding, SilentStream, commit_files, make_state, task_doc, task_files
 
 
 def test_a_due_renewal_goes_before_the_read(tmp_path: Path) -> None:
@@ -98,19 +98,6 @@ def test_a_lease_running_out_wakes_only_the_first_in_its_line(tmp_path: Path) ->
         assert len(near) == TOLD_PLACES and woken == near, waiting
 
 
-class Silent:
-    """A state host's stream that runs and tells nothing: what an agent sees of a change no
-    ref event of main names (a release, a claim given up) or one the stream missed."""
-
-    live = True
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
 def test_heartbeats_without_a_read_do_not_put_off_the_poll(
         tmp_path: Path, monkeypatch: Any) -> None:
     """An idle agent whose state host streams pushes its heartbeats without reading (they
@@ -127,7 +114,7 @@ def test_heartbeats_without_a_read_do_not_put_off_the_poll(
     runner = Holding()
     with state_client(repo, tmp_path, "a1") as client:
         agent = Agent(config, runner, EventLog("a1", None), client)
-        agent.waker.stream = Silent()
+        agent.waker.stream = SilentStream()  # what an agent sees of a change no move names
         reads: list[float] = []
         snapshot = client.snapshot
 

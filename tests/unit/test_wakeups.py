@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import commit_files, git, make_state, poll, task_doc, task_files
+from tests.helpers import SilentStream, commit_files, git, make_state, poll, task_doc, task_files
 
 
 @pytest.mark.parametrize("style", ["path", "file"])
@@ -50,6 +50,28 @@ def test_main_moving_wakes_only_a_waiter_that_listens(tmp_path: Path) -> None:
     finally:
         waker.stop()
     assert not waker.watching
+
+
+def test_ref_events_stand_in_for_the_state_hosts_word_only_while_it_is_down(
+        tmp_path: Path) -> None:
+    """A file:// remote's agents hear of main's moves from its watch (which says what each
+    move brought, so that few read); should the watch not run (a broken command, a package
+    its interpreter cannot run from), main's own ref events wake them, not only the poll."""
+    from cluster.state.watch import Waker
+
+    repo = make_state(tmp_path)
+    waker = Waker(repo)
+    stream = waker.stream = SilentStream()
+    waker.start()
+    try:
+        stream.live = True
+        commit_files(repo, task_files([task_doc("told")]), tmp_path / "person")
+        assert waker.wait(1.0) is None  # the stream tells of it (here: says nothing)
+        stream.live = False
+        commit_files(repo, task_files([task_doc("untold")]), tmp_path / "person")
+        assert waker.wait(30) == "moved"
+    finally:
+        waker.stop()
 
 
 def test_the_watcher_is_handed_only_ref_moves(tmp_path: Path) -> None:
