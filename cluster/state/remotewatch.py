@@ -31,6 +31,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from cluster.state import refwatch
+from cluster.state.remote import local_files
 
 DEFAULT_COMMAND = "claude-cluster-watch"
 FIRST_RETRY = 2.0
@@ -286,8 +287,9 @@ def watch_argv(url: str, command: str, env: Mapping[str, str]) -> list[str] | No
     if not command.strip():
         return None
     if url.startswith("file://"):
-        path = unquote(urlsplit(url).path)
-        return [sys.executable, "-I", str(Path(refwatch.__file__)), path] if path else None
+        files = local_files(url)
+        return None if files is None or files == Path() else [
+            sys.executable, "-I", refwatch.__file__, str(files)]
     repo = ssh_repo(url)
     return None if repo is None else ssh_argv(repo, command, env)
 
