@@ -10,10 +10,11 @@ agent's claim push was accepted. A second phase (--burst) lands every task in on
 measures pure claim throughput.
 
 ``--remote path`` gives the agents the repo's plain path (ref transactions: no receive-pack, no
-hook); ``--remote file`` a ``file://`` URL, so that every write is a push through receive-pack
-and the pre-receive hook, and every read a fetch.
+hook); ``--remote file`` a ``file://`` URL, so that every write goes under the repo's rules.
 With ``--remote file`` the repo's judge server runs (``claude-cluster state judge``: the hook's
-rules kept warm), as on a state host; ``--no-judge`` measures the hook starting whole per push.
+rules kept warm), as on a state host, and the agents ask it of each write before its ref
+transaction (cluster.state.judgedwrite); ``--no-judge`` leaves it out, so that every write is a
+push through receive-pack and the hook starting whole.
 ``--state-url`` adds a run against an existing state repo at that URL (say ``ssh://`` to a test
 host serving the repo with its hooks: `claude-cluster state init` there): each run uses task and
 agent ids of its own, and the checker reads a mirror fetched at the end, judging only the run's
@@ -257,8 +258,8 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--rate", type=float, default=15.0, help="tasks landing per second")
     parser.add_argument("--remote", choices=("path", "file", "both"), default="both",
-                        help="plain path (ref transactions) or file:// URL (push through "
-                             "receive-pack and the hook, ls-remote and fetch)")
+                        help="plain path (ref transactions) or file:// URL (writes under "
+                             "its rules: the judge asked, else a push to the hook)")
     parser.add_argument("--state-url", help="also run against this existing state repo "
                         "(ssh://host/path: a test host serving it with its hooks)")
     parser.add_argument("--no-judge", dest="judge", action="store_false",

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import parser
 
 from cluster.agent.runner import AttemptReport
 from cluster.secret import Secret
@@ -42,8 +46,48 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], 
 
 
 def state_url(repo: Path, style: str) -> str:
-    """A plain path takes the ref-transaction path; file:// takes push and fetch, like ssh."""
+    """A plain path takes the ref-transaction path; file:// the same under the repo's rules
+    (its judge's, else a push to its hook)."""
     return f"file://{repo}" if style == "file" else str(repo)
+
+
+def local_ssh(where: Path, body: str | None = None) -> str:
+    """An "ssh" (for ``GIT_SSH_COMMAND``, with ``GIT_SSH_VARIANT=ssh``) that runs the remote
+    command on this machine, or ``body`` instead: git's ssh transport and the watch go through
+    it as through the real one, and the remote is read through a mirror and pushed to, as a
+    state host is. The URL: :func:`ssh_url`."""
+    where.mkdir(parents=True, exist_ok=True)
+    fake = where / "fake-ssh"
+    run = body or 'for last; do :; done\nexec sh -c "$last"'
+    bindir = Path(sys.executable).parent
+    fake.write_text(f"#!/bin/sh\nPATH={shlex.quote(str(bindir))}:$PATH\n{run}\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def ssh_url(repo: Path) -> str:
+    """``repo`` as an ssh:// URL to a host that does not exist: only :func:`local_ssh`
+    reaches it."""
+    return f"ssh://git@state.invalid{repo}"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """An agent's metrics on ``port``, as ``name{label=value,...}``: value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values: dict[str, float] = {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
 
 
 def make_state(tmp_path: Path, settings: dict[str, Any] | None = None) -> Path:

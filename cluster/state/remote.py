@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 from cluster.errors import ConfigError, RemoteUnavailable
 from cluster.state.gitcmd import PushReport, RefUpdate, push, raise_for, run_git
 from cluster.state.gitobj import ObjectStore
+from cluster.state.judgedwrite import judge
 from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
 
@@ -50,8 +51,8 @@ def mirror_dir(url: str, workdir: Path) -> Path:
 def local_path(url: str) -> Path | None:
     """The filesystem path of a state remote given as a plain path, else None.
 
-    A ``file://`` URL is deliberately not a path here: it takes the push and fetch path, as
-    ssh:// and https:// do, with the server's hooks.
+    A ``file://`` URL is deliberately not a path here: its writes go under the repository's
+    rules (its judge server's or its hook's), as ssh:// and https:// pushes do.
     """
     if "://" in url or (":" in url.split("/", 1)[0] and not url.startswith("/")):
         return None  # ssh://, https://, or scp-like user@host:path
@@ -61,37 +62,39 @@ def local_path(url: str) -> Path | None:
 def local_files(url: str) -> Path | None:
     """Where the repository's files are on this machine: a plain path or a ``file://`` URL."""
     if url.startswith("file://"):
-        return Path(unquote(urlsplit(url).path))
+        path = unquote(urlsplit(url).path)
+        return Path(path) if path else None  # "file://" alone names no repository
     return local_path(url)
 
 
 class StateRemote:
     """Reads and writes the state repo at ``url``; the one reader of it (agent, health, deploy).
 
-    A plain local path is used in place: refs are read from its files, objects are written
-    into it and refs are moved by CAS ref transactions (see ``localrefs``). Any URL goes
-    through a bare mirror under ``workdir`` (:func:`mirror_dir`): each read is one fetch of the
-    protocol's refs into it (the objects the mirror lacks come with it), and writes are CAS
-    pushes. ``env`` (say a ``GIT_SSH_COMMAND``) goes to every git that talks to the
-    remote, reads and writes alike (and to the watch command that runs over the same ssh).
+    A repository on this machine is used in place: refs are read from its files and objects
+    are written into it. A plain path's refs are moved by CAS ref transactions (see
+    ``localrefs``), which no hook sees; a ``file://`` URL's writes are judged by the
+    repository's rules before the same transaction, by its judge server when one answers
+    (``judgedwrite``), else by its hook, pushed to. Any other URL goes through a bare mirror
+    under ``workdir`` (:func:`mirror_dir`): each read is one fetch of the protocol's refs into
+    it (the objects the mirror lacks come with it), and writes are CAS pushes. ``env`` (say a
+    ``GIT_SSH_COMMAND``) goes to every git that talks to the remote, reads and writes alike
+    (and to the watch command that runs over the same ssh).
     """
 
     def __init__(self, url: str, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.url = url
         self.path = local_path(url)
         self.env = dict(env) if env else None
-        self.mirror = self.path if self.path is not None else mirror_dir(url, workdir)
-        if self.path is None:
+        self.files = local_files(url)
+        # The repository's own directory when it is on this machine, else our mirror of it.
+        self.mirror = self.files if self.files is not None else mirror_dir(url, workdir)
+        if self.files is None:
             self._ensure_mirror()
         self.store = ObjectStore(self.mirror)
-        self.files = local_files(url)
         self.on_stale_lock: Callable[[Path], None] = lambda lock: None
-        # Each read that reaches the remote's host: "fetch" (each lists and fetches at once).
+        # Each read of the remote's refs: "fetch" (listing and fetching at once) through the
+        # mirror, "files" of a repository read in place.
         self.on_read: Callable[[str], None] = lambda kind: None
-
-    @property
-    def is_local(self) -> bool:
-        return self.path is not None
 
     def _ensure_mirror(self) -> None:
         if not (self.mirror / "HEAD").exists():
@@ -101,8 +104,8 @@ class StateRemote:
 
     def check(self) -> None:
         """Raise RemoteUnavailable (or ConfigError for a path that is no repo) right away."""
-        if self.path is not None and not (self.path / "HEAD").exists():
-            if self.path.exists():
+        if self.files is not None and not (self.files / "HEAD").exists():
+            if self.files.exists():
                 raise ConfigError(f"{self.url} is not a git repository")
             raise RemoteUnavailable(f"state remote {self.url} does not exist (yet?)")
         self.refs()
@@ -119,8 +122,9 @@ class StateRemote:
         that found news two connections and nine processes where this takes one and six,
         and one process less when nothing moved.
         """
-        if self.path is not None:
-            return read_refs(self.path, prefixes)
+        if self.files is not None:
+            self.on_read("files")
+            return read_refs(self.files, prefixes)
         self.fetch(prefixes)
         return self.mirrored(prefixes)
 
@@ -132,7 +136,7 @@ class StateRemote:
     def clear_mirror_locks(self) -> list[Path]:
         """Remove every ref lock in the mirror. Only for a process that holds the mirror alone
         (an agent: cluster.agent.instance), for which any lock there is a dead process's."""
-        if self.path is not None:
+        if self.files is not None:  # the repository itself: never ours alone
             return []
         found = [*self.mirror.glob("*.lock"), *(self.mirror / "refs").rglob("*.lock")]
         for lock in found:
@@ -173,12 +177,20 @@ class StateRemote:
     def _push(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport:
         if self.path is not None:
             return update_refs(self.path, updates, atomic=atomic)
+        if self.files is not None:
+            verdict = judge(self.files, updates)
+            if verdict is not None and verdict[0] == 0:
+                return update_refs(self.files, updates, atomic=atomic)
+            if verdict is not None:  # refused by the rules: nothing changed, as a refused push
+                return PushReport(frozenset(), frozenset(u.ref for u in updates))
+        # No judge answered (or a remote elsewhere): a push, judged by the installed hook.
+        # A file:// repository pushes to itself: its objects are there already.
         return push(self.mirror, self.url, updates, atomic=atomic, env=self.env)
 
     def reopen(self) -> None:
         """Start over after the remote came back: a fresh cat-file sees its objects again."""
         self.store.close()
-        if self.path is None:
+        if self.files is None:
             self._ensure_mirror()
 
     def close(self) -> None:

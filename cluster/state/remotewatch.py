@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -288,7 +287,7 @@ def watch_argv(url: str, command: str, env: Mapping[str, str]) -> list[str] | No
         return None
     if url.startswith("file://"):
         files = local_files(url)
-        return None if files is None or files == Path() else [
+        return None if files is None else [
             sys.executable, "-I", refwatch.__file__, str(files)]
     repo = ssh_repo(url)
     return None if repo is None else ssh_argv(repo, command, env)

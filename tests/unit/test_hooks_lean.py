@@ -64,9 +64,9 @@ def heartbeat(agent: str) -> Heartbeat:
                      heartbeat_seconds=5.0)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repo]:
-    path = tmp_path / "state.git"
+def build_repo(path: Path) -> Repo:
+    """A state repo at ``path`` with its hooks, tasks t1 and t2 on main, t2 claimed by
+    agent-a; close its ``store`` when done."""
     init_state_repo(path, settings=b"fold_delay_seconds: 0.2\n", hooks=ROOT / "hooks")
     store = ObjectStore(path)
     main = (path / "refs" / "heads" / "main").read_text().strip()
@@ -80,8 +80,14 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
     report = update_refs(path, [RefUpdate("refs/heads/main", tip, main),
                                 RefUpdate("refs/claims/t2", held, None)], atomic=True)
     assert report.ok
-    yield Repo(path, store, blobs["t1"], held)
-    store.close()
+    return Repo(path, store, blobs["t1"], held)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repo]:
+    built = build_repo(tmp_path / "state.git")
+    yield built
+    built.store.close()
 
 
 # name -> (the pre-receive line(s) for the push, accepted?)

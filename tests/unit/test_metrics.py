@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.helpers import commit_files, make_state, poll, task_doc, task_files
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
+from tests.helpers import (
+    commit_files,
+    free_port,
+    make_state,
+    poll,
+    scrape,
+    task_doc,
+    task_files,
+)
 
 
 def test_agent_serves_task_counters(tmp_path: Path, agents: Any) -> None:

@@ -5,9 +5,7 @@ stand-in here (tests/integration/test_remote_watch.py takes it through a real ss
 from __future__ import annotations
 
 import math
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -33,7 +31,20 @@ from cluster.state.remotewatch import (
     ssh_argv,
     ssh_repo,
 )
-from tests.helpers import ROOT, commit_files, git, main_of, make_state, poll, task_doc, task_files
+from tests.helpers import (
+    ROOT,
+    commit_files,
+    free_port,
+    git,
+    local_ssh,
+    main_of,
+    make_state,
+    poll,
+    scrape,
+    ssh_url,
+    task_doc,
+    task_files,
+)
 
 WATCH = [sys.executable, "-m", "cluster.state.refwatch"]
 
@@ -191,17 +202,6 @@ def test_a_git_ssh_command_is_run_by_a_shell_as_git_runs_it(tmp_path: Path) -> N
     assert "[claude-cluster-watch /srv/s.git]" in shown
 
 
-def _fake_ssh(tmp_path: Path, body: str | None = None) -> str:
-    """An "ssh" that runs the remote command here (or ``body`` instead): git's ssh transport
-    and the watch both go through it, as through the real one."""
-    fake = tmp_path / "fake-ssh"
-    run = body or 'for last; do :; done\nexec sh -c "$last"'
-    bindir = Path(sys.executable).parent
-    fake.write_text(f"#!/bin/sh\nPATH={shlex.quote(str(bindir))}:$PATH\n{run}\n")
-    fake.chmod(0o755)
-    return str(fake)
-
-
 def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -> None:
     """Whatever comes down the stream (garbage, an endless line, an error and exit), the agent's
     side reports it, treats it as a hint to read, and tries again later; nothing it says can
@@ -215,7 +215,7 @@ def test_a_hostile_or_broken_stream_only_falls_back_to_polling(tmp_path: Path) -
                       ("exit 0", "exit 0")):  # fmt: skip
         said.clear()
         moves.clear()
-        argv = [_fake_ssh(tmp_path, body), "state", "claude-cluster-watch /x"]
+        argv = [local_ssh(tmp_path, body), "state", "claude-cluster-watch /x"]
         watch = RemoteWatch(argv).listen(heard, lambda a, b: said.append((a, b)))
         watch.start()
         try:
@@ -232,9 +232,9 @@ def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
     """Polls and heartbeats every 60 s: only the state host's stream can wake it for a task
     within the deadline (with ``state_watch_command: ""`` this fails: it waits for its poll)."""
     repo = make_state(tmp_path)
-    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path))
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path))
     monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
-    url = f"ssh://git@state.invalid{repo}"
+    url = ssh_url(repo)
     agent = agents(url, "agent-0", lease=300, heartbeat=60, poll_s=60)
     poll(lambda: agent.saw("watch_live"), 60, lambda: f"no stream:\n{agent.tail()}")
     poll(lambda: git(["for-each-ref", "refs/agents/agent-0"], repo).strip(), 60,
@@ -253,9 +253,9 @@ def test_an_idle_streaming_agents_heartbeats_read_nothing(
     repo = make_state(tmp_path)
     log = tmp_path / "ssh.log"
     body = f'for last; do :; done\necho "$last" >> {log}\nexec sh -c "$last"'
-    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path, body))
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path, body))
     monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
-    agent = agents(f"ssh://git@state.invalid{repo}", "agent-0", lease=30, heartbeat=1,
+    agent = agents(ssh_url(repo), "agent-0", lease=30, heartbeat=1,
                    poll_s=60)  # fmt: skip
     poll(lambda: agent.saw("watch_live"), 60, lambda: f"no stream:\n{agent.tail()}")
 
@@ -281,8 +281,8 @@ def test_agents_of_one_process_share_one_stream(tmp_path: Path, monkeypatch: Any
     repo = make_state(tmp_path)
     started = tmp_path / "started"
     body = f'echo run >> {started}\nfor last; do :; done\nexec sh -c "$last"'
-    monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path, body))
-    url = f"ssh://git@state.invalid{repo}"
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path, body))
+    url = ssh_url(repo)
     heard: dict[str, list[str]] = {"a": [], "b": []}
     a = for_remote(url, "claude-cluster-watch",
                    Heard(lambda what, _: heard["a"].append(main_of(repo))),
@@ -492,23 +492,16 @@ def test_a_claim_ref_that_appears_is_told_once(tmp_path: Path) -> None:
         proc.wait()
 
 
-def _reads(marker: Path) -> int:
-    """How many reads of the state repo (upload-packs: a fetch each) an agent made."""
-    return marker.read_text().count("git-upload-pack") if marker.exists() else 0
+def _ssh_reads(marker: Path) -> Callable[[], int]:
+    """How many reads of the state repo (upload-packs: a fetch each) an agent made through
+    the ssh that notes its commands in ``marker``."""
+    return lambda: marker.read_text().count("git-upload-pack") if marker.exists() else 0
 
 
-def _logging_git(bindir: Path, marker: Path) -> str:
-    """A ``git`` for the front of PATH that notes each fetch in ``marker`` as an upload-pack
-    (over file:// git runs the upload-pack itself, from its own exec path) and runs the real
-    one; the PATH that puts it first."""
-    real = shutil.which("git")
-    assert real is not None
-    bindir.mkdir(parents=True, exist_ok=True)
-    fake = bindir / "git"
-    fake.write_text(f'#!/bin/sh\ncase " $* " in *" fetch "*) echo git-upload-pack >> '
-                    f'{shlex.quote(str(marker))};; esac\nexec {shlex.quote(real)} "$@"\n')
-    fake.chmod(0o755)
-    return f"{bindir}:{os.environ['PATH']}"
+def _file_reads(port: int) -> Callable[[], int]:
+    """How many reads of a file:// repo (of its ref files, in place: no process to see) the
+    agent serving its metrics on ``port`` made."""
+    return lambda: int(scrape(port).get("claude_cluster_state_reads_total{kind=files}", 0))
 
 
 @pytest.mark.parametrize("transport", ["ssh", "file"])
@@ -517,43 +510,48 @@ def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
     """Four free agents; a landing of one task is told with it: its owner reads the repo and
     claims it, the next two would read at their turns unless told of the claim first, the
     fourth does not read (on code that woke every free agent for every move of main, all four
-    read it). Over file:// the state host is this machine and the same watch runs here: on
-    code that watched a file:// repo's refs itself, every agent read every move."""
+    read it). Over file:// the state host is this machine and the same watch runs here (reads
+    are of the ref files, counted by the agents' metrics): on code that watched a file:// repo's
+    refs itself, every agent read every move."""
     from cluster.agent.choose import rank
     from cluster.agent.loop import TOLD_PLACES
 
     repo = make_state(tmp_path, {"fold_delay_seconds": 3600, "heartbeat_seconds": 60})
     monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
     ids = [f"agent-{n}" for n in range(TOLD_PLACES + 1)]
-    markers = {i: tmp_path / f"{i}.ssh" for i in ids}
-    url = f"ssh://git@state.invalid{repo}" if transport == "ssh" else f"file://{repo}"
-    started = []
+    url = ssh_url(repo) if transport == "ssh" else f"file://{repo}"
+    started, reads = [], {}
     for agent_id in ids:
+        extra = []
         if transport == "ssh":
-            body = (f'for last; do :; done\necho "$last" >> {markers[agent_id]}\n'
-                    'exec sh -c "$last"')
-            (tmp_path / agent_id).mkdir()
-            monkeypatch.setenv("GIT_SSH_COMMAND", _fake_ssh(tmp_path / agent_id, body))
+            marker = tmp_path / f"{agent_id}.ssh"
+            body = f'for last; do :; done\necho "$last" >> {marker}\nexec sh -c "$last"'
+            monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path / agent_id, body))
+            reads[agent_id] = _ssh_reads(marker)
         else:
-            monkeypatch.setenv("PATH", _logging_git(tmp_path / agent_id, markers[agent_id]))
-        started.append(agents(url, agent_id, lease=300, heartbeat=60, poll_s=60))
+            port = free_port()
+            extra = ["--metrics-port", str(port)]
+            reads[agent_id] = _file_reads(port)
+        started.append(agents(url, agent_id, lease=300, heartbeat=60, poll_s=60, extra=extra))
     for agent in started:
         poll(partial(agent.saw, "watch_live"), 60, agent.tail)
+        if transport == "file":
+            poll(partial(agent.saw, "metrics"), 60, agent.tail)
     poll(lambda: git(["for-each-ref", "refs/agents/"], repo).count("\n") == len(ids), 60,
          lambda: f"every heartbeat: {git(['for-each-ref'], repo)}")
     # A move the watch cannot tell as arrivals: every agent reads it, and so sees all four.
-    before = {i: _reads(m) for i, m in markers.items()}
+    before = {i: count() for i, count in reads.items()}
     commit_files(repo, {"notes.txt": "hello\n"}, tmp_path / "person")
-    poll(lambda: all(_reads(m) >= before[i] + 1 for i, m in markers.items()), 60,
+    poll(lambda: all(count() >= before[i] + 1 for i, count in reads.items()), 60,
          lambda: f"every agent's read of the move: {before} -> "
-                 f"{ {i: _reads(m) for i, m in markers.items()} }")  # fmt: skip
+                 f"{ {i: count() for i, count in reads.items()} }")  # fmt: skip
     in_line = sorted(ids, key=lambda agent_id: rank("told-1", agent_id))
-    before = {i: _reads(m) for i, m in markers.items()}
+    before = {i: count() for i, count in reads.items()}
     commit_files(repo, task_files([task_doc("told-1")]), tmp_path / "person")
     owner = next(a for a in started if a.id == in_line[0])
     poll(lambda: owner.saw("claimed", "told-1"), 30, owner.tail)
-    assert _reads(markers[owner.id]) > before[owner.id]
+    assert reads[owner.id]() > before[owner.id]
     # Woken by the landing, it would have started its fetch before the owner's claim.
     last = in_line[TOLD_PLACES]
-    assert _reads(markers[last]) == before[last], (last, markers[last].read_text())
+    assert reads[last]() == before[last], (last, started[ids.index(last)].tail())
     assert not any(a.saw("claimed", "told-1") for a in started if a is not owner)

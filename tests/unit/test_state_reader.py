@@ -22,6 +22,7 @@ from cluster.state.remote import (
     mirror_dir,
     ref_patterns,
 )
+from tests.helpers import local_ssh, ssh_url
 
 
 def blocked(now: float) -> Heartbeat:
@@ -41,19 +42,21 @@ def beat() -> Heartbeat:
     return blocked(time.time())
 
 
-def _state(tmp_path: Path, beat: Heartbeat) -> tuple[str, StateClient]:
-    """A bare state repo read over ``file://`` (the mirror path, as ssh), one heartbeat on it."""
+def _state(tmp_path: Path, beat: Heartbeat) -> tuple[str, StateClient, str]:
+    """A bare state repo read over ssh (through the mirror), one heartbeat on it; the URL,
+    the agent's client and the ssh command that reaches it."""
     init_state_repo(tmp_path / "state.git")
-    url = f"file://{tmp_path / 'state.git'}"
-    agent = StateClient(url, tmp_path / "agent", Identity("a1"))
+    url = ssh_url(tmp_path / "state.git")
+    ssh = local_ssh(tmp_path / "ssh")
+    agent = StateClient(url, tmp_path / "agent", Identity("a1"), {"GIT_SSH_COMMAND": ssh})
     _, _, tip = agent.renew([], beat, None)
     assert tip is not None
-    return url, agent
+    return url, agent, ssh
 
 
 def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(
         tmp_path: Path, beat: Heartbeat) -> None:
-    url, agent = _state(tmp_path, beat)
+    url, agent, ssh = _state(tmp_path, beat)
     work = tmp_path / "control"
     try:
         assert agent.snapshot().agents["a1"] == beat  # the agent's own reading
@@ -61,14 +64,14 @@ def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(
     finally:
         agent.close()
 
-    facts = read_state_facts(url, work)
+    facts = read_state_facts(url, work, ssh)
     assert facts.error is None, facts.error
     view = facts.agents["a1"]
     assert (view.state, view.reason, view.sandbox, view.metrics_port, view.paused_by) == (
         "blocked", beat.reason, "off", 9108, "a2")
     assert (work / "health" / mirror_dir(url, Path()).name / "HEAD").exists()
 
-    reader = HeartbeatReader(url, work)
+    reader = HeartbeatReader(url, work, ssh)
     assert reader.beat("a1") == beat  # every field, the newest ones too, parsed by records
     assert reader.mirror == mirror_dir(url, work / "heartbeats")
     assert reader.beat("nobody") is None
@@ -77,7 +80,7 @@ def test_agent_health_and_deploy_read_one_way_and_parse_a_heartbeat_alike(
 def test_the_deploy_poll_fetches_only_heartbeats(
     tmp_path: Path, beat: Heartbeat, monkeypatch: pytest.MonkeyPatch
 ):
-    url, agent = _state(tmp_path, beat)
+    url, agent, ssh = _state(tmp_path, beat)
     agent.close()
     fetched: list[tuple[str, ...]] = []
     real_fetch = StateRemote.fetch
@@ -87,12 +90,12 @@ def test_the_deploy_poll_fetches_only_heartbeats(
         real_fetch(remote, prefixes)
 
     monkeypatch.setattr(StateRemote, "fetch", fetch)
-    assert HeartbeatReader(url, tmp_path).beat("a1") == beat
+    assert HeartbeatReader(url, tmp_path, ssh).beat("a1") == beat
     assert fetched == [("refs/agents",)]
     mirror = mirror_dir(url, tmp_path / "heartbeats")
     assert set(list_refs(["refs/mirror"], git_dir=mirror)) == {"refs/mirror/agents/a1"}
     # A second reader (another deploy) on the same mirror: one fetch again, of nothing new.
-    assert HeartbeatReader(url, tmp_path).beat("a1") == beat
+    assert HeartbeatReader(url, tmp_path, ssh).beat("a1") == beat
     assert fetched == [("refs/agents",)] * 2
 
 
@@ -106,38 +109,37 @@ def test_the_refs_read_and_fetched_are_the_protocols() -> None:
 
 def test_health_and_deploy_reach_an_ssh_remote_with_the_ssh_command_given(
         tmp_path: Path, beat: Heartbeat) -> None:
-    url, agent = _state(tmp_path, beat)
+    url, agent, _ = _state(tmp_path, beat)
     agent.close()
-    marker = tmp_path / "ssh-ran"
-    fake_ssh = tmp_path / "fake-ssh"  # "ssh" to any host: runs git's remote command here
-    fake_ssh.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nfor last; do :; done\n'
-                        'exec sh -c "$last"\n')  # fmt: skip
-    fake_ssh.chmod(0o755)
-    ssh_url = "ssh://git@state.invalid" + url.removeprefix("file://")
+    marker = tmp_path / "ssh-ran"  # "ssh" to any host: notes its arguments, runs git's here
+    fake_ssh = local_ssh(tmp_path / "noting",
+                         f'echo "$@" >> {marker}\nfor last; do :; done\nexec sh -c "$last"')
 
-    facts = read_state_facts(ssh_url, tmp_path / "control", str(fake_ssh))
+    facts = read_state_facts(url, tmp_path / "control", fake_ssh)
     assert facts.error is None, facts.error
     assert facts.agents["a1"].state == "blocked"
     assert "state.invalid" in marker.read_text()
     marker.unlink()
 
-    assert HeartbeatReader(ssh_url, tmp_path / "control", str(fake_ssh)).beat("a1") == beat
+    assert HeartbeatReader(url, tmp_path / "control", fake_ssh).beat("a1") == beat
     assert "state.invalid" in marker.read_text()
     marker.unlink()
     with pytest.raises(ClusterError):  # and without it: no such host
-        HeartbeatReader(ssh_url, tmp_path / "elsewhere", "false").beat("a1")
+        HeartbeatReader(url, tmp_path / "elsewhere", "false").beat("a1")
     assert not marker.exists()
 
 
-def test_every_read_that_reaches_the_host_is_counted(tmp_path: Path) -> None:
-    """claude_cluster_state_reads_total counts what the state host serves: one fetch per
-    read (it lists the refs and brings what is new at once); a plain path reaches no host."""
+def test_every_read_of_the_refs_is_counted_by_where_it_reads(tmp_path: Path) -> None:
+    """claude_cluster_state_reads_total counts each read of the repo's refs: through the
+    mirror one fetch per read (it lists the refs and brings what is new at once), served by the
+    state host; a repository on this machine (a plain path, file://) its ref files, in place."""
     from cluster.state.remote import StateRemote
     from tests.helpers import commit_files, make_state, task_doc, task_files
 
     repo = make_state(tmp_path)
     seen: list[str] = []
-    remote = StateRemote(f"file://{repo}", tmp_path / "reader")
+    ssh = {"GIT_SSH_COMMAND": local_ssh(tmp_path / "ssh")}
+    remote = StateRemote(ssh_url(repo), tmp_path / "reader", ssh)
     remote.on_read = seen.append
     remote.refs()
     assert seen == ["fetch"]
@@ -148,8 +150,10 @@ def test_every_read_that_reaches_the_host_is_counted(tmp_path: Path) -> None:
     assert seen == ["fetch"] * 3
     assert moved != main and remote.store.commit(moved).parents == (main,)  # brought with it
     remote.close()
-    local = StateRemote(str(repo), tmp_path / "local")
-    local.on_read = seen.append
-    local.refs()
-    assert len(seen) == 3
-    local.close()
+    for url in (str(repo), f"file://{repo}"):
+        local = StateRemote(url, tmp_path / "local")
+        local.on_read = seen.append
+        assert local.refs()["refs/heads/main"] == moved
+        local.close()
+    assert seen == ["fetch"] * 3 + ["files"] * 2
+    assert not (tmp_path / "local").exists()  # no mirror: the repository itself was read

@@ -19,7 +19,16 @@ from cluster.state.gitcmd import run_git
 from cluster.state.records import Result
 from cluster.state.reflocks import STALE_LOCK_SECONDS, clear_if_stale, clear_stale, locks_named
 from tests.clients import state_client
-from tests.helpers import commit_files, make_state, poll, state_url, task_doc, task_files
+from tests.helpers import (
+    commit_files,
+    local_ssh,
+    make_state,
+    poll,
+    ssh_url,
+    state_url,
+    task_doc,
+    task_files,
+)
 
 DEAD_WRITER = "1" * 40 + "\n"  # what a writer killed between lock and rename leaves
 
@@ -153,8 +162,9 @@ def test_a_renewal_that_meets_a_held_lock_keeps_the_claim(repo: Path, tmp_path: 
 
 
 def test_a_mirror_lock_left_by_a_killed_fetch_is_cleared_once_stale(
-        repo: Path, tmp_path: Path) -> None:
-    c, cleared = client(f"file://{repo}", tmp_path, "a")
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path / "ssh"))
+    c, cleared = client(ssh_url(repo), tmp_path, "a")
     c.snapshot()
     mirror = c.remote.mirror
     commit_files(repo, task_files([task_doc("t4")]), tmp_path / "person")
@@ -190,8 +200,9 @@ def test_an_agent_goes_on_with_other_work_and_takes_the_locked_task_when_stale(
 
 
 def test_an_agent_restarted_after_a_crash_clears_its_own_mirror_before_it_starts(
-        repo: Path, tmp_path: Path, agents: Any) -> None:
-    url = f"file://{repo}"
+        repo: Path, tmp_path: Path, agents: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path / "ssh"))
+    url = ssh_url(repo)  # a remote elsewhere: read through the agent's mirror
     assert agents(url, "a", poll_s=0.2, exit_when_idle=True).wait(60) == 0
     (mirror,) = (tmp_path / "agents" / "a").glob("mirror-*.git")
     # A fetch killed with its agent (SIGKILL, a reboot) leaves these, fresh.
