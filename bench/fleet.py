@@ -16,7 +16,8 @@ people and intake push them). For each N it reports:
 - heartbeat lag: how much later than their interval heartbeats land, from the agents' refs
   listed every half second (p50/p95/max of gap minus interval);
 - pushes by kind (the agents' claude_cluster_pushes_total), per task and per agent-hour,
-  and the agents' reads of the repo by kind (claude_cluster_state_reads_total: fetch)
+  and the agents' reads of the repo by kind (claude_cluster_state_reads_total: fetch
+  over ssh, files for the local repo)
   and per task, with what the reads followed per task (claude_cluster_wakeups_total: a
   told arrival, a turn, a heartbeat, a poll...),
   and with ``--profile hosted`` per idle agent-hour from an idle phase with no tasks;
@@ -26,8 +27,10 @@ people and intake push them). For each N it reports:
   v2) (sshd, receive-pack, the hooks, the judge, upload-pack for the agents' reads: all of
   it); for a local repo (the
   default, a file:// URL with the server hooks installed and the judge server running beside
-  it, as on a state host; ``--no-judge`` leaves it out) the pre-receive hooks' own CPU, summed
-  from a wrapper's ``times``, plus the judge server's (receive-pack itself is not counted);
+  it, as on a state host, the agents asking it of each write with no push
+  (cluster.state.judgedwrite); ``--no-judge`` leaves it out, each write a push) the
+  pre-receive hooks' own CPU, summed from a wrapper's ``times``, plus the judge server's
+  (receive-pack and the agents' ref transactions are not counted);
 - the history checker on the repo afterwards: duplicated, lost and stale must all be 0.
 
 Over ssh (``--host``, ``--state-url``) the agents hear of main's moves from the state host's
@@ -531,8 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--host", action="store_true",
                        help="start a test host serving the state repo over SSH, remove it after")
     parser.add_argument("--no-judge", dest="judge", action="store_false",
-                        help="local repo: leave out the judge server, so that every push "
-                             "starts the whole hook")
+                        help="local repo: leave out the judge server, so that every write "
+                             "is a push starting the whole hook")
     parser.add_argument("--watch", choices=("on", "off", "both"), default="on",
                         help="over ssh: agents hear of main's moves from the state host's "
                              "watch command (both: each N without, then with it)")

@@ -26,12 +26,13 @@ from pathlib import Path
 from cluster import __version__
 from cluster.errors import ClusterError, ConfigError
 from cluster.hooks.ask import PROTOCOL, SOCKET_NAME
+from cluster.hooks.push import QUARANTINE
 from cluster.hooks.receive import verdict
+from cluster.state.gitobj import ObjectStore
 
 MAX_REQUEST = 64 * 1024 * 1024  # a fold's push names a few thousand refs at most
 READ_TIMEOUT = 30.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_OBJECT_DIRS = ("GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
 
 
 def socket_path(git_dir: Path) -> Path:
@@ -64,6 +65,9 @@ class JudgeServer(socketserver.ThreadingUnixStreamServer):
         import cluster.hooks.mainref  # noqa: F401
 
         self.code = _loaded_code()
+        # The repository's objects, read by one process for every judged write that has no
+        # quarantine (cluster.state.judgedwrite): a push's hook brings its own.
+        self.store = ObjectStore(self.git_dir)
         self.stale = threading.Event()
         self.answered = 0  # pushes judged here (a declined request is not counted)
         self._count = threading.Lock()
@@ -106,11 +110,11 @@ class JudgeServer(socketserver.ThreadingUnixStreamServer):
         git_dir = (Path(cwd) / env.get("GIT_DIR", ".")).resolve()
         if git_dir != self.git_dir:
             return _decline(f"this server judges {self.git_dir}, not {git_dir}")
-        if any(not env.get(name, "/").startswith("/") for name in _OBJECT_DIRS):
+        if any(not env.get(name, "/").startswith("/") for name in QUARANTINE):
             return _decline("relative object directories")
         try:
             code, printed = verdict(git_dir, text.splitlines(keepends=True),
-                                    {**env, "GIT_DIR": str(git_dir)})
+                                    {**env, "GIT_DIR": str(git_dir)}, self.store)
         except ClusterError as exc:  # git failed here: the hook, in its own environment, decides
             return _decline(f"could not judge: {exc}")
         with self._count:
@@ -125,6 +129,7 @@ class JudgeServer(socketserver.ThreadingUnixStreamServer):
             self.serve_forever(poll_interval=0.5)
         finally:
             self.server_close()
+            self.store.close()
             with contextlib.suppress(OSError):
                 socket_path(self.git_dir).unlink()
 

@@ -16,6 +16,9 @@ ZERO = "0" * 40
 MAIN = "refs/heads/main"
 CLAIMS = "refs/claims/"
 AGENTS = "refs/agents/"
+# Where git keeps a push's objects until its hooks accept it: a push naming any of these is
+# read through them.
+QUARANTINE = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
 
 
 @dataclass(frozen=True)
@@ -48,16 +51,23 @@ class Push:
     refs: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # the hook's git variables (hook_env)
     _folded: Mapping[str, str] | None = None
+    _own_store: bool = True  # closed with the push (a shared one is its owner's)
 
     @classmethod
     def open(cls, git_dir: Path, updates: list[Update],
-             environ: Mapping[str, str] | None = None) -> Push:
+             environ: Mapping[str, str] | None = None,
+             shared: ObjectStore | None = None) -> Push:
         """The push git is receiving into ``git_dir``; ``environ`` is the hook's environment
-        (this process's by default; the judge server's client sends its own)."""
+        (this process's by default; the judge server's client sends its own). ``shared``, a
+        reader of the repository's own objects that outlives the push, serves a push whose
+        objects are already there (no quarantine: a judged write, cluster.state.judgedwrite)
+        instead of a reader started for it."""
         # Read from the repository's files, as agents on a plain path do: a git process less
         # per push (the quarantine holds only the pushed objects; refs are the repository's).
         refs = read_refs(git_dir, [MAIN, CLAIMS.rstrip("/")])
         env = hook_env(environ)
+        if shared is not None and not any(name in env for name in QUARANTINE):
+            return cls(git_dir, shared, updates, refs, env, _own_store=False)
         return cls(git_dir, ObjectStore(git_dir, env), updates, refs, env)
 
     @property
@@ -100,4 +110,5 @@ class Push:
         return is_ancestor(self.git_dir, old, new, env=self.env, store=self.store)
 
     def close(self) -> None:
-        self.store.close()
+        if self._own_store:
+            self.store.close()

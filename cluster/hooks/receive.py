@@ -8,6 +8,7 @@ from pathlib import Path
 from cluster.errors import ClusterError
 from cluster.hooks.claimref import check_agent, check_claim
 from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
+from cluster.state.gitobj import ObjectStore
 from cluster.state.reflocks import clear_stale
 
 OTHER_REF = "only refs/heads/main, refs/claims/<key> and refs/agents/<id> exist in a state repo"
@@ -15,11 +16,12 @@ VERDICT = "push refused by the state repo's rules (docs/hooks.md)"
 
 
 def judge(git_dir: Path, lines: Iterable[str],
-          environ: Mapping[str, str] | None = None) -> list[str]:
+          environ: Mapping[str, str] | None = None,
+          shared: ObjectStore | None = None) -> list[str]:
     """Every problem of the push described by pre-receive's input ``lines``; empty: accept.
     ``environ``: the hook's environment (git's quarantine variables), this process's by
-    default."""
-    push = Push.open(git_dir, parse_updates(lines), environ)
+    default; ``shared``: the judge server's reader of the repository (Push.open)."""
+    push = Push.open(git_dir, parse_updates(lines), environ, shared)
     try:
         problems: list[str] = []
         folded: set[str] = set()
@@ -63,11 +65,12 @@ def pre_receive(git_dir: Path, lines: list[str],
 
 
 def verdict(git_dir: Path, lines: list[str],
-            environ: Mapping[str, str] | None = None) -> tuple[int, list[str]]:
+            environ: Mapping[str, str] | None = None,
+            shared: ObjectStore | None = None) -> tuple[int, list[str]]:
     """:func:`pre_receive` without its last resort: a ClusterError (a git command that
     failed, say) is raised, so that the judge server can leave such a push to the hook
     itself, in the hook's own environment (cluster.hooks.judged)."""
-    problems = judge(git_dir, lines, environ)
+    problems = judge(git_dir, lines, environ, shared)
     if not problems:
         return 0, [f"pre-receive: removed {lock}, left by a writer that died"
                    for lock in clear_stale_locks(git_dir, lines)]

@@ -9,17 +9,19 @@ without asking would land the bad ones: every case that the rules refuse fails o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cluster.hooks import judged
+from cluster.hooks import ask, judged
+from cluster.hooks import push as push_module
 from cluster.state import gitcmd
 from cluster.state import remote as remote_module
 from cluster.state.checker import check
 from cluster.state.gitcmd import PushReport, RefUpdate
+from cluster.state.gitobj import ObjectStore
 from cluster.state.init import install_hooks
 from cluster.state.localrefs import read_refs
 from cluster.state.remote import StateRemote
@@ -82,14 +84,44 @@ def write(remote: StateRemote, repo: Repo, name: str) -> tuple[bool, bool]:
     return False, ok
 
 
+@pytest.fixture
+def readers(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The object readers (a ``git cat-file`` each) opened for one push's judging."""
+    opened: list[Path] = []
+
+    class Counted(ObjectStore):
+        def __init__(self, git_dir: Path, env: Mapping[str, str] | None = None) -> None:
+            opened.append(git_dir)
+            super().__init__(git_dir, env)
+
+    monkeypatch.setattr(push_module, "ObjectStore", Counted)
+    return opened
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_with_the_judge_serving_each_write_is_judged_there_and_none_is_pushed(
-        repo: Repo, file_remote: StateRemote, pushes: Pushes, name: str) -> None:
+        repo: Repo, file_remote: StateRemote, pushes: Pushes, readers: list[Path],
+        name: str) -> None:
     with judged.serving(repo.path) as server:
         landed, ok = write(file_remote, repo, name)
         assert server.answered == 1, f"{name}: not asked of the judge"
     assert landed == ok, f"{name}: {'refused' if ok else 'landed'}"
     assert pushes == []  # no receive-pack: the judge's verdict, then the ref transaction
+    assert readers == []  # the objects are the repository's: read by the judge's own reader
+
+
+def test_a_pushs_quarantined_objects_are_read_through_its_own_reader(
+        repo: Repo, readers: list[Path]) -> None:
+    """A hook's request names the quarantine its push's objects wait in: the judge reads
+    them there, never through its reader of the repository, which cannot see them."""
+    lines, ok = CASES["first claim"](repo)
+    quarantine = repo.path / "objects"  # the objects are here: only the reader's choice counts
+    with judged.serving(repo.path) as server:
+        reply = server.answer(ask.encode(str(repo.path), [f"{x}\n" for x in lines], {
+            "GIT_DIR": str(repo.path), "GIT_QUARANTINE_PATH": str(quarantine),
+            "GIT_OBJECT_DIRECTORY": str(quarantine)}))
+    assert reply.startswith(b"0") and ok
+    assert readers == [repo.path]
 
 
 @pytest.mark.parametrize("name", ["first claim", "claim of a task not on main",
