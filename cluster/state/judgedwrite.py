@@ -22,8 +22,7 @@ from pathlib import Path
 
 from cluster.hooks.ask import ask
 from cluster.state.gitcmd import RefUpdate
-
-ZERO = "0" * 40
+from cluster.state.localrefs import ZERO
 
 
 def request_lines(updates: Sequence[RefUpdate]) -> list[str]:

@@ -114,7 +114,8 @@ class StateRemote:
         """The refs at or under ``prefixes`` (all the protocol's by default, or say only
         :data:`AGENT_REFS`), each pointing at an object the mirror holds.
 
-        One fetch of ``prefixes`` (protocol v2: the server lists only those, and sends only
+        A repository on this machine: its ref files, read in place. Elsewhere: one fetch of
+        ``prefixes`` (protocol v2: the server lists only those, and sends only
         the objects the mirror lacks), then the mirror's copy read: a single round trip that
         brings main and the claims from one listing of the remote (a fold moves main and
         deletes the claims it archives in one atomic push: a reader sees both or neither).
