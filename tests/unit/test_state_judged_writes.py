@@ -17,6 +17,7 @@ import pytest
 
 from cluster.hooks import ask, judged
 from cluster.hooks import push as push_module
+from cluster.hooks.push import parse_updates
 from cluster.state import gitcmd
 from cluster.state import remote as remote_module
 from cluster.state.checker import check
@@ -26,7 +27,7 @@ from cluster.state.init import install_hooks
 from cluster.state.localrefs import read_refs
 from cluster.state.remote import StateRemote
 from tests.helpers import ROOT, commit_files, make_state, poll, task_doc, task_files
-from tests.unit.test_hooks_lean import CASES, ZERO, Repo, build_repo, repo
+from tests.unit.test_hooks_lean import CASES, Repo, build_repo, repo
 
 __all__ = ["repo"]  # the fixture, shared with test_hooks_lean
 
@@ -35,12 +36,8 @@ Pushes = list[Sequence[RefUpdate]]
 
 
 def updates_of(lines: list[str]) -> list[RefUpdate]:
-    """The ref updates that pre-receive's ``lines`` describe."""
-    out = []
-    for text in lines:
-        old, new, ref = text.split()
-        out.append(RefUpdate(ref, None if new == ZERO else new, None if old == ZERO else old))
-    return out
+    """The ref updates that pre-receive's ``lines`` describe, as the hook parses them."""
+    return [RefUpdate(u.ref, u.new, u.old) for u in parse_updates(lines)]
 
 
 @pytest.fixture
