@@ -1,7 +1,7 @@
 """Claim throughput and push-to-claim latency of N real agent processes on a local bare remote.
 
     python bench/claims.py [--agents 1,4,16] [--tasks 200] [--rate 25] [--remote path|file|both]
-                           [--state-url ssh://host/srv/state.git] [--json]
+                           [--state-url ssh://host/srv/state.git | --host] [--json]
 
 For each N: a fresh state repo with the server hooks installed, N agents (command executor,
 `true`), tasks landing on the remote at --rate per second in small commits (as people and
@@ -18,7 +18,10 @@ push through receive-pack and the hook starting whole.
 ``--state-url`` adds a run against an existing state repo at that URL (say ``ssh://`` to a test
 host serving the repo with its hooks: `claude-cluster state init` there): each run uses task and
 agent ids of its own, and the checker reads a mirror fetched at the end, judging only the run's
-tasks. Every row of another style carries ``ratio_to_path``: its figures over the plain-path row
+tasks. ``--host`` does the same against a test host started for the run (docker: bench.beds,
+the repo served as a production state host serves it, with its hooks and judge server), each
+agent over an ssh connection of its own and the agents started in waves (sshd's MaxStartups).
+Every row of another style carries ``ratio_to_path``: its figures over the plain-path row
 of the same agent count and phase measured in the same invocation.
 """
 
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.beds import Bed, host_bed, own_connection, url_bed  # noqa: E402
 from cluster.hooks.install import HOOKS_DIR  # noqa: E402
 from cluster.hooks.judged import socket_path  # noqa: E402
 from cluster.state.checker import check  # noqa: E402
@@ -49,6 +54,8 @@ from cluster.state.client import Identity, StateClient  # noqa: E402
 from cluster.state.gitcmd import RefUpdate, run_git  # noqa: E402
 from cluster.state.gitobj import TreeEditor  # noqa: E402
 from cluster.state.init import init_state_repo  # noqa: E402
+
+SETTINGS = b"fold_delay_seconds: 2\n"
 
 
 def task_yaml(task_id: str) -> bytes:
@@ -80,9 +87,15 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def start_agents(url: str, work: Path, count: int,
-                 tag: str = "") -> list[tuple[subprocess.Popen[bytes], Path]]:
-    procs = []
+# sshd refuses handshakes beyond its MaxStartups (10 at once by default): agents reaching a
+# state host over ssh start in waves of this many, each wave once it has started.
+SSH_WAVE = 5
+
+
+def start_agents(url: str, work: Path, count: int, tag: str = "",
+                 ssh_command: str | None = None) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    wave = SSH_WAVE if ssh_command else count
     for n in range(count):
         ev = work / f"agent-{n}.jsonl"
         argv = [sys.executable, "-m", "cluster", "agent", "run", "--state", url,
@@ -90,17 +103,26 @@ def start_agents(url: str, work: Path, count: int,
                 "--heartbeat", "5", "--poll", "2", "--events", str(ev),
                 "--workdir", str(work / "agents"), "--log-level", "WARNING",
                 "--runner", "scratch", "--allow-local-repos"]
+        env = dict(os.environ)
+        if ssh_command:  # each agent over a connection of its own, as on its own host
+            env["GIT_SSH_COMMAND"] = own_connection(ssh_command, work / f"ssh-{n}")
         with (work / f"agent-{n}.log").open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ))
+                                    env=env)
         procs.append((proc, ev))
+        if len(procs) % wave == 0 or len(procs) == count:
+            wait_started(procs, work)
+    return procs
+
+
+def wait_started(procs: list[tuple[subprocess.Popen[bytes], Path]], work: Path) -> None:
     deadline = time.monotonic() + 60
     while not all(any(e["event"] == "started" for e in events(ev)) for _, ev in procs):
         if time.monotonic() > deadline:
-            logs = "\n".join((work / f"agent-{n}.log").read_text()[-500:] for n in range(count))
+            logs = "\n".join((work / f"agent-{n}.log").read_text()[-500:]
+                             for n in range(len(procs)))
             raise SystemExit(f"agents did not start within 60 s:\n{logs}")
         time.sleep(0.05)
-    return procs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,25 +131,25 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_one(agents: int, tasks: int, rate: float, burst: bool, style: str,
-            state_url: str | None = None, judged: bool = True) -> dict[str, Any]:
+            bed: Bed | None = None, judged: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-claims-", ignore_cleanup_errors=True) as scratch:
         work = Path(scratch)
-        tag = ""
-        if style == "url":
-            assert state_url is not None
-            url, repo = state_url, None
-            tag = f"r{int(time.time() * 1000) % 10**9:09d}-"  # this run's ids, on a shared repo
+        tag, env = "", None
+        if bed is not None:  # a repo elsewhere, shared by the runs: each uses ids of its own
+            url, repo, env = bed.url, None, bed.env
+            tag = f"r{int(time.time() * 1000) % 10**9:09d}-"
         else:
             repo = work / "state.git"
-            init_state_repo(repo, settings=b"fold_delay_seconds: 2\n", hooks=HOOKS_DIR)
+            init_state_repo(repo, settings=SETTINGS, hooks=HOOKS_DIR)
             url = f"file://{repo}" if style == "file" else str(repo)
         judge = start_judge(repo) if judged and style == "file" and repo else None
-        client = StateClient(url, work / "submitter", Identity("bench"))
-        procs = start_agents(url, work, agents, tag)
+        client = StateClient(url, work / "submitter", Identity("bench"), env)
+        procs = start_agents(url, work, agents, tag, bed.ssh_command if bed else None)
         try:
             row = measure(repo or work / "checked.git", client, procs, agents, tasks, rate,
-                          burst, tag)
-            return {"remote": style, "judge_server": judge is not None, **row}
+                          burst, tag, bed)
+            # A test host serves the repo with its judge server (bench.beds.host_bed).
+            return {"remote": style, "judge_server": judge is not None or style == "ssh", **row}
         finally:
             for proc in [p for p, _ in procs] + ([judge] if judge else []):
                 if proc.poll() is None:
@@ -147,20 +169,11 @@ def start_judge(repo: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def mirror_for_check(client: StateClient, into: Path) -> Path:
-    """A local bare copy of main and the claim refs of ``client``'s remote (for the checker)."""
-    run_git(["init", "--quiet", "--bare", str(into)])
-    run_git(["fetch", "--quiet", "--no-tags", client.remote.url,
-             "+refs/heads/main:refs/heads/main", "+refs/claims/*:refs/claims/*"],
-            git_dir=into, timeout=600)
-    return into
-
-
 def measure(repo: Path, client: StateClient,
             procs: list[tuple[subprocess.Popen[bytes], Path]], agents: int, tasks: int,
-            rate: float, burst: bool, tag: str = "") -> dict[str, Any]:
-    """One phase on ``repo``; with ``tag`` (a shared remote) ``repo`` is where a copy of the
-    remote is fetched at the end, and only this run's ``tag``-prefixed tasks are judged."""
+            rate: float, burst: bool, tag: str = "", bed: Bed | None = None) -> dict[str, Any]:
+    """One phase on ``repo``; on a ``bed`` elsewhere ``repo`` is where a copy of the remote is
+    fetched at the end, and only this run's ``tag``-prefixed tasks are judged."""
     landed: dict[str, float] = {}
     ids = [f"{tag}t{i:05d}" for i in range(tasks)]
     main_before = client.remote.refs().get("refs/heads/main")
@@ -203,8 +216,8 @@ def measure(repo: Path, client: StateClient,
     for proc, ev in procs:
         proc.wait(timeout=60)
         rejected += sum(1 for e in events(ev) if e["event"] == "claim_rejected")
-    if tag:
-        mirror_for_check(client, repo)
+    if bed is not None:
+        bed.fetch_copy(repo)
     client.close()
     checked = check(repo)
     if tag:  # a shared remote: judge this run's tasks only
@@ -252,6 +265,18 @@ def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_styles(styles: tuple[str, ...], args: argparse.Namespace,
+               bed: Bed | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for style in styles:
+        for count in (int(part) for part in args.agents.split(",")):
+            for burst in (False, True) if args.burst else (False,):
+                rows.append(run_one(count, args.tasks, args.rate, burst, style, bed, args.judge))
+                if not args.json:
+                    print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="1,4,16", help="comma-separated agent counts")
@@ -260,8 +285,12 @@ def main() -> int:
     parser.add_argument("--remote", choices=("path", "file", "both"), default="both",
                         help="plain path (ref transactions) or file:// URL (writes under "
                              "its rules: the judge asked, else a push to the hook)")
-    parser.add_argument("--state-url", help="also run against this existing state repo "
-                        "(ssh://host/path: a test host serving it with its hooks)")
+    elsewhere = parser.add_mutually_exclusive_group()
+    elsewhere.add_argument("--state-url", help="also run against this existing state repo "
+                           "(ssh://host/path: a host serving it with its hooks)")
+    elsewhere.add_argument("--host", action="store_true",
+                           help="also run against a test host started for the bench (docker), "
+                                "serving the repo over SSH with its hooks and judge server")
     parser.add_argument("--no-judge", dest="judge", action="store_false",
                         help="file://: leave out the judge server (`claude-cluster state "
                              "judge`), so that every push starts the whole hook")
@@ -269,17 +298,14 @@ def main() -> int:
                         help="skip the one-commit phase that measures saturated throughput")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = []
     styles = ("path", "file") if args.remote == "both" else (args.remote,)
-    if args.state_url:
-        styles = (*styles, "url")
-    for style in styles:
-        for count in (int(part) for part in args.agents.split(",")):
-            for burst in (False, True) if args.burst else (False,):
-                rows.append(run_one(count, args.tasks, args.rate, burst, style, args.state_url,
-                                    args.judge))
-                if not args.json:
-                    print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    with ExitStack() as stack:
+        rows = run_styles(styles, args)
+        if args.state_url or args.host:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-host-")))
+            bed = stack.enter_context(host_bed(scratch, SETTINGS, "ccc-claims-state")
+                                      if args.host else url_bed(args.state_url))
+            rows += run_styles(("ssh" if args.host else "url",), args, bed)
     with_ratios(rows)
     if not args.json:
         for row in rows:

@@ -64,13 +64,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.beds import Bed, host_bed, own_connection, url_bed  # noqa: E402
 from bench.claims import land, start_judge  # noqa: E402
 from cluster.agent.config import AgentConfig, SandboxConfig  # noqa: E402
 from cluster.agent.events import EventLog  # noqa: E402
 from cluster.agent.loop import Agent  # noqa: E402
 from cluster.agent.runner import AttemptReport  # noqa: E402
 from cluster.atomicfile import write_atomic  # noqa: E402
-from cluster.deploy.heartbeats import multiplexed  # noqa: E402
 from cluster.errors import ClusterError  # noqa: E402
 from cluster.secret import Secret  # noqa: E402
 from cluster.state.checker import check  # noqa: E402
@@ -131,9 +131,7 @@ def worker(spec: dict[str, Any]) -> int:
             poll_seconds=spec["poll"], state_watch_command=spec["watch"], runner="scratch",
             stop_grace_seconds=5.0,
             sandbox=SandboxConfig(mode="off"))  # fmt: skip
-        # Each agent over a connection of its own, as each deployed agent host has one: a
-        # worker's agents on one connection would pass sshd's MaxSessions (10 a connection),
-        # and every session it refused would cost a full handshake.
+        # Each agent over a connection of its own (own_connection).
         sockets = Path(spec["sockets"]) / f"ssh-{agent_id}"
         env = {"GIT_SSH_COMMAND": own_connection(spec["ssh"], sockets)} if spec["ssh"] else None
         client = StateClient(config.state, config.workdir / agent_id, Identity(agent_id), env)
@@ -167,17 +165,6 @@ def worker(spec: dict[str, Any]) -> int:
 
 
 # -- the bench (main process) ---------------------------------------------------------------
-
-
-@dataclass
-class Bed:
-    url: str
-    env: dict[str, str]
-    local: Path | None  # the repo's files here (local runs), for the hooks' CPU and the checker
-    cpu: Any  # () -> CPU seconds the state host used so far
-    cpu_what: str
-    fetch_copy: Any  # (dest) -> a bare copy of the repo for the checker
-    ssh_command: str | None = None  # over SSH: what each agent multiplexes on its own socket
 
 
 @dataclass
@@ -248,52 +235,6 @@ def _process_cpu(pid: int) -> float:
 def _seconds(text: str) -> float:
     minutes, _, rest = text.partition("m")
     return float(minutes) * 60 + float(rest.rstrip("s"))
-
-
-@contextmanager
-def host_bed(work: Path, settings: bytes) -> Iterator[Bed]:
-    from cluster import layers
-    from cluster.deploy.wheels import build_wheels
-    from cluster.testhosts.hosts import down
-    from cluster.testhosts.statehost import start_state_host
-    from cluster.transport import docker
-
-    prefix = "ccc-fleet-state"
-    # Served as a production state host serves it: the server hooks and the judge server.
-    wheels = build_wheels(ROOT, ROOT / layers.WORK_DIR / "wheels")
-    state = start_state_host(work, prefix=prefix, settings=settings, wheels=wheels.directory)
-    try:
-        container = docker.get(docker.client(), state.record.name)
-        # As deployed agents reach a state host: over one reused connection (deploy's ssh
-        # config), here one per worker process and one for the bench; a fresh handshake per
-        # git command ran into sshd's MaxStartups at 16 agents and measured handshakes.
-        env = {"GIT_SSH_COMMAND": own_connection(state.control_ssh_command, work / "ssh-bench")}
-        yield Bed(state.control_url, env, None, lambda: docker.cpu_seconds(container),
-                  "state host container's cgroup CPU (all of it)",
-                  lambda dest: _mirror(state.control_url, env, dest),
-                  state.control_ssh_command)
-    finally:
-        down(prefix)
-
-
-def own_connection(ssh_command: str, sockets: Path) -> str:
-    """``ssh_command`` over one reused connection, its socket in the new dir ``sockets``."""
-    sockets.mkdir(mode=0o700)
-    return multiplexed(ssh_command, str(sockets))
-
-
-@contextmanager
-def url_bed(url: str) -> Iterator[Bed]:
-    env = {k: v for k, v in os.environ.items() if k == "GIT_SSH_COMMAND"}
-    yield Bed(url, env, None, lambda: 0.0, "not measured (--state-url: use --host)",
-              lambda dest: _mirror(url, env, dest))
-
-
-def _mirror(url: str, env: dict[str, str], dest: Path) -> Path:
-    subprocess.run(["git", "clone", "--quiet", "--mirror", url, str(dest)], check=True,
-                   env={**os.environ, **env})
-    # The mirror has claim refs as refs/claims/*: what the checker reads.
-    return dest
 
 
 def start_fleet(bed: Bed, work: Path, count: int, args: argparse.Namespace,
