@@ -6,10 +6,10 @@ import re
 
 from cluster.hooks.push import AGENTS, CLAIMS, Push, Update
 from cluster.hooks.recordref import CLAIM_FILES, read_record
-from cluster.hooks.treediff import lookup
 from cluster.state.ids import ID_RULE, TASKS_DIR, archive_path, is_safe_id, key_for_name
 from cluster.state.records import Claim, ClaimRecord, Heartbeat, Release, Result
 from cluster.state.statuses import EXPIRED, counts, next_attempt
+from cluster.state.treediff import lookup
 
 BAD_KEY = re.compile(r"bad\.[0-9a-f]{16}")
 NO_CLAIM_STATUSES = ("invalid", "cancelled")

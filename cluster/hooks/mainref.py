@@ -17,11 +17,11 @@ from cluster.hooks.rules import (
     people_change_problems,
     settings_of,
 )
-from cluster.hooks.treediff import Change, commit_changes, lookup
 from cluster.state.gitobj import ObjectStore
 from cluster.state.ids import TASKS_DIR, archive_path, key_for_name, shard
 from cluster.state.records import Result, load_result
 from cluster.state.settings import SETTINGS_FILE
+from cluster.state.treediff import Change, commit_changes, lookup
 
 ARCHIVED_FILE = re.compile(r"(task|result)(\.[0-9a-f]{12})?\.yaml")
 MERGE = ("a merge: main takes merges only from folds (parent {parent} is not a claim this push "

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.hooks.rules import people_change_problems, settings_of
-from cluster.hooks.treediff import lookup
 from cluster.state.gitcmd import hook_env, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.settings import SETTINGS_FILE
+from cluster.state.treediff import lookup
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO = "0" * 40

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cluster.errors import ClusterError
 from cluster.state.gitcmd import hook_env, run_git
-from cluster.state.gitobj import ObjectStore
+from cluster.state.gitobj import ObjectStore, QuarantineStore
 from cluster.state.history import FoldLedger, is_ancestor
 from cluster.state.localrefs import read_refs
 
@@ -43,6 +43,27 @@ def parse_updates(lines: Iterable[str]) -> list[Update]:
     return updates
 
 
+def quarantine_of(git_dir: Path, env: Mapping[str, str]) -> Path | None:
+    """The quarantine of a push into ``git_dir`` whose objects a reader of ``git_dir`` plus
+    the quarantine's loose objects see in full: receive-pack's ``GIT_OBJECT_DIRECTORY``,
+    borrowing ``git_dir``'s own objects alone (``GIT_ALTERNATE_OBJECT_DIRECTORIES``) and
+    holding no pack. None for anything else (then a reader of the push's own reads it)."""
+    where, borrowed = env.get("GIT_OBJECT_DIRECTORY"), env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+    if not where or not borrowed or not where.startswith("/"):
+        return None
+    quarantine = Path(where)
+    try:
+        if Path(borrowed).resolve() != (git_dir / "objects").resolve():
+            return None
+        if (quarantine / "info" / "alternates").exists():
+            return None
+        if any((quarantine / "pack").glob("*.pack")):
+            return None
+    except OSError:
+        return None
+    return quarantine if quarantine.is_dir() else None
+
+
 @dataclass
 class Push:
     git_dir: Path
@@ -61,13 +82,18 @@ class Push:
         (this process's by default; the judge server's client sends its own). ``shared``, a
         reader of the repository's own objects that outlives the push, serves a push whose
         objects are already there (no quarantine: a judged write, cluster.state.judgedwrite)
-        instead of a reader started for it."""
+        instead of a reader started for it, and with the quarantine's loose objects read in
+        process, a push whose quarantine borrows exactly the repository's objects and holds
+        no pack (:func:`quarantine_of`)."""
         # Read from the repository's files, as agents on a plain path do: a git process less
         # per push (the quarantine holds only the pushed objects; refs are the repository's).
         refs = read_refs(git_dir, [MAIN, CLAIMS.rstrip("/")])
         env = hook_env(environ)
         if shared is not None and not any(name in env for name in QUARANTINE):
             return cls(git_dir, shared, updates, refs, env, _own_store=False)
+        quarantine = quarantine_of(git_dir, env) if shared is not None else None
+        if shared is not None and quarantine is not None:
+            return cls(git_dir, QuarantineStore(git_dir, quarantine, shared), updates, refs, env)
         return cls(git_dir, ObjectStore(git_dir, env), updates, refs, env)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import threading
 import zlib
@@ -87,6 +88,29 @@ def format_commit(
     lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
     lines += [f"author {ident} {when} +0000", f"committer {ident} {when} +0000"]
     return ("\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n").encode()
+
+
+OBJECT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def read_loose(objects: Path, sha: str) -> tuple[str, bytes] | None:
+    """The loose object ``sha`` of the object directory ``objects`` (its kind and body), None
+    when it has none there or what is there is not that object (unreadable, or not hashing
+    to ``sha``: then a reader that asks git decides). ``sha`` is a name read from objects
+    (a commit's parent line): anything but an object id names no file here."""
+    if not OBJECT_ID.fullmatch(sha):
+        return None
+    try:
+        raw = zlib.decompress((objects / sha[:2] / sha[2:]).read_bytes())
+    except (OSError, ValueError, zlib.error):
+        return None
+    if hashlib.sha1(raw, usedforsecurity=False).hexdigest() != sha:
+        return None
+    head, nul, body = raw.partition(b"\0")
+    kind, _, size = head.partition(b" ")
+    if not nul or not size.isdigit() or int(size) != len(body):
+        return None
+    return kind.decode("ascii", "replace"), body
 
 
 class ObjectStore:
@@ -220,3 +244,19 @@ class TreeEditor:
             else:
                 entries[name] = Entry(TREE_MODE, child)
         return self.store.write_tree(entries), not entries
+
+
+class QuarantineStore(ObjectStore):
+    """A push's objects as its hook sees them, without a reader started for the push: the
+    loose objects of the push's ``quarantine`` (where receive-pack's unpack-objects put them)
+    read in process, every other object through ``shared``, a long-lived reader of the
+    repository the quarantine borrows from. Only for a quarantine holding no pack (a push
+    large enough to be kept as a pack is read through a reader of its own, as before)."""
+
+    def __init__(self, git_dir: Path, quarantine: Path, shared: ObjectStore) -> None:
+        super().__init__(git_dir)
+        self.quarantine = quarantine
+        self.shared = shared
+
+    def read(self, sha: str) -> tuple[str, bytes]:
+        return read_loose(self.quarantine, sha) or self.shared.read(sha)

@@ -15,7 +15,7 @@ a merge that takes an old tree is not allowed to hide the folds behind it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from cluster.errors import GitError
 from cluster.state.gitcmd import run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.ids import ARCHIVE_DIR
+from cluster.state.treediff import diff_trees, lookup
 
 # Commits an ancestry question reads in process before it asks git: main moves a few commits
 # between two readings, so the walk decides almost every one without starting a process.
@@ -137,18 +138,59 @@ class FoldLedger:
             return self.folded
         since = self._main
         folded, pruned = dict(self.folded), set(self.pruned)
-        if main is None or (since is not None
-                             and not is_ancestor(self.git_dir, since, main, self.env, self.store)):
-            folded, pruned, since = {}, set(), None
-        if main is not None:
-            for item in changes(self.git_dir, main, ARCHIVE_DIR, "AD", since=since,
-                                env=self.env):
-                key = _archived_key(item.path)
-                if key is None:
-                    continue
-                if item.status == "A":
-                    folded.setdefault(key, item.commit)
-                elif item.parents == 1:
-                    pruned.add(key)
+        walked = None if since is None or main is None else self._walk(since, main)
+        if walked is not None:
+            found: Iterable[Change] = walked
+        else:
+            if main is None or (since is not None and not is_ancestor(
+                    self.git_dir, since, main, self.env, self.store)):
+                folded, pruned, since = {}, set(), None
+            found = () if main is None else changes(self.git_dir, main, ARCHIVE_DIR, "AD",
+                                                     since=since, env=self.env)
+        for item in found:
+            key = _archived_key(item.path)
+            if key is None:
+                continue
+            if item.status == "A":
+                folded.setdefault(key, item.commit)
+            elif item.parents == 1:
+                pruned.add(key)
         self.folded, self.pruned, self._main = folded, frozenset(pruned), main
         return self.folded
+
+    def _walk(self, since: str, main: str) -> list[Change] | None:
+        """What ``changes`` would say of ``archive/`` for ``main`` minus ``since``, read in
+        process: when ``main`` reaches ``since`` through at most :data:`ANCESTRY_WALK` commits
+        of one parent each (main's usual move: submits and folds). None (git decides) past
+        that bound, at a merge (whose other parents git's walk would follow too), or when an
+        object cannot be read here."""
+        if self.store is None:
+            return None
+        out: list[Change] = []
+        sha = main
+        try:
+            for _ in range(ANCESTRY_WALK):
+                commit = self.store.commit(sha)
+                if len(commit.parents) != 1:
+                    return None
+                parent = commit.parents[0]
+                before = self._archive(self.store.commit(parent).tree)
+                after = self._archive(commit.tree)
+                for change in diff_trees(self.store, before, after, f"{ARCHIVE_DIR}/"):
+                    if change.old is None or change.new is None:  # added or deleted
+                        status = "A" if change.old is None else "D"
+                        when = float(commit.committer_time)
+                        out.append(Change(sha, when, 1, status, change.path))
+                if parent == since:
+                    return out
+                sha = parent
+        except GitError:
+            return None
+        return None
+
+    def _archive(self, tree: str) -> str | None:
+        """The ``archive/`` tree of ``tree``, None when it has none (or a file by that name,
+        which git's ``archive/`` pathspec would not match either)."""
+        assert self.store is not None
+        entry = lookup(self.store, tree, ARCHIVE_DIR)
+        return entry.sha if entry is not None and entry.is_tree else None

@@ -25,7 +25,7 @@ from cluster.state import history
 from cluster.state.checker import check
 from cluster.state.client import StateClient
 from cluster.state.gitcmd import run_git
-from cluster.state.gitobj import ObjectStore
+from cluster.state.gitobj import ObjectStore, TreeEditor
 from cluster.state.history import ANCESTRY_WALK, FoldLedger, added, is_ancestor
 from cluster.state.ids import key_for_name
 from cluster.state.records import Result
@@ -194,22 +194,28 @@ def test_ancestry_walked_in_process_is_gits(tmp_path: Path, shape: list[list[int
         store.close()
 
 
+@pytest.fixture
+def history_gits(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every git command cluster.state.history runs, from here on."""
+    ran: list[list[str]] = []
+    real = run_git
+
+    def counted(args: list[str], **kwargs: Any) -> Any:
+        ran.append(args)
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(history, "run_git", counted)
+    return ran
+
+
 def test_a_main_a_few_commits_on_is_judged_without_a_process(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, history_gits: list[list[str]]) -> None:
     """The fold ledger's ancestry question after a reading's few new commits (and a
     rewritten history of a few) starts no git; a long history is still left to git."""
     repo = tmp_path / "chain.git"
     run_git(["init", "--quiet", "--bare", str(repo)])
     store = ObjectStore(repo)
-    asked: list[list[str]] = []
-    real = run_git
-
-    def counted(args: list[str], **kwargs: Any) -> Any:
-        if args[0] == "merge-base":
-            asked.append(args)
-        return real(args, **kwargs)
-
-    monkeypatch.setattr(history, "run_git", counted)
+    asked = history_gits
     try:
         chain = _dag(store, [[]] + [[n] for n in range(ANCESTRY_WALK + 10)])
         other = _dag(store, [[], [0], [1]])
@@ -218,5 +224,97 @@ def test_a_main_a_few_commits_on_is_judged_without_a_process(
         assert asked == []
         assert is_ancestor(repo, chain[0], chain[-1], store=store)  # past the bound: git's
         assert len(asked) == 1
+    finally:
+        store.close()
+
+
+# What a commit of a generated history does: put or remove an archived result (by key), put a
+# file elsewhere, or make ``archive`` a file (which git's ``archive/`` pathspec never matches).
+KEYS = ("k1", "k2", "k3")
+STEPS = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from(KEYS), st.integers(0, 2)),
+    st.tuples(st.just("remove"), st.sampled_from(KEYS), st.just(0)),
+    st.tuples(st.just("other"), st.just(""), st.integers(0, 2)),
+    st.tuples(st.just("archive-file"), st.just(""), st.integers(0, 1)),
+)
+
+
+def _archive_history(store: ObjectStore, steps: list[tuple[str, str, int]],
+                     merges: list[int]) -> list[str]:
+    """A chain of commits, each doing one of ``steps`` to its parent's tree; commit ``n`` in
+    ``merges`` also merges a side branch off the commit three before it, whose one commit
+    archives a result the chain's trees never show (git's walk follows it: a fold there)."""
+    shas: list[str] = []
+    tree: str | None = None
+    for n, (kind, key, variant) in enumerate(steps):
+        editor = TreeEditor(store, tree)
+        path = f"archive/{key[-2:]}/{key}/result.yaml"
+        if kind == "put":
+            editor.put(path, store.write_blob(f"v{variant}".encode()))
+        elif kind == "remove":
+            editor.remove(path)
+        elif kind == "other":
+            editor.put(f"tasks/x{variant}.yaml", store.write_blob(str(n).encode()))
+        elif variant:  # archive-file: archive/ as a file, then back to a directory
+            editor.remove("archive")
+            for k in KEYS:
+                editor.remove(f"archive/{k[-2:]}/{k}/result.yaml")
+            editor.put("archive", store.write_blob(b"not a dir"))
+        else:
+            editor.remove("archive")
+            editor.put(f"archive/{KEYS[0][-2:]}/{KEYS[0]}/result.yaml", store.write_blob(b"r"))
+        tree = editor.write()
+        parents = tuple(shas[-1:])
+        if n in merges and n >= 3:
+            side = TreeEditor(store, store.commit(shas[-3]).tree)
+            side.put(f"archive/{KEYS[2][-2:]}/{KEYS[2]}/result.yaml", store.write_blob(b"s"))
+            parents += (store.write_commit(side.write(), (shas[-3],), IDENT, 2000 + n, "side"),)
+        shas.append(store.write_commit(tree, parents, IDENT, 1000 + n, f"{n}"))
+    return shas
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEPS, min_size=2, max_size=ANCESTRY_WALK + 12),
+       merges=st.lists(st.integers(0, ANCESTRY_WALK + 12), max_size=2), data=st.data())
+def test_the_ledger_read_in_process_is_gits(tmp_path: Path, steps: list[tuple[str, str, int]],
+                                            merges: list[int], data: st.DataObject) -> None:
+    """For any history of archive/ (adds, prunes, a file named archive, merges, more commits
+    than the walk reads) and any readings of main in turn, the ledger walked in process holds
+    exactly what it holds from git's log alone."""
+    repo = tmp_path / f"ledger-{len(list(tmp_path.iterdir()))}.git"
+    run_git(["init", "--quiet", "--bare", str(repo)])
+    store = ObjectStore(repo)
+    try:
+        shas = _archive_history(store, steps, merges)
+        readings = data.draw(st.lists(st.sampled_from(shas), min_size=1, max_size=4))
+        walked, logged = FoldLedger(repo, store=store), FoldLedger(repo)
+        for main in readings:
+            assert walked.update(main) == logged.update(main), (steps, merges, main)
+            assert walked.pruned == logged.pruned
+    finally:
+        store.close()
+
+
+def test_a_main_a_few_commits_on_updates_the_ledger_without_a_process(
+        tmp_path: Path, history_gits: list[list[str]]) -> None:
+    """main's usual move (a submit, a fold, a prune) is read into the ledger with no git: a
+    fold and a prune seen in process; a rewritten main is read whole, by git's log."""
+    repo = tmp_path / "ledger.git"
+    run_git(["init", "--quiet", "--bare", str(repo)])
+    store = ObjectStore(repo)
+    logged = history_gits
+    try:
+        shas = _archive_history(store, [("other", "", 0), ("put", "k1", 0), ("other", "", 1),
+                                        ("put", "k2", 0), ("remove", "k1", 0)], [])
+        ledger = FoldLedger(repo, store=store)
+        assert ledger.update(shas[0]) == {} and len(logged) == 1  # the first reading: git's
+        assert ledger.update(shas[3]) == {"k1": shas[1], "k2": shas[3]}
+        assert ledger.update(shas[4]) == {"k1": shas[1], "k2": shas[3]}
+        assert ledger.pruned == {"k1"}
+        assert len(logged) == 1
+        merged = _archive_history(store, [*([("other", "", 0)] * 3), ("put", "k3", 1)], [3])
+        assert ledger.update(merged[-1]) == {"k3": merged[-1]}  # no descendant: read whole
+        assert len(logged) > 1
     finally:
         store.close()

@@ -9,6 +9,7 @@ without asking would land the bad ones: every case that the rules refuse fails o
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from cluster.hooks import ask, judged
 from cluster.hooks import push as push_module
 from cluster.hooks.push import parse_updates
-from cluster.state import gitcmd
+from cluster.state import gitcmd, gitobj
 from cluster.state import remote as remote_module
 from cluster.state.checker import check
 from cluster.state.gitcmd import PushReport, RefUpdate
@@ -107,18 +108,124 @@ def test_with_the_judge_serving_each_write_is_judged_there_and_none_is_pushed(
     assert readers == []  # the objects are the repository's: read by the judge's own reader
 
 
-def test_a_pushs_quarantined_objects_are_read_through_its_own_reader(
-        repo: Repo, readers: list[Path]) -> None:
-    """A hook's request names the quarantine its push's objects wait in: the judge reads
-    them there, never through its reader of the repository, which cannot see them."""
-    lines, ok = CASES["first claim"](repo)
-    quarantine = repo.path / "objects"  # the objects are here: only the reader's choice counts
+def loose_objects(git_dir: Path) -> set[Path]:
+    return {p for p in (git_dir / "objects").glob("[0-9a-f][0-9a-f]/*")}
+
+
+def quarantined(repo: Repo, name: str) -> tuple[list[str], bool, Path, list[Path]]:
+    """``name``'s push as receive-pack holds it before pre-receive: the objects the case wrote
+    moved out of the repository into a quarantine of its own (``objects/incoming-*``)."""
+    before = loose_objects(repo.path)
+    lines, ok = CASES[name](repo)
+    quarantine = repo.path / "objects" / "incoming-test"
+    moved = []
+    for path in sorted(loose_objects(repo.path) - before):
+        target = quarantine / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+        moved.append(target)
+    return lines, ok, quarantine, moved
+
+
+def ask_quarantined(server: judged.JudgeServer, repo: Repo, lines: list[str],
+                    quarantine: Path) -> bytes:
+    """The request the installed hook sends for a push held in ``quarantine``."""
+    return server.answer(ask.encode(str(repo.path), [f"{x}\n" for x in lines], {
+        "GIT_DIR": str(repo.path), "GIT_QUARANTINE_PATH": str(quarantine),
+        "GIT_OBJECT_DIRECTORY": str(quarantine),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.path / "objects")}))
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every git an object reader starts (``cat-file --batch``), from here on."""
+    argvs: list[list[str]] = []
+    real = gitcmd.start_git
+
+    def start_git(args: list[str], **kw: Any) -> Any:
+        argvs.append(args)
+        return real(args, **kw)
+
+    monkeypatch.setattr(gitobj, "start_git", start_git)
+    return argvs
+
+
+@pytest.mark.parametrize("name", ["first claim", "renewal", "result on the holder's claim",
+                                  "claim of a task not on main", "heartbeat of another agent"])
+def test_a_pushs_quarantined_loose_objects_are_read_without_a_reader_of_its_own(
+        repo: Repo, started: list[list[str]], name: str) -> None:
+    """A hook's request names the quarantine its push's objects wait in (objects no reader of
+    the repository sees): the judge reads them there in process and the rest through its one
+    reader of the repository, and judges as the hook would, starting no process."""
+    lines, ok, quarantine, moved = quarantined(repo, name)
+    assert moved, "the case wrote no object: nothing to read from a quarantine"
     with judged.serving(repo.path) as server:
-        reply = server.answer(ask.encode(str(repo.path), [f"{x}\n" for x in lines], {
-            "GIT_DIR": str(repo.path), "GIT_QUARANTINE_PATH": str(quarantine),
-            "GIT_OBJECT_DIRECTORY": str(quarantine)}))
-    assert reply.startswith(b"0") and ok
-    assert readers == [repo.path]
+        server.store.read(repo.blob)  # the judge's reader of the repository, running
+        started.clear()
+        reply = ask_quarantined(server, repo, lines, quarantine)
+    assert reply.startswith(b"0") == ok, f"{name}: {reply!r}"
+    assert started == []
+
+
+def test_an_object_in_a_quarantine_that_is_not_what_its_name_says_is_not_read_as_it(
+        repo: Repo) -> None:
+    """A file in the quarantine under an object's name holding another object (or garbage)
+    is not taken for it: the push is judged as one missing that object, and refused."""
+    lines, ok, quarantine, moved = quarantined(repo, "first claim")
+    assert ok
+    other = zlib.compress(b"blob 5\0other")
+    for path in moved:
+        path.write_bytes(other)
+    with judged.serving(repo.path) as server:
+        assert ask_quarantined(server, repo, lines, quarantine).startswith(b"1")
+    assert gitobj.read_loose(quarantine, "../" * 8 + "dev/zero") is None  # a name, no file
+    assert gitobj.read_loose(quarantine, moved[0].parent.name + moved[0].name) is None
+
+
+@pytest.mark.parametrize("shape", ["a pack", "another alternate", "alternates of its own"])
+def test_a_quarantine_the_loose_reading_cannot_see_in_full_gets_a_reader_of_its_own(
+        repo: Repo, started: list[list[str]], shape: str) -> None:
+    """A push kept as a pack (or a quarantine borrowing from elsewhere too) is read through a
+    reader that git points at the quarantine, as before: never judged half seen."""
+    lines, ok, quarantine, _ = quarantined(repo, "first claim")
+    (quarantine / "pack").mkdir()
+    env = {"GIT_DIR": str(repo.path), "GIT_QUARANTINE_PATH": str(quarantine),
+           "GIT_OBJECT_DIRECTORY": str(quarantine),
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.path / "objects")}
+    if shape == "a pack":
+        (quarantine / "pack" / "pack-0.pack").write_bytes(b"")
+    elif shape == "another alternate":
+        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] += f":{repo.path.parent}"
+    else:
+        (quarantine / "info").mkdir()
+        (quarantine / "info" / "alternates").write_text(f"{repo.path / 'objects'}\n")
+    with judged.serving(repo.path) as server:
+        server.store.read(repo.blob)
+        started.clear()
+        reply = server.answer(ask.encode(str(repo.path), [f"{x}\n" for x in lines], env))
+    assert reply.startswith(b"0") == ok
+    assert [args[:2] for args in started] == [["cat-file", "--batch"]]
+
+
+def test_a_real_push_beside_the_judge_is_judged_with_no_reader_started(
+        repo: Repo, tmp_path: Path, started: list[list[str]]) -> None:
+    """A push from another repository (its objects new to this one: receive-pack unpacks
+    them into a quarantine) is judged by the judge without a reader started for it."""
+    source = tmp_path / "source.git"
+    gitcmd.run_git(["clone", "--quiet", "--bare", str(repo.path), str(source)])
+    lines, ok = CASES["first claim"](build_repo_view(repo, source))
+    with judged.serving(repo.path) as server:
+        server.store.read(repo.blob)
+        started.clear()
+        report = gitcmd.push(source, f"file://{repo.path}", updates_of(lines))
+        assert server.answered == 1
+    assert report.ok == ok
+    assert started == []
+
+
+def build_repo_view(repo: Repo, git_dir: Path) -> Repo:
+    """``repo``'s cases written into ``git_dir`` (a clone): the objects land there alone."""
+    return Repo(git_dir, ObjectStore(git_dir), repo.blob, repo.held)
 
 
 @pytest.mark.parametrize("name", ["first claim", "claim of a task not on main",

@@ -17,8 +17,11 @@ class Change:
     new: str | None
 
 
-def diff_trees(store: ObjectStore, old: str | None, new: str | None) -> list[Change]:
-    return list(_diff(store, old, new, ""))
+def diff_trees(store: ObjectStore, old: str | None, new: str | None,
+               prefix: str = "") -> list[Change]:
+    """The files that differ between trees ``old`` and ``new`` (None: empty), paths sorted
+    and under ``prefix`` (the place of these trees in a larger one, with its ``/``)."""
+    return list(_diff(store, old, new, prefix))
 
 
 def _diff(store: ObjectStore, old: str | None, new: str | None, prefix: str) -> Iterator[Change]:
