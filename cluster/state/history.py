@@ -161,7 +161,7 @@ class FoldLedger:
     def _walk(self, since: str, main: str) -> list[Change] | None:
         """What ``changes`` would say of ``archive/`` for ``main`` minus ``since``, read in
         process: when ``main`` reaches ``since`` through at most :data:`ANCESTRY_WALK` commits
-        of one parent each (main's usual move: submits and folds). None (git decides) past
+        of one parent each (submits, prunes; a fold merges claims: git's). None (git decides) past
         that bound, at a merge (whose other parents git's walk would follow too), or when an
         object cannot be read here."""
         if self.store is None:

@@ -298,8 +298,9 @@ def test_the_ledger_read_in_process_is_gits(tmp_path: Path, steps: list[tuple[st
 
 def test_a_main_a_few_commits_on_updates_the_ledger_without_a_process(
         tmp_path: Path, history_gits: list[list[str]]) -> None:
-    """main's usual move (a submit, a fold, a prune) is read into the ledger with no git: a
-    fold and a prune seen in process; a rewritten main is read whole, by git's log."""
+    """A move of main through one-parent commits (submits, prunes, an archive entry put) is
+    read into the ledger with no git: adds and a prune seen in process; a rewritten main is
+    read whole, by git's log."""
     repo = tmp_path / "ledger.git"
     run_git(["init", "--quiet", "--bare", str(repo)])
     store = ObjectStore(repo)
