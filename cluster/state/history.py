@@ -169,12 +169,13 @@ class FoldLedger:
         out: list[Change] = []
         sha = main
         try:
+            commit = self.store.commit(sha)
             for _ in range(ANCESTRY_WALK):
-                commit = self.store.commit(sha)
                 if len(commit.parents) != 1:
                     return None
                 parent = commit.parents[0]
-                before = self._archive(self.store.commit(parent).tree)
+                older = self.store.commit(parent)  # read once: the next step's commit
+                before = self._archive(older.tree)
                 after = self._archive(commit.tree)
                 for change in diff_trees(self.store, before, after, f"{ARCHIVE_DIR}/"):
                     if change.old is None or change.new is None:  # added or deleted
@@ -183,7 +184,7 @@ class FoldLedger:
                         out.append(Change(sha, when, 1, status, change.path))
                 if parent == since:
                     return out
-                sha = parent
+                sha, commit = parent, older
         except GitError:
             return None
         return None
