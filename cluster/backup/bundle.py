@@ -10,14 +10,33 @@ from cluster.errors import GitError
 from cluster.state.gitcmd import run_git
 
 BUNDLE_TIMEOUT = 600.0
+SNAPSHOT = "snapshot.git"
+
+
+def snapshot_argvs(repo: str, scratch: str, target: str) -> list[list[str]]:
+    """The git commands (each without the leading ``git``) that bundle every ref of the
+    repo at ``repo`` as of one moment into ``target``, working in the empty dir ``scratch``.
+
+    ``git bundle create --all`` on a live repo lists its refs, walks their history and then
+    reads each ref again to write it: one that moved in between (a heartbeat, a renewal, a
+    fold moving main) is left out of the bundle without a word. So the refs are first read
+    once, by a ``--shared`` mirror clone (one ref advertisement; objects borrowed, not
+    copied), and the clone, which nothing writes, is bundled. Run here for a repo on a path,
+    on the state host for one over SSH.
+    """
+    snapshot = f"{scratch}/{SNAPSHOT}"
+    return [["clone", "--quiet", "--mirror", "--shared", "--", repo, snapshot],
+            ["--git-dir", snapshot, "bundle", "create", "--quiet", target, "--all"]]
 
 
 def create_local(repo: Path, target: Path) -> None:
-    """Bundle every ref of the bare repo ``repo`` (heads, claims, agents, anything else)."""
+    """Bundle every ref of the bare repo ``repo`` (heads, claims, agents, anything else), as
+    of one moment however busy its writers are."""
     if not (repo / "HEAD").exists() or not (repo / "objects").is_dir():
         raise BackupError(f"{repo} is not a git repository (no HEAD or objects/)")
-    run_git(["bundle", "create", "--quiet", str(target), "--all"], git_dir=repo,
-            timeout=BUNDLE_TIMEOUT)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ccc-snapshot-") as scratch:
+        for argv in snapshot_argvs(str(repo), scratch, str(target)):
+            run_git(argv, timeout=BUNDLE_TIMEOUT)
 
 
 def list_heads(bundle: Path) -> dict[str, str]:

@@ -24,6 +24,7 @@ from cluster.inventory import load_inventory
 from cluster.inventory.load import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE
 from cluster.inventory.schema import secret_paths
 from cluster.state import yamlio
+from cluster.state.ids import MAIN
 from cluster.state.settings import SETTINGS_FILE
 
 LOCK_FILE = ".backup.lock"
@@ -62,6 +63,9 @@ def create_backup(settings: BackupSettings, now: float | None = None, *,
             with steps.step("verify the bundle"):
                 bundle.verify(partial / BUNDLE)
                 refs = bundle.list_heads(partial / BUNDLE)
+                if MAIN not in refs:
+                    raise BackupError(f"{source}: the bundle has no {MAIN}, so it is no "
+                                      "state repo's backup (is --state the state repo?)")
             with steps.step("copy the config and inventory, write the manifest"):
                 _write_config(partial, partial / BUNDLE, configs, settings.inventory)
                 stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -106,7 +110,7 @@ def _write_config(root: Path, state_bundle: Path, configs: dict[str, bytes],
                   inventory: Path | None) -> None:
     config = root / "config"
     config.mkdir()
-    settings = bundle.file_at(state_bundle, "refs/heads/main", SETTINGS_FILE)
+    settings = bundle.file_at(state_bundle, MAIN, SETTINGS_FILE)
     if settings is not None:
         (config / SETTINGS_FILE).write_bytes(settings)
     for name, data in configs.items():

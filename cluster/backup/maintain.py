@@ -18,7 +18,7 @@ from cluster.state.client import Identity, StateClient
 from cluster.state.gitcmd import RefUpdate, run_git
 from cluster.state.gitobj import TreeEditor
 from cluster.state.history import added
-from cluster.state.ids import ARCHIVE_DIR, agent_ref, archive_path
+from cluster.state.ids import ARCHIVE_DIR, MAIN, agent_ref, archive_path
 from cluster.state.snapshot import Snapshot
 from cluster.transport import connect, run
 
@@ -80,7 +80,7 @@ def prune_archive(client: StateClient, cutoff: float, outcome: MaintainOutcome) 
                    "They stay in this commit's history.\n\n" + "\n".join(doomed))  # fmt: skip
         commit = store.write_commit(editor.write(), (snap.main,), client.identity.ident,
                                     int(time.time()), message)  # fmt: skip
-        if client.remote.push([RefUpdate("refs/heads/main", commit, snap.main)]).ok:
+        if client.remote.push([RefUpdate(MAIN, commit, snap.main)]).ok:
             outcome.pruned, outcome.commit = doomed, commit
             return
     raise BackupError(f"main of {client.remote.url} kept moving: gave up after {MAX_TRIES} tries")

@@ -1,10 +1,10 @@
 """Where the state repo lives (path, file://, ssh://, scp-like) and how to bundle it from there.
 
-A repo on another host is bundled *on that host* (``git bundle create --all`` over
-cluster.transport, host key checked against known_hosts) and the one file is downloaded over
-SFTP: the server reads all its refs at once, nothing but git is needed there, and the SSH
-trust is the same as deploy's. Any other URL (https://) is mirrored with ``git clone
---mirror`` (every ref) and bundled here.
+A repo on another host is bundled *on that host* (a snapshot of its refs, then ``git bundle
+create --all`` of it, as ``bundle.snapshot_argvs`` says, over cluster.transport, host key
+checked against known_hosts) and the one file is downloaded over SFTP: nothing but git is
+needed there, and the SSH trust is the same as deploy's. Any other URL (https://) is mirrored
+with ``git clone --mirror`` (every ref) and bundled here.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def _remote_bundle(repo: SshRepo, target: Path, key: Path, known: Path, timeout:
         scratch = run(conn, ["mktemp", "-d", "-t", "ccc-backup.XXXXXXXX"])[1].strip()
         remote_file = f"{scratch}/state.bundle"
         try:
-            run(conn, ["git", "--git-dir", repo.path, "bundle", "create", "--quiet",
-                       remote_file, "--all"], timeout=bundle.BUNDLE_TIMEOUT)  # fmt: skip
+            for argv in bundle.snapshot_argvs(repo.path, scratch, remote_file):
+                run(conn, ["git", *argv], timeout=bundle.BUNDLE_TIMEOUT)
             expected = run(conn, ["sha256sum", remote_file])[1].split()[0]
             data = get_bytes(conn, remote_file)
         finally:

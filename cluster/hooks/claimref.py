@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 
-from cluster.hooks.push import AGENTS, CLAIMS, Push, Update
+from cluster.hooks.push import Push, Update
 from cluster.hooks.recordref import CLAIM_FILES, read_record
-from cluster.state.ids import ID_RULE, TASKS_DIR, archive_path, is_safe_id, key_for_name
+from cluster.state.ids import (
+    AGENTS,
+    CLAIMS,
+    ID_RULE,
+    TASKS_DIR,
+    archive_path,
+    is_safe_id,
+    key_for_name,
+)
 from cluster.state.records import Claim, ClaimRecord, Heartbeat, Release, Result
 from cluster.state.statuses import EXPIRED, counts, next_attempt
 from cluster.state.treediff import lookup

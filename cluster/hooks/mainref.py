@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from cluster.errors import GitError
-from cluster.hooks.push import MAIN, Push
+from cluster.hooks.push import Push
 from cluster.hooks.recordref import tip_result
 from cluster.hooks.rules import (
     ARCHIVE_BY_FOLD,
@@ -18,7 +18,7 @@ from cluster.hooks.rules import (
     settings_of,
 )
 from cluster.state.gitobj import ObjectStore
-from cluster.state.ids import TASKS_DIR, archive_path, key_for_name, shard
+from cluster.state.ids import MAIN, TASKS_DIR, archive_path, key_for_name, shard
 from cluster.state.records import Result, load_result
 from cluster.state.settings import SETTINGS_FILE
 from cluster.state.treediff import Change, commit_changes, lookup

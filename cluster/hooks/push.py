@@ -10,12 +10,10 @@ from cluster.errors import ClusterError
 from cluster.state.gitcmd import hook_env, run_git
 from cluster.state.gitobj import ObjectStore, QuarantineStore
 from cluster.state.history import FoldLedger, is_ancestor
+from cluster.state.ids import CLAIMS, MAIN
 from cluster.state.localrefs import read_refs
 
 ZERO = "0" * 40
-MAIN = "refs/heads/main"
-CLAIMS = "refs/claims/"
-AGENTS = "refs/agents/"
 # Where git keeps a push's objects until its hooks accept it: a push naming any of these is
 # read through them.
 QUARANTINE = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")

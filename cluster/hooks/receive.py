@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cluster.errors import ClusterError
 from cluster.hooks.claimref import check_agent, check_claim
-from cluster.hooks.push import AGENTS, CLAIMS, MAIN, Push, parse_updates
+from cluster.hooks.push import Push, parse_updates
 from cluster.state.gitobj import ObjectStore
+from cluster.state.ids import AGENTS, CLAIMS, MAIN
 from cluster.state.reflocks import clear_stale
 
 OTHER_REF = "only refs/heads/main, refs/claims/<key> and refs/agents/<id> exist in a state repo"

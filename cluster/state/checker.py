@@ -17,7 +17,7 @@ from cluster.errors import GitError
 from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.gitobj import ObjectStore
 from cluster.state.history import added
-from cluster.state.ids import TASKS_DIR
+from cluster.state.ids import MAIN, TASKS_DIR
 from cluster.state.records import Claim, ClaimRecord, Release, Result, load_claim_record
 from cluster.state.snapshot import entry_key
 
@@ -90,8 +90,8 @@ class Report:
 
 def check(repo: Path) -> Report:
     """Read every commit reachable from main and the claim refs of the bare repo ``repo``."""
-    refs = list_refs(["refs/heads/main", "refs/claims"], git_dir=repo)
-    keys = _submitted([item.path for item in added(repo, "refs/heads/main", TASKS_DIR)])
+    refs = list_refs([MAIN, "refs/claims"], git_dir=repo)
+    keys = _submitted([item.path for item in added(repo, MAIN, TASKS_DIR)])
     walk = run_git(["rev-list", "--parents", *sorted(set(refs.values()))], git_dir=repo).stdout
     store = ObjectStore(repo)
     histories: dict[str, TaskHistory] = {}

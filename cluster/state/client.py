@@ -13,9 +13,9 @@ from pathlib import Path
 from cluster.errors import RemoteUnavailable
 from cluster.state.gitcmd import RefUpdate
 from cluster.state.gitobj import TreeEditor
-from cluster.state.ids import agent_ref, archive_path, claim_ref
+from cluster.state.ids import MAIN, agent_ref, archive_path, claim_ref
 from cluster.state.records import Claim, Heartbeat, Record, Release, Result
-from cluster.state.remote import MAIN, StateRemote
+from cluster.state.remote import StateRemote
 from cluster.state.snapshot import Reader, Snapshot, TaskView
 from cluster.state.statuses import EXPIRED, Retry, next_attempt, settle
 

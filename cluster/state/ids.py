@@ -12,6 +12,12 @@ ARCHIVE_DIR = "archive"
 TASK_SUFFIX = ".yaml"
 
 
+# The state repo's refs: the task list, one claim per task in flight, one heartbeat per agent.
+MAIN = "refs/heads/main"
+CLAIMS = "refs/claims/"
+AGENTS = "refs/agents/"
+
+
 def is_safe_id(value: object) -> bool:
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
@@ -37,8 +43,8 @@ def archive_path(key: str) -> str:
 
 
 def claim_ref(key: str) -> str:
-    return f"refs/claims/{key}"
+    return f"{CLAIMS}{key}"
 
 
 def agent_ref(agent_id: str) -> str:
-    return f"refs/agents/{agent_id}"
+    return f"{AGENTS}{agent_id}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from cluster.errors import ClusterError
 from cluster.state.gitcmd import run_git
 from cluster.state.gitobj import ObjectStore, TreeEditor
+from cluster.state.ids import MAIN
 
 README = b"""# Claude Code Cluster state repo
 
@@ -53,7 +54,7 @@ def init_state_repo(path: Path, settings: bytes = SETTINGS, hooks: Path | None =
                                     "initialise the state repo")
     finally:
         store.close()
-    run_git(["update-ref", "refs/heads/main", commit, ""], git_dir=path)
+    run_git(["update-ref", MAIN, commit, ""], git_dir=path)
     return commit
 
 

@@ -36,7 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-MAIN = "refs/heads/main"
+from cluster.state.ids import MAIN
+
 KEEPALIVE = 20.0
 POLL_SECONDS = 0.25
 NONE = "-"

@@ -10,11 +10,11 @@ from urllib.parse import unquote, urlsplit
 from cluster.errors import ConfigError, RemoteUnavailable
 from cluster.state.gitcmd import PushReport, RefUpdate, push, raise_for, run_git
 from cluster.state.gitobj import ObjectStore
+from cluster.state.ids import MAIN
 from cluster.state.judgedwrite import judge
 from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
 
-MAIN = "refs/heads/main"
 REF_PATTERNS = (MAIN, "refs/claims", "refs/agents")
 AGENT_REFS = ("refs/agents",)  # heartbeats alone: what deploy verification polls
 # A wake-up's fetch does nothing but bring objects and move mirror refs: no `git maintenance`

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from cluster.errors import ClusterError, GitError, ValidationError
 from cluster.state.gitobj import Entry, ObjectStore, Tree
 from cluster.state.history import FoldLedger, added
-from cluster.state.ids import ARCHIVE_DIR, TASKS_DIR, archive_path, key_for_name
+from cluster.state.ids import ARCHIVE_DIR, MAIN, TASKS_DIR, archive_path, key_for_name
 from cluster.state.records import (
     Claim,
     ClaimRecord,
@@ -188,7 +188,7 @@ class Reader:
         self._ledger = FoldLedger(store.git_dir, store=store)
 
     def read(self, refs: dict[str, str]) -> Snapshot:
-        main = refs.get("refs/heads/main")
+        main = refs.get(MAIN)
         commit = self.store.commit(main) if main else None
         self._tip_time = float(commit.committer_time) if commit else time.time()
         root: Tree = self.store.tree(commit.tree) if commit else {}

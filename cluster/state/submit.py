@@ -11,7 +11,7 @@ from cluster.errors import ClusterError, ValidationError
 from cluster.state.client import StateClient
 from cluster.state.gitcmd import RefUpdate
 from cluster.state.gitobj import TreeEditor
-from cluster.state.ids import TASKS_DIR
+from cluster.state.ids import MAIN, TASKS_DIR
 from cluster.state.records import Result
 from cluster.state.schema import TaskSpec, parse_task
 from cluster.state.snapshot import Snapshot
@@ -85,7 +85,7 @@ def submit(client: StateClient, paths: Sequence[Path],
         commit = store.write_commit(
             editor.write(), (snap.main,), client.identity.ident, int(time.time()), message
         )
-        if client.remote.push([RefUpdate("refs/heads/main", commit, snap.main)]).ok:
+        if client.remote.push([RefUpdate(MAIN, commit, snap.main)]).ok:
             return commit, ids
     raise ClusterError(f"main of {client.remote.url} kept moving: gave up after {MAX_TRIES} tries")
 

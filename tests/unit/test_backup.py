@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cluster.state.gitcmd import list_refs, run_git
 from cluster.state.localrefs import read_refs
 from tests.helpers import commit_files, make_state, poll, task_doc, task_files
 
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 SECRET = "sk-ant-planted-0123456789abcdefSECRET"
 HOSTS = """
 agent-1:
@@ -72,6 +74,42 @@ def test_restore_mid_run_backup_then_every_task_ends_exactly_once(
     assert report.problems() == {}, report.problems()
     assert (summary["tasks"], summary["done"]) == (18, 18)
     assert summary["duplicated"] == summary["lost"] == summary["stale"] == 0
+
+
+def test_a_backup_of_a_busy_repo_holds_every_ref_as_of_one_moment(tmp_path: Path) -> None:
+    """Writers move refs all through the backup (heartbeats, renewals, folds do): every ref is
+    in the bundle at a value it really held. ``git bundle create`` alone drops a ref that moved
+    between its listing and its writing, main included, and the restore lacks it."""
+    repo = make_state(tmp_path)
+    tips = [run_git(["-c", "user.name=t", "-c", "user.email=t@example.invalid",
+                     "commit-tree", "-m", f"tip {i}", EMPTY_TREE], git_dir=repo).stdout.strip()
+            for i in range(2)]
+    moving = [*(f"refs/claims/t{i:03d}" for i in range(60)), "refs/agents/a0", "refs/heads/main"]
+    main = list_refs(["refs/heads/main"], git_dir=repo)["refs/heads/main"]
+    run_git(["update-ref", "--stdin"], git_dir=repo, input_text="".join(
+        f"update {ref} {tips[0]}\n" for ref in moving[:-1]))
+    held = {ref: {tips[0]} for ref in moving[:-1]} | {"refs/heads/main": {main, *tips}}
+    done = threading.Event()
+
+    def move() -> None:  # every ref back and forth, as fast as git writes them
+        turn = 0
+        while not done.is_set():
+            turn += 1
+            run_git(["update-ref", "--stdin"], git_dir=repo, input_text="".join(
+                f"update {ref} {tips[turn % 2]}\n" for ref in moving))
+            held.update({ref: held[ref] | {tips[turn % 2]} for ref in moving})
+
+    mover = threading.Thread(target=move, daemon=True)
+    mover.start()
+    try:
+        taken = [create_backup(settings(repo, tmp_path / "backups"), now=1.8e9 + n)
+                 for n in range(4)]
+    finally:
+        done.set()
+        mover.join(30)
+    for outcome in taken:
+        assert sorted(outcome.refs) == sorted(held), outcome.path
+        assert all(outcome.refs[ref] in held[ref] for ref in held)
 
 
 @pytest.fixture
