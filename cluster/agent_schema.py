@@ -13,6 +13,7 @@ from pydantic_core import core_schema
 from cluster.layers import USER_WORK_DIR, Listed
 from cluster.state.ids import ID_RULE, is_safe_id
 from cluster.state.remotewatch import DEFAULT_COMMAND
+from cluster.state.session import DEFAULT_COMMAND as SESSION_COMMAND
 
 
 class SandboxConfig(BaseModel):
@@ -69,6 +70,9 @@ class AgentConfig(BaseModel):
     # Run on an ssh state host to hear of main's moves at once (cluster.state.refwatch); ""
     # polls only.
     state_watch_command: str = Field(default=DEFAULT_COMMAND, pattern=r"^[A-Za-z0-9_./-]*$")
+    # Run on an ssh state host to read and write over one session (cluster.state.sessiond)
+    # instead of a fetch per read and a push per write; "" uses git's transport only.
+    state_session_command: str = Field(default=SESSION_COMMAND, pattern=r"^[A-Za-z0-9_./-]*$")
     events_path: Path | None = None
     stop_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     runner: Literal["repo", "scratch"] = "repo"

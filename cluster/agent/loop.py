@@ -43,6 +43,7 @@ from cluster.state.ids import agent_ref
 from cluster.state.records import ONLINE_BEATS, Claim, Heartbeat, Release, Result, stamp
 from cluster.state.remote import StateRemote
 from cluster.state.remotewatch import for_remote
+from cluster.state.session import attach
 from cluster.state.snapshot import Snapshot, TaskView
 from cluster.state.statuses import AgentState, Retry, Terminal, is_terminal, settle
 from cluster.state.watch import Waker, at_once
@@ -126,6 +127,7 @@ class Agent:
                                        self.waker, self._watch_report,
                                        self.client.remote.env)  # fmt: skip
         self.waker.judge = self._told
+        attach(self.client.remote, config.state_session_command)
         self.last_snap: Snapshot | None = None  # what the told arrivals are judged against
         # When the state host told of a task's arrival: its first sighting (the watch's
         # thread writes it, under the lock).

@@ -113,6 +113,36 @@ def read_loose(objects: Path, sha: str) -> tuple[str, bytes] | None:
     return kind.decode("ascii", "replace"), body
 
 
+def _raw(kind: str, body: bytes) -> bytes:
+    return f"{kind} {len(body)}\0".encode() + body
+
+
+def object_id(kind: str, body: bytes) -> str:
+    """The id git gives the object ``kind`` with ``body``."""
+    return hashlib.sha1(_raw(kind, body), usedforsecurity=False).hexdigest()
+
+
+def write_loose(objects: Path, kind: str, body: bytes) -> str:
+    """Store a loose object under the object directory ``objects``; its id. A temp file, then
+    a rename: readers never see half of one."""
+    raw = _raw(kind, body)
+    sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+    target = objects / sha[:2] / sha[2:]
+    if target.exists():
+        return sha
+    # mkdir without parents: a repo moved away (before or during this write) is never
+    # re-created, which would fork the state; the write fails as the remote being away.
+    try:
+        target.parent.mkdir(exist_ok=True)
+        temp = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
+        temp.write_bytes(zlib.compress(raw, 1))
+        temp.chmod(0o444)
+        temp.replace(target)
+    except OSError as exc:  # the repo went away (or filled up) mid-write
+        raise RemoteUnavailable(f"could not store object {sha} in {objects}: {exc}") from exc
+    return sha
+
+
 class ObjectStore:
     """Reads objects through one long-lived ``git cat-file --batch``; writes loose objects."""
 
@@ -173,24 +203,8 @@ class ObjectStore:
         return self.read(sha)[1]
 
     def write(self, kind: str, body: bytes) -> str:
-        """Store a loose object (temp file, then rename: readers never see half of one)."""
-        raw = f"{kind} {len(body)}\0".encode() + body
-        sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-        target = self.git_dir / "objects" / sha[:2] / sha[2:]
-        if target.exists():
-            return sha
-        # mkdir without parents: a repo moved away (before or during this write) is never
-        # re-created, which would fork the state; the write fails as the remote being away.
-        try:
-            target.parent.mkdir(exist_ok=True)
-            temp = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
-            temp.write_bytes(zlib.compress(raw, 1))
-            temp.chmod(0o444)
-            temp.replace(target)
-        except OSError as exc:  # the repo went away (or filled up) mid-write
-            raise RemoteUnavailable(f"could not store object {sha} in {self.git_dir}: {exc}") \
-                from exc
-        return sha
+        """Store a loose object in the repository (see :func:`write_loose`)."""
+        return write_loose(self.git_dir / "objects", kind, body)
 
     def write_blob(self, data: bytes) -> str:
         return self.write("blob", data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from cluster.errors import ConfigError, RemoteUnavailable
@@ -14,6 +15,9 @@ from cluster.state.ids import MAIN
 from cluster.state.judgedwrite import judge
 from cluster.state.localrefs import read_refs, update_refs
 from cluster.state.reflocks import clear_stale, locks_named
+
+if TYPE_CHECKING:
+    from cluster.state.session import StateSession
 
 REF_PATTERNS = (MAIN, "refs/claims", "refs/agents")
 AGENT_REFS = ("refs/agents",)  # heartbeats alone: what deploy verification polls
@@ -95,6 +99,9 @@ class StateRemote:
         # Each read of the remote's refs: "fetch" (listing and fetching at once) through the
         # mirror, "files" of a repository read in place.
         self.on_read: Callable[[str], None] = lambda kind: None
+        # An ssh:// remote's session with its host (cluster.state.session.attach): reads and
+        # judged writes over one channel, git's transport when it says None.
+        self.session: StateSession | None = None
 
     def _ensure_mirror(self) -> None:
         if not (self.mirror / "HEAD").exists():
@@ -126,8 +133,16 @@ class StateRemote:
         if self.files is not None:
             self.on_read("files")
             return read_refs(self.files, prefixes)
+        if self.session is not None:
+            told = self.session.refs(prefixes)
+            if told is not None:
+                self.on_read("session")
+                return told
         self.fetch(prefixes)
-        return self.mirrored(prefixes)
+        fetched = self.mirrored(prefixes)
+        if self.session is not None:
+            self.session.fetched(fetched)
+        return fetched
 
     def mirrored(self, prefixes: Sequence[str]) -> dict[str, str]:
         """The mirror's copy of the refs at or under ``prefixes``, by their remote names."""
@@ -184,6 +199,10 @@ class StateRemote:
                 return update_refs(self.files, updates, atomic=atomic)
             if verdict is not None:  # refused by the rules: nothing changed, as a refused push
                 return PushReport(frozenset(), frozenset(u.ref for u in updates))
+        if self.session is not None:
+            report = self.session.write(updates, atomic)
+            if report is not None:
+                return report
         # No judge answered (or a remote elsewhere): a push, judged by the installed hook.
         # A file:// repository pushes to itself: its objects are there already.
         return push(self.mirror, self.url, updates, atomic=atomic, env=self.env)
@@ -195,4 +214,6 @@ class StateRemote:
             self._ensure_mirror()
 
     def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
         self.store.close()

@@ -16,6 +16,7 @@ from cluster.hooks.install import HOOKS_DIR, SERVER_HOOKS, render
 from cluster.state import refwatch
 from cluster.state.init import init_state_repo
 from cluster.state.remotewatch import DEFAULT_COMMAND
+from cluster.state.session import DEFAULT_COMMAND as SESSION_COMMAND
 from cluster.testhosts.hosts import host_keys, up
 from cluster.testhosts.model import HostRecord, HostSet
 from cluster.testhosts.readiness import NotReady, poll
@@ -96,8 +97,8 @@ def start_state_host(
 def serve_hooks(container: docker.Container, wheels: Path) -> None:
     """Install the repo's server hooks and start its judge server, as an operator does on a
     state host with the package: the wheels unpacked into :data:`LIB`, the hooks recorded
-    with the host's python3 importing from there, ``claude-cluster state judge`` a systemd
-    unit; returns once the judge listens."""
+    with the host's python3 importing from there, ``claude-cluster-session`` on PATH,
+    ``claude-cluster state judge`` a systemd unit; returns once the judge listens."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for wheel in sorted(wheels.glob("*.whl")):
@@ -109,6 +110,11 @@ def serve_hooks(container: docker.Container, wheels: Path) -> None:
         if (HOOKS_DIR / name).is_file():
             script = render((HOOKS_DIR / name).read_bytes(), HOST_PYTHON, LIB)
             docker.put_file(container, f"{REPO}/hooks", name, script, 0o755)
+    # Agents read and write over a session with it (cluster.state.session), as with a real
+    # state host's console script.
+    session = (f"#!{HOST_PYTHON} -P\nimport sys\nsys.path[:0] = [{LIB!r}]\n"
+               "from cluster.state.sessiond import main\nsys.exit(main())\n")
+    docker.put_file(container, "/usr/local/bin", SESSION_COMMAND, session.encode(), 0o755)
     start = (f"import sys; sys.path[:0] = [{LIB!r}]; from cluster.cli import main; "
              "sys.exit(main())")
     code, out, err = docker.exec_argv(container, [

@@ -245,30 +245,37 @@ def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
     assert not agent.saw("watch_lost"), agent.tail()
 
 
+@pytest.mark.parametrize("session", ["claude-cluster-session", ""])
 def test_an_idle_streaming_agents_heartbeats_read_nothing(
-        tmp_path: Path, agents: Any, monkeypatch: Any) -> None:
-    """While the stream runs, an idle agent's heartbeat is a push alone (at 256 agents a read
+        tmp_path: Path, agents: Any, monkeypatch: Any, session: str) -> None:
+    """While the stream runs, an idle agent's heartbeat is a write alone (at 256 agents a read
     after each heartbeat was most of what the state host served); the stream still tells it
-    of work. Every git over "ssh" is logged: with a read per heartbeat this fails."""
+    of work. Over the state session and over git's transport (the session off) alike; reads
+    are counted by the agent's own metrics: with a read per heartbeat this fails."""
     repo = make_state(tmp_path)
-    log = tmp_path / "ssh.log"
-    body = f'for last; do :; done\necho "$last" >> {log}\nexec sh -c "$last"'
-    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path, body))
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"state_session_command: '{session}'\n")
+    port = free_port()
+    monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path))
     monkeypatch.setenv("GIT_SSH_VARIANT", "ssh")
-    agent = agents(ssh_url(repo), "agent-0", lease=30, heartbeat=1,
-                   poll_s=60)  # fmt: skip
-    poll(lambda: agent.saw("watch_live"), 60, lambda: f"no stream:\n{agent.tail()}")
+    agent = agents(ssh_url(repo), "agent-0", lease=30, heartbeat=1, poll_s=60,
+                   extra=["--config", str(config), "--metrics-port", str(port)])  # fmt: skip
+    poll(lambda: agent.saw("watch_live") and agent.saw("metrics"), 60,
+         lambda: f"no stream:\n{agent.tail()}")
+    reads = _reads(port)
 
-    def said() -> list[str]:
-        return log.read_text().splitlines() if log.exists() else []
+    def beat() -> str:
+        return git(["for-each-ref", "--format=%(objectname)", "refs/agents/agent-0"], repo)
 
-    poll(lambda: any("receive-pack" in line for line in said()), 60,
-         lambda: f"no first heartbeat:\n{agent.tail()}")
-    before = said()
-    poll(lambda: sum("receive-pack" in line for line in said()[len(before):]) >= 5, 60,
-         lambda: f"five heartbeats a second apart:\n{said()[len(before):]}\n{agent.tail()}")
-    during = said()[len(before):]
-    assert sum("upload-pack" in line for line in during) <= 1, during  # a poll's at most
+    poll(beat, 60, lambda: f"no first heartbeat:\n{agent.tail()}")
+    before, beats = reads(), {beat()}
+
+    def five_more() -> bool:
+        beats.add(beat())
+        return len(beats) > 5
+
+    poll(five_more, 60, lambda: f"five heartbeats a second apart:\n{agent.tail()}")
+    assert reads() - before <= 1, agent.tail()  # a poll's at most
     commit_files(repo, task_files([task_doc("after-beats")]), tmp_path / "person")
     poll(lambda: agent.saw("claimed", "after-beats"), 30,
          lambda: f"the stream no longer told of work:\n{agent.tail()}")
@@ -492,16 +499,13 @@ def test_a_claim_ref_that_appears_is_told_once(tmp_path: Path) -> None:
         proc.wait()
 
 
-def _ssh_reads(marker: Path) -> Callable[[], int]:
-    """How many reads of the state repo (upload-packs: a fetch each) an agent made through
-    the ssh that notes its commands in ``marker``."""
-    return lambda: marker.read_text().count("git-upload-pack") if marker.exists() else 0
-
-
-def _file_reads(port: int) -> Callable[[], int]:
-    """How many reads of a file:// repo (of its ref files, in place: no process to see) the
-    agent serving its metrics on ``port`` made."""
-    return lambda: int(scrape(port).get("claude_cluster_state_reads_total{kind=files}", 0))
+def _reads(port: int) -> Callable[[], int]:
+    """How many reads of the state repo the agent serving its metrics on ``port`` made, of
+    every kind: a fetch, a read over the state session, a repository's ref files in place."""
+    def count() -> int:
+        return int(sum(value for name, value in scrape(port).items()
+                       if name.startswith("claude_cluster_state_reads_total{")))
+    return count
 
 
 @pytest.mark.parametrize("transport", ["ssh", "file"])
@@ -522,21 +526,15 @@ def test_a_told_arrival_is_read_by_the_first_in_its_line_not_by_every_agent(
     url = ssh_url(repo) if transport == "ssh" else f"file://{repo}"
     started, reads = [], {}
     for agent_id in ids:
-        extra = []
         if transport == "ssh":
-            marker = tmp_path / f"{agent_id}.ssh"
-            body = f'for last; do :; done\necho "$last" >> {marker}\nexec sh -c "$last"'
-            monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path / agent_id, body))
-            reads[agent_id] = _ssh_reads(marker)
-        else:
-            port = free_port()
-            extra = ["--metrics-port", str(port)]
-            reads[agent_id] = _file_reads(port)
-        started.append(agents(url, agent_id, lease=300, heartbeat=60, poll_s=60, extra=extra))
+            monkeypatch.setenv("GIT_SSH_COMMAND", local_ssh(tmp_path / agent_id))
+        port = free_port()
+        reads[agent_id] = _reads(port)
+        started.append(agents(url, agent_id, lease=300, heartbeat=60, poll_s=60,
+                              extra=["--metrics-port", str(port)]))
     for agent in started:
         poll(partial(agent.saw, "watch_live"), 60, agent.tail)
-        if transport == "file":
-            poll(partial(agent.saw, "metrics"), 60, agent.tail)
+        poll(partial(agent.saw, "metrics"), 60, agent.tail)
     poll(lambda: git(["for-each-ref", "refs/agents/"], repo).count("\n") == len(ids), 60,
          lambda: f"every heartbeat: {git(['for-each-ref'], repo)}")
     # A move the watch cannot tell as arrivals: every agent reads it, and so sees all four.

@@ -35,20 +35,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # sha256 of each rendering, taken from the code before the agent's settings model left the
 # agent package (cluster/agent_schema.py): the same inputs must give the same bytes. The
 # agent.yaml ones were taken again when the settings gained follow_up_max_rounds (#17), the
-# one line each of them gained, and again when they gained state_watch_command (#18).
+# one line each of them gained, and again when they gained state_watch_command (#18) and
+# state_session_command (#18: the one line, checked by taking it out again).
 GOLDEN = {
-    ("plain", "agent.yaml"): "5f297701bb4c4dfcd562e061a8961be07102a148def69eb6f0351d9a3a895836",
+    ("plain", "agent.yaml"): "16c6853902ebac5438a320a53709db459d493257b0b8e3c9fc5281f6de5194a8",
     ("plain", "unit"): "ed81d189959232084800397180a852b0a440e4d2b7d70b5e54f34cad767a0a4f",
     ("plain", "container"): "f46f70d17caeaa1908949a86f2aa67e2698766ab7d1e09a38998a720ced4a63b",
     ("plain", "secrets"): "77fd976dd45b391bbf4b030da7d2a9059775d8091fee3a0cf12bf132876b3386",
     ("claude-code", "agent.yaml"):
-        "977d0ff37265aa71fe24d94bb8152faf3f127b72234a81cb116446eeec35a0b1",
+        "209d47d677eceb81910ee5e3ba38da9ed0ad85f7eed2756eca65a2374b959658",
     ("claude-code", "unit"): "1bb98637d4e22249a43cbf4bc20683ef49741ffd0551cec579ada9d01cced1a6",
     ("claude-code", "container"):
         "a70d59143abbd5a13e94caee184413bca2c55fc88195023654697629714bb120",
     ("claude-code", "secrets"):
         "8f976cf91aa6f1ef494deb0c88854545e2cc026d631c2e08b965abd9f155a4d3",
-    ("claude", "agent.yaml"): "2f0c4110b243a3b57f6d0f65dc57fb7d5b69ac0ba196fafd5b3dc73a6a8ce309",
+    ("claude", "agent.yaml"): "cde5f5e8b582a3af4bfd9648c8fe42918b9b60b8562582b83a93284d52bfc4b4",
     ("claude", "unit"): "ed81d189959232084800397180a852b0a440e4d2b7d70b5e54f34cad767a0a4f",
     ("claude", "container"): "ff9f84c40d362059ebaccc139938902b986db47dd40f7d8398eeadf9480c2da4",
     ("claude", "secrets"): "0f1d7635b8e6f91055f98c1378c571a63c1ef0eb80536d6f25b7902acb5a8d71",

@@ -26,6 +26,7 @@ from cluster.health.model import FleetHealth
 from cluster.state.checker import check
 from cluster.state.records import Release
 from cluster.state.remotewatch import DEFAULT_COMMAND
+from cluster.state.session import DEFAULT_COMMAND as SESSION_COMMAND
 from cluster.transport.openssh import ssh_options
 from tests.helpers import ROOT, git, poll, task_doc
 
@@ -154,16 +155,23 @@ def _as_agent_key(settings: cluster.ComposeSettings,
 
 def _only_git_and_the_watch(settings: cluster.ComposeSettings, repo: Path) -> None:
     """The watch the agents hear of main's moves from answers (main's commit, then gone with
-    the session's stdin); nothing else runs, however it is asked for."""
+    the session's stdin), and the state session (gone at once: no request); nothing else
+    runs, however it is asked for."""
     done = _as_agent_key(settings, f"{DEFAULT_COMMAND} /srv/state.git")
     assert done.returncode == 0, done
     main = git(["--git-dir", str(repo), "rev-parse", "main"], ROOT).strip()
     assert done.stdout.split()[0] == main, done
+    session = _as_agent_key(settings, f"{SESSION_COMMAND} /srv/state.git")
+    assert session.returncode == 0 and session.stdout == "", session
     marker = "/tmp/ccc-escaped"
     for command in (f"touch {marker}", f"sh -c 'touch {marker}'", f"/bin/touch {marker}",
                     f"{DEFAULT_COMMAND} /srv/state.git; touch {marker}",
                     f"{DEFAULT_COMMAND} /srv/state.git $(touch {marker})",
                     f"{DEFAULT_COMMAND} --help", f"../{DEFAULT_COMMAND} /srv/state.git",
+                    f"{SESSION_COMMAND} /srv/state.git; touch {marker}",
+                    f"{SESSION_COMMAND} /srv/state.git $(touch {marker})",
+                    f"{SESSION_COMMAND} --help", f"{SESSION_COMMAND} /srv/state.git /tmp",
+                    f"../{SESSION_COMMAND} /srv/state.git",
                     "git-shell-commands/../../bin/touch /tmp/ccc-escaped"):  # fmt: skip
         refused = _as_agent_key(settings, command)
         assert refused.returncode != 0, (command, refused)
