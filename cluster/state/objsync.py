@@ -20,6 +20,8 @@ from cluster.state.gitobj import OBJECT_ID, ObjectStore, parse_commit, parse_tre
 GITLINK = "160000"  # a submodule's commit: never in this repository
 KINDS = ("commit", "tree", "blob")
 MAX_BYTES = 32 * 1024 * 1024  # of bodies at once; beyond, git carries them
+# Ids a session's end takes the other side to hold; past it, only the tips it last named.
+MAX_KNOWN = 200_000
 Obj = tuple[str, str, bytes]  # id, kind, body
 
 

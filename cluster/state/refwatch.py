@@ -36,8 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster.state.ids import MAIN
-
+# cluster.state.ids.MAIN, spelled out: this file runs alone on a state host (stdlib only).
+MAIN = "refs/heads/main"
 KEEPALIVE = 20.0
 POLL_SECONDS = 0.25
 NONE = "-"

@@ -13,6 +13,7 @@ one differently: the host judges every write by the pre-receive rules, as a push
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
@@ -24,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.errors import GitError
 from cluster.state.gitcmd import PushReport, RefUpdate
-from cluster.state.gitobj import ObjectStore, object_id
-from cluster.state.objsync import Obj, TooMuch, objects_for
+from cluster.state.gitobj import OBJECT_ID, ObjectStore, object_id
+from cluster.state.objsync import MAX_KNOWN, Obj, TooMuch, objects_for
 from cluster.state.remotewatch import FIRST_RETRY, MAX_RETRY, ssh_argv, ssh_repo
 from cluster.state.wire import MAX_OBJECTS, PROTOCOL, WireError, encode, read_frame
 
@@ -53,6 +54,10 @@ def attach(remote: StateRemote, command: str) -> StateSession | None:
     if argv is not None:
         remote.session = StateSession(argv, remote.store, env)
     return remote.session
+
+
+def _under(ref: str, prefixes: Sequence[str]) -> bool:
+    return any(ref == p or ref.startswith(f"{p}/") for p in prefixes)
 
 
 class _Deadline:
@@ -101,14 +106,20 @@ class StateSession:
             if got is None or not isinstance(got[0].get("refs"), dict):
                 return None
             header, objects = got
+            refs = header["refs"]
+            if not all(isinstance(v, str) and OBJECT_ID.fullmatch(v)
+                       and isinstance(k, str) and _under(k, prefixes) for k, v in refs.items()):
+                self._failed("the host named refs or ids the protocol has not")
+                return None
             if not self._store(objects):
                 return None
-            refs = {str(k): str(v) for k, v in header["refs"].items()}
             if header.get("complete") is not True:
                 return None  # the caller fetches, then tells us (fetched)
+            if len(self.known) > MAX_KNOWN:
+                self.known = set(self.tips.values())
             self.known.update(refs.values())
-            self.tips.update(refs)
-            return refs
+            self._tips(prefixes, refs)
+            return dict(refs)
 
     def fetched(self, refs: Mapping[str, str]) -> None:
         """The mirror holds ``refs`` whole (fetched through git): the host is told so with the
@@ -116,6 +127,11 @@ class StateSession:
         with self._lock:
             self.have.update(refs.values())
             self.tips.update(refs)
+
+    def _tips(self, prefixes: Sequence[str], refs: Mapping[str, str]) -> None:
+        """The tips under ``prefixes`` are now ``refs`` (a deleted claim's drops out)."""
+        self.tips = {r: s for r, s in self.tips.items() if not _under(r, prefixes)}
+        self.tips.update(refs)
 
     def write(self, updates: Sequence[RefUpdate], atomic: bool) -> PushReport | None:
         """``updates`` judged and CAS-written by the host; None: push them."""
@@ -221,7 +237,8 @@ class StateSession:
         self.lost = why + (f": {stderr[-300:]}" if stderr else "")
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a host gone mid-write: nothing to flush to
+                    stream.close()
         if proc.poll() is None:
             proc.terminate()
         try:

@@ -40,7 +40,7 @@ from cluster.state.gitcmd import RefUpdate
 from cluster.state.gitobj import OBJECT_ID, ObjectStore, object_id, write_loose
 from cluster.state.judgedwrite import request_lines
 from cluster.state.localrefs import read_refs, update_refs
-from cluster.state.objsync import Obj, TooMuch, closure, objects_for
+from cluster.state.objsync import MAX_KNOWN, Obj, TooMuch, closure, objects_for
 from cluster.state.refwatch import repo_dir
 from cluster.state.remote import REF_PATTERNS
 from cluster.state.wire import MAX_OBJECTS, PROTOCOL, WireError, encode, read_frame
@@ -49,7 +49,6 @@ from cluster.state.wire import MAX_OBJECTS, PROTOCOL, WireError, encode, read_fr
 # would make a second line of pre-receive's input); the rules then refuse any but the
 # protocol's refs.
 _REF = re.compile(r"refs/[!-~]{1,250}")
-MAX_KNOWN = 200_000  # ids this session takes the agent to hold; past it, only its tips
 
 
 class SessionServer:

@@ -245,6 +245,18 @@ def test_an_agent_on_ssh_hears_of_new_work_from_the_stream_not_a_poll(
     assert not agent.saw("watch_lost"), agent.tail()
 
 
+def test_the_watch_runs_as_a_file_with_the_standard_library_alone(tmp_path: Path) -> None:
+    """The file a state host without the package is given (refwatch.script: ``python -S``, no
+    site-packages): it must start, and say its usage when given no repo, with nothing of the
+    project importable. An import of the project in it fails this."""
+    script = tmp_path / "claude-cluster-watch"
+    script.write_bytes(refwatch.script(sys.executable))
+    script.chmod(0o755)
+    done = subprocess.run([str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2 and "usage: claude-cluster-watch" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("session", ["claude-cluster-session", ""])
 def test_an_idle_streaming_agents_heartbeats_read_nothing(
         tmp_path: Path, agents: Any, monkeypatch: Any, session: str) -> None:

@@ -240,16 +240,19 @@ def test_a_host_without_the_session_is_read_and_written_through_git(
     assert "no-such-session-command" in log.read_text() and session.lost
 
 
+@pytest.mark.parametrize("lie", ["false name", "ref not asked for"])
 def test_objects_a_host_sends_under_false_names_are_never_stored(
-        ssh_agent: tuple[StateClient, Path, Path], tmp_path: Path) -> None:
-    """A host that answers a read with an object that is not what its name says: the session
-    is dropped, nothing of it is in the mirror, the read is a fetch."""
+        ssh_agent: tuple[StateClient, Path, Path], tmp_path: Path, lie: str) -> None:
+    """A host that answers a read with an object that is not what its name says, or with a
+    ref outside what was asked: the session is dropped, nothing of it is in the mirror, the
+    read is a fetch."""
     client, state, _ = ssh_agent
     body = b"planted\n"
     liar = tmp_path / "liar"
     reply_hello = encode({"protocol": 1})
-    reply_refs = encode({"refs": {"refs/heads/main": "1" * 40}, "complete": True},
-                        [("1" * 40, "blob", body)])
+    ref = "refs/heads/main" if lie == "false name" else "refs/heads/planted"
+    sha = "1" * 40 if lie == "false name" else object_id("blob", body)
+    reply_refs = encode({"refs": {ref: sha}, "complete": True}, [(sha, "blob", body)])
     said = tmp_path / "said"
     said.write_bytes(reply_hello + reply_refs)
     liar.write_text(f"#!/bin/sh\ncat {said}\nexec cat > /dev/null\n")
