@@ -39,12 +39,14 @@ def objects_for(store: ObjectStore, tips: Iterable[str], known: set[str],
     """
     out: list[Obj] = []
     have = _Have(known)
-    for sha in _new_commits(store, tips, have, limit):
-        kind, body = store.read(sha)
+    trees: dict[str, str] = {}  # of the commits being sent, read once by the walk
+    for sha, body in _new_commits(store, tips, have, limit):
         commit = parse_commit(body)
-        base = _tree_of(store, commit.parents[0]) if commit.parents else None
+        trees[sha] = commit.tree
+        first = commit.parents[0] if commit.parents else None
+        base = None if first is None else trees.get(first) or _tree_of(store, first)
         _tree(store, commit.tree, base, have, out, limit)
-        out.append((sha, kind, body))
+        out.append((sha, "commit", body))
         have.add(sha)
     return out
 
@@ -65,15 +67,15 @@ class _Have:
 
 
 def _new_commits(store: ObjectStore, tips: Iterable[str], known: _Have,
-                 limit: int) -> list[str]:
-    """The commits ``tips`` reach down to ``known``, each after its parents."""
-    order: list[str] = []
+                 limit: int) -> list[tuple[str, bytes]]:
+    """The commits ``tips`` reach down to ``known`` (id, body), each after its parents."""
+    order: list[tuple[str, bytes]] = []
     seen: set[str] = set()
-    stack: list[tuple[str, bool]] = [(t, False) for t in tips if t not in known]
+    stack: list[tuple[str, bytes | None]] = [(t, None) for t in tips if t not in known]
     while stack:
         sha, done = stack.pop()
-        if done:
-            order.append(sha)
+        if done is not None:
+            order.append((sha, done))
             continue
         if sha in seen or sha in known:
             continue
@@ -83,8 +85,8 @@ def _new_commits(store: ObjectStore, tips: Iterable[str], known: _Have,
         seen.add(sha)
         if len(seen) > limit:
             raise TooMuch(f"more than {limit} commits to send")
-        stack.append((sha, True))
-        stack += [(p, False) for p in reversed(parse_commit(body).parents)
+        stack.append((sha, body))
+        stack += [(p, None) for p in reversed(parse_commit(body).parents)
                   if p not in known and p not in seen]
     return order
 
