@@ -26,7 +26,12 @@ def snapshot_argvs(repo: str, scratch: str, target: str) -> list[list[str]]:
     """
     snapshot = f"{scratch}/{SNAPSHOT}"
     return [["clone", "--quiet", "--mirror", "--shared", "--", repo, snapshot],
-            ["--git-dir", snapshot, "bundle", "create", "--quiet", target, "--all"]]
+            bundle_argv(snapshot, target)]
+
+
+def bundle_argv(git_dir: str, target: str) -> list[str]:
+    """Bundle every ref of ``git_dir``, which nothing else writes (a snapshot, a mirror)."""
+    return ["--git-dir", git_dir, "bundle", "create", "--quiet", target, "--all"]
 
 
 def create_local(repo: Path, target: Path) -> None:

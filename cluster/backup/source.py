@@ -81,7 +81,8 @@ def write_bundle(source: StateSource, target: Path, key: Path | None = None,
             mirror = Path(scratch) / "mirror.git"
             run_git(["clone", "--quiet", "--mirror", source.url, str(mirror)],
                     timeout=bundle.BUNDLE_TIMEOUT)  # fmt: skip
-            bundle.create_local(mirror, target)
+            # The mirror is already a snapshot (one ref advertisement): bundled as it is.
+            run_git(bundle.bundle_argv(str(mirror), str(target)), timeout=bundle.BUNDLE_TIMEOUT)
 
 
 def _remote_bundle(repo: SshRepo, target: Path, key: Path, known: Path, timeout: float) -> None:

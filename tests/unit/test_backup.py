@@ -243,3 +243,15 @@ def test_secrets_are_never_in_a_backup(small_repo: Path, tmp_path: Path,
         create_backup(settings(small_repo, dest, config=(leaky,)))
     assert SECRET not in str(caught.value)
     assert len([p for p in dest.iterdir() if p.name.startswith(("state-", ".partial"))]) == 1
+
+
+def test_a_repo_reached_by_any_other_url_is_mirrored_then_bundled_whole(
+        small_repo: Path, tmp_path: Path) -> None:
+    """https:// and the like: one mirror clone (its ref advertisement the moment the backup
+    holds), bundled as it is. Told here by a file:// URL taken as such a URL."""
+    from cluster.backup import bundle
+    from cluster.backup.source import OtherUrl, write_bundle
+
+    target = tmp_path / "other.bundle"
+    write_bundle(OtherUrl(f"file://{small_repo}"), target)
+    assert bundle.list_heads(target) == list_refs(["refs/"], git_dir=small_repo)
